@@ -1,0 +1,59 @@
+"""threadsched: run many blocking jobs on a thread pool with admission leases, fairness and evidence."""
+
+from __future__ import annotations
+
+from .admission import (
+    ReleaseResult,
+    TaskAdmissionBlockSummary,
+    TaskAdmissionConfig,
+    TaskAdmissionController,
+    TaskAdmissionDenied,
+    TaskAdmissionLease,
+    TaskAdmissionView,
+)
+from .contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from .errors import AdmissionStalledError, TaskTimeoutError
+from .events import EventSink, MemoryEventSink, SchedulerEvent
+from .futures import CancelToken, TaskFuture
+from .policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from .queue import FairTaskQueue, QueueSelection, QueueView
+from .records import SchedulerSnapshot, ShutdownReport, current_cancel_token
+from .retry import RetryPolicy
+from .scheduler import Scheduler, TaskGroup
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SUBMISSION",
+    "AdmissionStalledError",
+    "CancelToken",
+    "EventSink",
+    "FairTaskQueue",
+    "MemoryEventSink",
+    "PolicyDecision",
+    "PolicyStateDelta",
+    "QueueSelection",
+    "QueueView",
+    "ReleaseResult",
+    "RetryPolicy",
+    "SchedulableTask",
+    "Scheduler",
+    "SchedulerEvent",
+    "SchedulerResourceRequest",
+    "SchedulerSnapshot",
+    "ShutdownReport",
+    "StrictFairPolicy",
+    "TaskAdmissionBlockSummary",
+    "TaskAdmissionConfig",
+    "TaskAdmissionController",
+    "TaskAdmissionDenied",
+    "TaskAdmissionLease",
+    "TaskAdmissionPolicy",
+    "TaskAdmissionView",
+    "TaskFuture",
+    "TaskGroup",
+    "TaskGroupSpec",
+    "TaskTimeoutError",
+    "__version__",
+    "current_cancel_token",
+]

@@ -1,0 +1,407 @@
+"""Task admission: resource limits, leases and per-group accounting.
+
+Hard capacity is one ``threading.BoundedSemaphore`` per resource, acquired non-blocking and
+all-or-nothing under the controller lock; a ``BoundedSemaphore`` raises on over-release, so a
+double release could never silently inflate capacity. Each lease carries its own release flag,
+an atomic test-and-set (``Lock.acquire(blocking=False)``), so only the first release of a lease
+returns capacity no matter how many threads race to release it.
+
+Lock order: ``TaskAdmissionController._lock`` → ``FairTaskQueue._lock`` (a queue view handed to
+the policy may be materialized while the controller lock is held). The queue never calls the
+controller under its lock. The policy runs under the controller lock and must be pure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+from .contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest
+from .policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from .queue import QueueView
+
+DenialReason = Literal["no_capacity", "group_cap", "borrow_debt", "shutdown", "policy_denial"]
+ReleaseReason = Literal["released", "duplicate", "stale_lease", "wrong_controller_generation", "unknown_lease"]
+_POLICY_REASONS: Final = frozenset({"group_cap", "borrow_debt"})
+_EMPTY: Mapping[Any, Any] = MappingProxyType({})
+_generations = itertools.count(1)
+
+
+def _positive_int(value: object, field_name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{field_name} must be a positive int, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAdmissionConfig:
+    submission_capacity: int = 64
+    resource_limits: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        _positive_int(self.submission_capacity, "TaskAdmissionConfig.submission_capacity")
+        limits: dict[str, int] = {}
+        for key, limit in self.resource_limits.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"TaskAdmissionConfig.resource_limits: key must be a non-empty str, got {key!r}")
+            _positive_int(limit, f"TaskAdmissionConfig.resource_limits[{key!r}]")
+            if key == SUBMISSION and limit != self.submission_capacity:
+                raise ValueError(
+                    "TaskAdmissionConfig.resource_limits['submission'] conflicts with submission_capacity: "
+                    f"{limit!r} != {self.submission_capacity!r}"
+                )
+            limits[key] = limit
+        object.__setattr__(self, "resource_limits", MappingProxyType(limits))
+
+    @property
+    def all_limits(self) -> Mapping[str, int]:
+        return {**self.resource_limits, SUBMISSION: self.submission_capacity}
+
+
+class TaskAdmissionLease:
+    """Capacity held by one execution of one task; released exactly once."""
+
+    __slots__ = ("_release_flag", "acquired_at", "controller_generation", "item", "lease_id", "resources")
+
+    def __init__(
+        self,
+        lease_id: int,
+        item: SchedulableTask,
+        resources: Mapping[str, int],
+        acquired_at: float,
+        controller_generation: int,
+    ) -> None:
+        self.lease_id = lease_id
+        self.item = item
+        self.resources = resources
+        self.acquired_at = acquired_at
+        self.controller_generation = controller_generation
+        self._release_flag = threading.Lock()
+
+    @property
+    def released(self) -> bool:
+        return self._release_flag.locked()
+
+    def _claim_release(self) -> bool:
+        return self._release_flag.acquire(blocking=False)
+
+    def __repr__(self) -> str:
+        state = "released" if self.released else "held"
+        return f"<TaskAdmissionLease {self.lease_id} task={self.item.task_id!r} {dict(self.resources)} {state}>"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAdmissionDenied:
+    item: SchedulableTask
+    reason: DenialReason
+    available_after: float | None = None
+    diagnostics: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseResult:
+    released: bool
+    reason: ReleaseReason
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAdmissionView:
+    """Admission state. ``controller.view()`` returns a deep snapshot; policies get a live view
+    that is only valid for the duration of the call (the controller lock is held meanwhile)."""
+
+    resource_limits: Mapping[str, int]
+    resources_available: Mapping[str, int]
+    leased_resources: Mapping[str, int]
+    leased_resources_by_group: Mapping[Hashable, Mapping[str, int]]
+    running_counts_by_group: Mapping[Hashable, int]
+    policy_debt_by_group_resource: Mapping[tuple[Hashable, str], int]
+    active_lease_count: int
+    release_diagnostics: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskAdmissionBlockSummary:
+    """Why queued work is not being admitted right now."""
+
+    queued_total: int
+    active_lease_count: int
+    resources_available: Mapping[str, int]
+    blocked_groups: Mapping[Hashable, str]
+    eligible_groups: tuple[Hashable, ...]
+    earliest_available_after: float | None
+
+    @property
+    def message(self) -> str:
+        if not self.queued_total:
+            return "nothing queued"
+        parts = ", ".join(f"{key!r}: {reason}" for key, reason in self.blocked_groups.items())
+        return (
+            f"{self.queued_total} queued task(s) blocked ({parts}); active leases={self.active_lease_count}; "
+            f"available={dict(self.resources_available)}"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TaskAdmissionController:
+    def __init__(self, config: TaskAdmissionConfig | None = None, policy: TaskAdmissionPolicy | None = None) -> None:
+        self._config = config or TaskAdmissionConfig()
+        self._policy: TaskAdmissionPolicy = policy if policy is not None else StrictFairPolicy()
+        self._lock = threading.Lock()
+        self._generation = next(_generations)
+        self._lease_ids = itertools.count(1)
+        limits = dict(self._config.all_limits)
+        self._limits: Mapping[str, int] = MappingProxyType(limits)
+        self._semaphores = {resource: threading.BoundedSemaphore(limit) for resource, limit in limits.items()}
+        self._available: dict[str, int] = dict(limits)
+        self._leased: dict[str, int] = {resource: 0 for resource in limits}
+        self._leased_by_group: dict[Hashable, dict[str, int]] = {}
+        self._running_by_group: dict[Hashable, int] = {}
+        self._debt: dict[tuple[Hashable, str], int] = {}
+        self._active: dict[int, TaskAdmissionLease] = {}
+        self._release_diagnostics: dict[str, int] = {}
+        self._policy_counters: dict[str, int] = {}
+        self._shut_down = False
+        self._live_view = TaskAdmissionView(
+            resource_limits=self._limits,
+            resources_available=MappingProxyType(self._available),
+            leased_resources=MappingProxyType(self._leased),
+            leased_resources_by_group=MappingProxyType(self._leased_by_group),
+            running_counts_by_group=MappingProxyType(self._running_by_group),
+            policy_debt_by_group_resource=MappingProxyType(self._debt),
+            active_lease_count=0,
+            release_diagnostics=MappingProxyType(self._release_diagnostics),
+        )
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def policy(self) -> TaskAdmissionPolicy:
+        return self._policy
+
+    @property
+    def resource_limits(self) -> Mapping[str, int]:
+        return self._limits
+
+    def available(self, resource: str = SUBMISSION) -> int:
+        """Units of ``resource`` free right now (a racy hint, fine for fast paths)."""
+        return self._available.get(resource, 0)
+
+    def validate_request(self, request: SchedulerResourceRequest, *, field_name: str = "resources") -> None:
+        """Raise ``ValueError`` for a request that could never be admitted."""
+        for resource, amount in request.amounts.items():
+            limit = self._limits.get(resource)
+            if limit is None:
+                known = sorted(self._limits)
+                raise ValueError(f"{field_name}: unknown resource {resource!r} (no limit configured; known: {known})")
+            if amount > limit:
+                raise ValueError(
+                    f"{field_name}[{resource!r}] = {amount} exceeds that resource's limit {limit}; it could never be admitted"
+                )
+
+    # -- admission ----------------------------------------------------------------------------
+
+    def is_eligible(self, item: SchedulableTask, queue_view: QueueView) -> bool:
+        with self._lock:
+            return self._denial_locked(item, queue_view) is None
+
+    def try_acquire(self, item: SchedulableTask, queue_view: QueueView) -> TaskAdmissionLease | TaskAdmissionDenied:
+        with self._lock:
+            denial = self._denial_locked(item, queue_view)
+            if denial is not None:
+                return denial
+            decision = self._last_decision
+            amounts = item.resource_request.amounts
+            taken: list[str] = []
+            for resource, amount in amounts.items():
+                semaphore = self._semaphores[resource]
+                for _ in range(amount):
+                    if not semaphore.acquire(blocking=False):
+                        self._rollback_locked(taken)
+                        return TaskAdmissionDenied(item, "no_capacity", diagnostics={"resource": resource})
+                    taken.append(resource)
+            lease = TaskAdmissionLease(next(self._lease_ids), item, amounts, time.monotonic(), self._generation)
+            key = item.group.key
+            group_leased = self._leased_by_group.get(key)
+            if group_leased is None:
+                group_leased = self._leased_by_group[key] = {}
+            for resource, amount in amounts.items():
+                self._available[resource] -= amount
+                self._leased[resource] += amount
+                group_leased[resource] = group_leased.get(resource, 0) + amount
+            self._running_by_group[key] = self._running_by_group.get(key, 0) + 1
+            self._active[lease.lease_id] = lease
+            self._apply_delta_locked(self._policy.on_acquire(lease, decision))
+            return lease
+
+    def release(self, lease: TaskAdmissionLease) -> ReleaseResult:
+        """Return a lease's capacity. Never raises; only the first release of a lease counts."""
+        if not isinstance(lease, TaskAdmissionLease):
+            return self._diagnose("unknown_lease")
+        if lease.controller_generation != self._generation:
+            return self._diagnose("wrong_controller_generation")
+        if not lease._claim_release():
+            return self._diagnose("duplicate")
+        with self._lock:
+            active = self._active.get(lease.lease_id)
+            if active is None:
+                return self._diagnose_locked("unknown_lease")
+            if active is not lease:
+                return self._diagnose_locked("stale_lease")
+            del self._active[lease.lease_id]
+            key = lease.item.group.key
+            group_leased = self._leased_by_group[key]
+            for resource, amount in lease.resources.items():
+                self._semaphores[resource].release(amount)
+                self._available[resource] += amount
+                self._leased[resource] -= amount
+                left = group_leased[resource] - amount
+                if left:
+                    group_leased[resource] = left
+                else:
+                    del group_leased[resource]
+            if not group_leased:
+                del self._leased_by_group[key]
+            running = self._running_by_group[key] - 1
+            if running:
+                self._running_by_group[key] = running
+            else:
+                del self._running_by_group[key]
+            self._apply_delta_locked(self._policy.on_release(lease))
+        return _RELEASED
+
+    def shutdown(self) -> None:
+        """Deny every later acquisition with reason ``shutdown``; releases still work."""
+        with self._lock:
+            self._shut_down = True
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def view(self) -> TaskAdmissionView:
+        with self._lock:
+            return TaskAdmissionView(
+                resource_limits=self._limits,
+                resources_available=MappingProxyType(dict(self._available)),
+                leased_resources=MappingProxyType(dict(self._leased)),
+                leased_resources_by_group=MappingProxyType(
+                    {key: MappingProxyType(dict(amounts)) for key, amounts in self._leased_by_group.items()}
+                ),
+                running_counts_by_group=MappingProxyType(dict(self._running_by_group)),
+                policy_debt_by_group_resource=MappingProxyType(dict(self._debt)),
+                active_lease_count=len(self._active),
+                release_diagnostics=MappingProxyType(dict(self._release_diagnostics)),
+            )
+
+    @property
+    def active_lease_count(self) -> int:
+        return len(self._active)
+
+    def explain_blocked(self, queue_view: QueueView) -> TaskAdmissionBlockSummary:
+        blocked: dict[Hashable, str] = {}
+        eligible: list[Hashable] = []
+        earliest: float | None = None
+        with self._lock:
+            for key, head in queue_view.first_candidate_tasks_by_group.items():
+                denial = self._denial_locked(head, queue_view)
+                if denial is None:
+                    eligible.append(key)
+                    continue
+                blocked[key] = denial.reason
+                if denial.available_after is not None:
+                    earliest = denial.available_after if earliest is None else min(earliest, denial.available_after)
+            return TaskAdmissionBlockSummary(
+                queued_total=queue_view.queued_total,
+                active_lease_count=len(self._active),
+                resources_available=MappingProxyType(dict(self._available)),
+                blocked_groups=MappingProxyType(blocked),
+                eligible_groups=tuple(eligible),
+                earliest_available_after=earliest,
+            )
+
+    def statistics(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "active_leases": len(self._active),
+                "available": dict(self._available),
+                "limits": dict(self._limits),
+                "release_diagnostics": dict(self._release_diagnostics),
+            }
+
+    def __repr__(self) -> str:
+        in_use = {r: self._limits[r] - self._available[r] for r in self._limits}
+        return (
+            f"<TaskAdmissionController gen={self._generation} leases={len(self._active)} "
+            f"in_use={in_use} limits={dict(self._limits)} policy={self._policy!r}>"
+        )
+
+    # -- internals (lock held) --------------------------------------------------------------
+
+    _last_decision: PolicyDecision = PolicyDecision(allowed=True)
+
+    def _denial_locked(self, item: SchedulableTask, queue_view: QueueView) -> TaskAdmissionDenied | None:
+        if self._shut_down:
+            return TaskAdmissionDenied(item, "shutdown")
+        available = self._available
+        for resource, amount in item.resource_request.amounts.items():
+            free = available.get(resource)
+            if free is None:
+                raise ValueError(f"resources: unknown resource {resource!r} for task {item.task_id!r}")
+            if free < amount:
+                return TaskAdmissionDenied(
+                    item, "no_capacity", diagnostics={"resource": resource, "needed": amount, "available": free}
+                )
+        live = self._live_view
+        if live.active_lease_count != len(self._active):
+            live = self._live_view = _with_count(live, len(self._active))
+        decision = self._policy.evaluate(item, queue_view, live)
+        self._last_decision = decision
+        if decision.allowed:
+            return None
+        reason: DenialReason = decision.reason if decision.reason in _POLICY_REASONS else "policy_denial"  # type: ignore[assignment]
+        return TaskAdmissionDenied(item, reason, decision.available_after, decision.diagnostics)
+
+    def _rollback_locked(self, taken: list[str]) -> None:
+        for resource in taken:
+            self._semaphores[resource].release()
+
+    def _apply_delta_locked(self, delta: PolicyStateDelta) -> None:
+        for debt_key, change in delta.debt_changes.items():
+            value = self._debt.get(debt_key, 0) + change
+            if value:
+                self._debt[debt_key] = value
+            else:
+                self._debt.pop(debt_key, None)
+        for name, change in delta.counters.items():
+            self._policy_counters[name] = self._policy_counters.get(name, 0) + change
+
+    def _diagnose(self, reason: ReleaseReason) -> ReleaseResult:
+        with self._lock:
+            return self._diagnose_locked(reason)
+
+    def _diagnose_locked(self, reason: ReleaseReason) -> ReleaseResult:
+        self._release_diagnostics[reason] = self._release_diagnostics.get(reason, 0) + 1
+        return ReleaseResult(False, reason)
+
+
+_RELEASED: Final = ReleaseResult(True, "released")
+
+
+def _with_count(view: TaskAdmissionView, count: int) -> TaskAdmissionView:
+    return TaskAdmissionView(
+        resource_limits=view.resource_limits,
+        resources_available=view.resources_available,
+        leased_resources=view.leased_resources,
+        leased_resources_by_group=view.leased_resources_by_group,
+        running_counts_by_group=view.running_counts_by_group,
+        policy_debt_by_group_resource=view.policy_debt_by_group_resource,
+        active_lease_count=count,
+        release_diagnostics=view.release_diagnostics,
+    )

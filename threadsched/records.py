@@ -1,0 +1,135 @@
+"""Per-task and per-execution records, and the public snapshot/report values.
+
+A ``TaskRecord`` lives from submit until its future resolves; an ``Execution`` is one attempt
+holding one lease. References point one way only (execution → record → future → scheduler core),
+so finished work is freed by reference counting alone.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .admission import TaskAdmissionLease, TaskAdmissionView
+from .contracts import SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from .futures import CancelToken, TaskFuture
+from .queue import QueueView
+from .retry import RetryPolicy
+
+CURRENT_CANCEL_TOKEN: contextvars.ContextVar[CancelToken | None] = contextvars.ContextVar(
+    "threadsched_cancel_token", default=None
+)
+
+
+def current_cancel_token() -> CancelToken | None:
+    """The cancel token of the task running in this thread (None outside a task)."""
+    return CURRENT_CANCEL_TOKEN.get()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSettings:
+    spec: TaskGroupSpec
+    request: SchedulerResourceRequest
+    retry: RetryPolicy
+    timeout: float | None
+
+
+class TaskRecord:
+    __slots__ = ("args", "attempt", "context", "enqueued_at", "fn", "future", "kwargs", "settings", "task_id")
+
+    def __init__(
+        self,
+        task_id: str,
+        future: TaskFuture,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: contextvars.Context,
+        settings: GroupSettings,
+    ) -> None:
+        self.task_id = task_id
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.context = context
+        self.settings = settings
+        self.attempt = 1
+        self.enqueued_at = 0.0
+
+    def schedulable(self) -> SchedulableTask:
+        return SchedulableTask(self.task_id, self, self.settings.spec, self.settings.request)
+
+    def invoke(self) -> Any:
+        """Run the function inside the context captured at submit, with its cancel token visible."""
+        return self.context.run(_invoke_with_token, self.future.cancel_token, self.fn, self.args, self.kwargs)
+
+
+def _invoke_with_token(
+    token: CancelToken, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    CURRENT_CANCEL_TOKEN.set(token)
+    return fn(*args, **kwargs)
+
+
+class Execution:
+    """One attempt of one task, holding one lease. Mutable fields are written by the worker
+    (``started``, ``value``, ``error``) before its future completes, or under the core lock."""
+
+    __slots__ = (
+        "error",
+        "execution_id",
+        "finished",
+        "lease",
+        "lease_held_at_start",
+        "record",
+        "started",
+        "timed_out",
+        "value",
+    )
+
+    def __init__(self, record: TaskRecord, lease: TaskAdmissionLease) -> None:
+        self.execution_id = f"{record.task_id}#{record.attempt}"
+        self.record = record
+        self.lease = lease
+        self.started = False
+        self.lease_held_at_start = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.finished = False
+        self.timed_out = False
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSnapshot:
+    queue: QueueView
+    admission: TaskAdmissionView
+    running: int
+    overdue: tuple[str, ...]
+    counters: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class ShutdownReport:
+    clean: bool
+    cancelled: int
+    overdue: tuple[str, ...]
+    active_leases: int
+
+
+COUNTER_NAMES = (
+    "submitted",
+    "completed",
+    "failed",
+    "cancelled",
+    "retried",
+    "timed_out",
+    "stale_selections",
+    "spawn_failures",
+    "sink_errors",
+    "hidden_waiters",
+)
+
+GroupKey = Hashable

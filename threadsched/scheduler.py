@@ -1,0 +1,226 @@
+"""``Scheduler``: the public face of the leased-admission core.
+
+It owns the fair queue, the admission controller, the executor and the dispatcher core, and
+validates everything a user hands it at ``group()``/``submit()`` time.
+
+Lock order: ``Scheduler._lock`` (group registry only) is a leaf; see ``dispatcher`` for the rest.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import itertools
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any
+
+from .admission import TaskAdmissionConfig, TaskAdmissionController
+from .contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec
+from .dispatcher import DispatcherCore
+from .events import EventSink
+from .futures import CancelToken, TaskFuture
+from .policy import TaskAdmissionPolicy
+from .queue import FairTaskQueue
+from .records import GroupSettings, SchedulerSnapshot, ShutdownReport, TaskRecord
+from .retry import NO_RETRY, RetryPolicy
+
+DEFAULT_GROUP = "default"
+
+
+def default_max_workers() -> int:
+    """The stdlib ``ThreadPoolExecutor`` default: ``min(32, cpu_count + 4)``."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class TaskGroup:
+    """A handle for submitting into one fairness group with fixed settings."""
+
+    __slots__ = ("_scheduler", "settings")
+
+    def __init__(self, scheduler: Scheduler, settings: GroupSettings) -> None:
+        self._scheduler = scheduler
+        self.settings = settings
+
+    @property
+    def key(self) -> Hashable:
+        return self.settings.spec.key
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        return self._scheduler._submit(self.settings, fn, args, kwargs)
+
+    def __repr__(self) -> str:
+        spec = self.settings.spec
+        return f"<TaskGroup {spec.key!r} weight={spec.weight} admitted_limit={spec.admitted_limit}>"
+
+
+class Scheduler:
+    """Runs blocking callables on a thread pool, admitting each only once its lease is held."""
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        resource_limits: Mapping[str, int] | None = None,
+        policy: TaskAdmissionPolicy | None = None,
+        executor: Executor | None = None,
+        events: EventSink | None = None,
+        name: str = "threadsched",
+    ) -> None:
+        if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1):
+            raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError(f"executor must be a concurrent.futures.Executor, got {executor!r}")
+        if events is not None and not callable(getattr(events, "emit", None)):
+            raise TypeError(f"events must have an emit(event) method, got {events!r}")
+        capacity = max_workers or _executor_workers(executor) or default_max_workers()
+        self._controller = TaskAdmissionController(
+            TaskAdmissionConfig(submission_capacity=capacity, resource_limits=dict(resource_limits or {})), policy
+        )
+        self._queue = FairTaskQueue()
+        owns_executor = executor is None
+        if executor is None:
+            executor = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix=f"{name}-worker")
+        self._name = name
+        self._lock = threading.Lock()
+        self._groups: dict[Hashable, TaskGroup] = {}
+        self._task_ids = itertools.count(1)
+        self._shutdown_report: ShutdownReport | None = None
+        self._core = DispatcherCore(self._queue, self._controller, executor, owns_executor, events, name)
+        self._default_group = self.group(DEFAULT_GROUP)
+
+    @property
+    def submit_capacity(self) -> int:
+        return self._controller.resource_limits[SUBMISSION]
+
+    @property
+    def queue(self) -> FairTaskQueue:
+        return self._queue
+
+    @property
+    def controller(self) -> TaskAdmissionController:
+        return self._controller
+
+    def group(
+        self,
+        key: Hashable,
+        *,
+        weight: float = 1.0,
+        admitted_limit: int | None = None,
+        resources: Mapping[str, int] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> TaskGroup:
+        """The group ``key``; calling again with the same settings returns the same group."""
+        spec = TaskGroupSpec(key, weight, admitted_limit)
+        request = SchedulerResourceRequest(resources)
+        self._controller.validate_request(request)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0
+        ):
+            raise ValueError(f"timeout must be a finite number > 0 or None, got {timeout!r}")
+        settings = GroupSettings(spec, request, retry or NO_RETRY, None if timeout is None else float(timeout))
+        with self._lock:
+            existing = self._groups.get(key)
+            if existing is None:
+                existing = self._groups[key] = TaskGroup(self, settings)
+        if existing.settings != settings:
+            raise ValueError(
+                f"group {key!r} already exists with different settings: {existing.settings!r} != {settings!r}"
+            )
+        return existing
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """Submit into the default group."""
+        return self._submit(self._default_group.settings, fn, args, kwargs)
+
+    def _submit(
+        self, settings: GroupSettings, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> TaskFuture:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
+        task_id = f"t{next(self._task_ids)}"
+        future = TaskFuture(task_id, self._core, CancelToken())
+        record = TaskRecord(task_id, future, fn, args, kwargs, contextvars.copy_context(), settings)
+        self._core.submit_record(record)
+        return future
+
+    def snapshot(self) -> SchedulerSnapshot:
+        running, overdue, counters = self._core.state()
+        return SchedulerSnapshot(
+            queue=self._queue.view(),
+            admission=self._controller.view(),
+            running=running,
+            overdue=overdue,
+            counters=counters,
+        )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None) -> ShutdownReport:
+        """Stop accepting work; like ``Executor.shutdown`` but never waits past ``timeout``.
+
+        With ``timeout``, work still queued at the deadline is cancelled and workers still running
+        are reported as overdue; their threads end (and the built-in pool with them) once they return.
+        """
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise ValueError(f"timeout must be a number >= 0 or None, got {timeout!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cancelled_before = self._counter("cancelled")
+        self._core.begin_shutdown(cancel_futures)
+        finished = False
+        if wait:
+            finished = self._core.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not finished:
+                self._core.cancel_pending_work()
+            elif self._core.owns_executor:
+                self._core.executor.shutdown(wait=True)
+        snapshot = self.snapshot()
+        report = ShutdownReport(
+            clean=finished and not snapshot.overdue and snapshot.admission.active_lease_count == 0,
+            cancelled=snapshot.counters["cancelled"] - cancelled_before,
+            overdue=snapshot.overdue,
+            active_leases=snapshot.admission.active_lease_count,
+        )
+        if finished:
+            self._controller.shutdown()
+        return report
+
+    def _counter(self, name: str) -> int:
+        return self._core.state()[2][name]
+
+    def __enter__(self) -> Scheduler:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.shutdown(wait=True)
+
+    def statistics(self) -> dict[str, Any]:
+        snapshot = self.snapshot()
+        return {
+            "queued": snapshot.queue.queued_total,
+            "running": snapshot.running,
+            "active_leases": snapshot.admission.active_lease_count,
+            "overdue": len(snapshot.overdue),
+            **snapshot.counters,
+        }
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        return (
+            f"<Scheduler {self._name!r} capacity={self.submit_capacity} queued={stats['queued']} "
+            f"running={stats['running']} leases={stats['active_leases']} overdue={stats['overdue']}>"
+        )
+
+
+def _executor_workers(executor: Executor | None) -> int | None:
+    workers = getattr(executor, "_max_workers", None)
+    return workers if isinstance(workers, int) and workers > 0 else None
