@@ -58,9 +58,7 @@ class SchedulerResourceRequest:
             if not isinstance(key, str) or not key:
                 raise ValueError(f"SchedulerResourceRequest.amounts: resource key must be a non-empty str, got {key!r}")
             if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
-                raise ValueError(
-                    f"SchedulerResourceRequest.amounts[{key!r}] must be a positive int, got {amount!r}"
-                )
+                raise ValueError(f"SchedulerResourceRequest.amounts[{key!r}] must be a positive int, got {amount!r}")
             if key == SUBMISSION and amount != 1:
                 raise ValueError(f"SchedulerResourceRequest.amounts['submission'] must be 1, got {amount!r}")
             normalized[key] = amount
@@ -105,6 +103,4 @@ class SchedulableTask:
         if not isinstance(self.group, TaskGroupSpec):
             raise TypeError(f"SchedulableTask.group must be a TaskGroupSpec, got {self.group!r}")
         if not isinstance(self.resource_request, SchedulerResourceRequest):
-            raise TypeError(
-                f"SchedulableTask.resource_request must be a SchedulerResourceRequest, got {self.resource_request!r}"
-            )
+            raise TypeError(f"SchedulableTask.resource_request must be a SchedulerResourceRequest, got {self.resource_request!r}")

@@ -223,9 +223,7 @@ class DispatcherCore(CompletionMixin):
         with self._lock:
             self._in_flight += 1
             if timeout is not None:
-                heapq.heappush(
-                    self._timeout_heap, (time.monotonic() + timeout, next(self._deadline_seq), execution)
-                )
+                heapq.heappush(self._timeout_heap, (time.monotonic() + timeout, next(self._deadline_seq), execution))
         # Sequenced before submit so that, in sequence order, spawn precedes the lease release.
         spawned = self._build_event("worker_spawned", record, execution=execution)
         try:

@@ -42,9 +42,7 @@ NO_CHANGE = PolicyStateDelta()
 
 @runtime_checkable
 class TaskAdmissionPolicy(Protocol):
-    def evaluate(
-        self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView
-    ) -> PolicyDecision: ...
+    def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision: ...
 
     def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta: ...
 
@@ -59,9 +57,7 @@ class StrictFairPolicy:
     lone group is always live.
     """
 
-    def evaluate(
-        self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView
-    ) -> PolicyDecision:
+    def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
         limit = item.group.admitted_limit
         if limit is None:
             return ALLOW

@@ -193,11 +193,7 @@ class FairTaskQueue:
         item = selection.item
         with self._lock:
             state = self._group_of_task.get(item.task_id)
-            if (
-                state is None
-                or state.activation_seq != selection.activation_seq
-                or next(iter(state.tasks)) != item.task_id
-            ):
+            if state is None or state.activation_seq != selection.activation_seq or next(iter(state.tasks)) != item.task_id:
                 return None
             self._remove_locked(state, item.task_id)
             key = state.key
@@ -212,9 +208,7 @@ class FairTaskQueue:
 
     # -- selection --------------------------------------------------------------------------
 
-    def select_next(
-        self, is_eligible: Callable[[SchedulableTask, QueueView], bool]
-    ) -> QueueSelection | None:
+    def select_next(self, is_eligible: Callable[[SchedulableTask, QueueView], bool]) -> QueueSelection | None:
         """The head of the first active group, in virtual-time order, whose head is eligible.
 
         Does not mutate the queue. ``is_eligible`` runs without the queue lock; if the queue
@@ -245,9 +239,7 @@ class FairTaskQueue:
             if not restarted:
                 return None
 
-    def _next_in_order_locked(
-        self, frontier: list[tuple[float, int, int]]
-    ) -> tuple[_GroupState, int, SchedulableTask | None]:
+    def _next_in_order_locked(self, frontier: list[tuple[float, int, int]]) -> tuple[_GroupState, int, SchedulableTask | None]:
         """Pop the smallest heap position from ``frontier`` and push its children.
 
         Enumerates the heap in (tag, seq) order without mutating it: O(k log k) for k visits.
@@ -364,4 +356,3 @@ class FairTaskQueue:
         heap = self._heap
         while heap and heap[0][2].activation_seq != heap[0][1]:
             heapq.heappop(heap)
-

@@ -67,9 +67,7 @@ class TaskRecord:
         return self.context.run(_invoke_with_token, self.future.cancel_token, self.fn, self.args, self.kwargs)
 
 
-def _invoke_with_token(
-    token: CancelToken, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+def _invoke_with_token(token: CancelToken, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     CURRENT_CANCEL_TOKEN.set(token)
     return fn(*args, **kwargs)
 

@@ -133,9 +133,7 @@ class Scheduler:
             if existing is None:
                 existing = self._groups[key] = TaskGroup(self, settings)
         if existing.settings != settings:
-            raise ValueError(
-                f"group {key!r} already exists with different settings: {existing.settings!r} != {settings!r}"
-            )
+            raise ValueError(f"group {key!r} already exists with different settings: {existing.settings!r} != {settings!r}")
         return existing
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
@@ -198,9 +196,7 @@ class Scheduler:
     def __enter__(self) -> Scheduler:
         return self
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.shutdown(wait=True)
 
     def statistics(self) -> dict[str, Any]:
