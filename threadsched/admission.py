@@ -22,7 +22,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 
 from .contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest
-from .policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from .policy import NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 from .queue import QueueView
 
 DenialReason = Literal["no_capacity", "group_cap", "borrow_debt", "shutdown", "policy_denial"]
@@ -168,6 +168,10 @@ class TaskAdmissionController:
         self._release_diagnostics: dict[str, int] = {}
         self._policy_counters: dict[str, int] = {}
         self._shut_down = False
+        # Bumped by every acquire/release, so an is_eligible approval is reused only while current.
+        self._version = 0
+        self._approved: SchedulableTask | None = None
+        self._approved_version = -1
         self._live_view = TaskAdmissionView(
             resource_limits=self._limits,
             resources_available=MappingProxyType(self._available),
@@ -211,17 +215,25 @@ class TaskAdmissionController:
 
     def is_eligible(self, item: SchedulableTask, queue_view: QueueView) -> bool:
         with self._lock:
-            return self._denial_locked(item, queue_view) is None
+            if self._denial_locked(item, queue_view) is not None:
+                return False
+            # try_acquire of this same item with no state change in between reuses this decision.
+            self._approved = item
+            self._approved_version = self._version
+            return True
 
     def try_acquire(self, item: SchedulableTask, queue_view: QueueView) -> TaskAdmissionLease | TaskAdmissionDenied:
         with self._lock:
-            denial = self._denial_locked(item, queue_view)
-            if denial is not None:
-                return denial
+            if self._approved is not item or self._approved_version != self._version:
+                denial = self._denial_locked(item, queue_view)
+                if denial is not None:
+                    return denial
+            self._approved = None
             decision = self._last_decision
-            amounts = item.resource_request.amounts
+            request = item.resource_request
+            amounts = request.amounts
             taken: list[str] = []
-            for resource, amount in amounts.items():
+            for resource, amount in request.pairs:
                 semaphore = self._semaphores[resource]
                 for _ in range(amount):
                     if not semaphore.acquire(blocking=False):
@@ -233,12 +245,13 @@ class TaskAdmissionController:
             group_leased = self._leased_by_group.get(key)
             if group_leased is None:
                 group_leased = self._leased_by_group[key] = {}
-            for resource, amount in amounts.items():
+            for resource, amount in request.pairs:
                 self._available[resource] -= amount
                 self._leased[resource] += amount
                 group_leased[resource] = group_leased.get(resource, 0) + amount
             self._running_by_group[key] = self._running_by_group.get(key, 0) + 1
             self._active[lease.lease_id] = lease
+            self._version += 1
             self._apply_delta_locked(self._policy.on_acquire(lease, decision))
             return lease
 
@@ -257,6 +270,7 @@ class TaskAdmissionController:
             if active is not lease:
                 return self._diagnose_locked("stale_lease")
             del self._active[lease.lease_id]
+            self._version += 1
             key = lease.item.group.key
             group_leased = self._leased_by_group[key]
             for resource, amount in lease.resources.items():
@@ -282,6 +296,7 @@ class TaskAdmissionController:
         """Deny every later acquisition with reason ``shutdown``; releases still work."""
         with self._lock:
             self._shut_down = True
+            self._version += 1
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -350,14 +365,19 @@ class TaskAdmissionController:
         if self._shut_down:
             return TaskAdmissionDenied(item, "shutdown")
         available = self._available
-        for resource, amount in item.resource_request.amounts.items():
+        shortage: TaskAdmissionDenied | None = None
+        # Check every resource before reporting a shortage: an unknown resource must be an error,
+        # not a "no_capacity" wait because an earlier resource happens to be exhausted.
+        for resource, amount in item.resource_request.pairs:
             free = available.get(resource)
             if free is None:
                 raise ValueError(f"resources: unknown resource {resource!r} for task {item.task_id!r}")
-            if free < amount:
-                return TaskAdmissionDenied(
+            if shortage is None and free < amount:
+                shortage = TaskAdmissionDenied(
                     item, "no_capacity", diagnostics={"resource": resource, "needed": amount, "available": free}
                 )
+        if shortage is not None:
+            return shortage
         live = self._live_view
         if live.active_lease_count != len(self._active):
             live = self._live_view = _with_count(live, len(self._active))
@@ -373,6 +393,8 @@ class TaskAdmissionController:
             self._semaphores[resource].release()
 
     def _apply_delta_locked(self, delta: PolicyStateDelta) -> None:
+        if delta is NO_CHANGE:
+            return
         for debt_key, change in delta.debt_changes.items():
             value = self._debt.get(debt_key, 0) + change
             if value:

@@ -51,6 +51,8 @@ class SchedulerResourceRequest:
     """Scheduler-level resources one task needs; always exactly one ``submission`` unit."""
 
     amounts: Mapping[str, int] = field(default_factory=lambda: _frozen_mapping({SUBMISSION: 1}))
+    # The same amounts as a tuple: iterating it is the admission hot path.
+    pairs: tuple[tuple[str, int], ...] = field(default=(), repr=False, compare=False)
 
     def __init__(self, amounts: Mapping[str, int] | None = None) -> None:
         normalized: dict[str, int] = {SUBMISSION: 1}
@@ -63,6 +65,7 @@ class SchedulerResourceRequest:
                 raise ValueError(f"SchedulerResourceRequest.amounts['submission'] must be 1, got {amount!r}")
             normalized[key] = amount
         object.__setattr__(self, "amounts", _frozen_mapping(normalized))
+        object.__setattr__(self, "pairs", tuple(normalized.items()))
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
         return iter(self.amounts.items())

@@ -55,12 +55,15 @@ class DispatcherCore(CompletionMixin):
         self._sequence = itertools.count()
         self._rng = random.Random()
         self._inbox: deque[TaskRecord] = deque()
+        # Tasks waiting out a retry back-off, by id; a heap entry whose task left this dict
+        # (cancelled meanwhile) is skipped when it comes due.
+        self._retry_waiting: dict[str, TaskRecord] = {}
         self._retry_heap: list[tuple[float, int, TaskRecord]] = []
         self._timeout_heap: list[tuple[float, int, Execution]] = []
         self._deadline_seq = itertools.count()
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._in_flight = 0
-        self._running = 0
+        self._running_executions: set[Execution] = set()
         self._overdue: dict[str, str] = {}
         self._idle = False
         self._wake_pending = False
@@ -78,6 +81,7 @@ class DispatcherCore(CompletionMixin):
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._inbox.append(record)
+            self._counters["submitted"] += 1
             if self._idle:
                 self._wakeup.notify()
 
@@ -93,6 +97,15 @@ class DispatcherCore(CompletionMixin):
         if self.queue.discard(future.task_id):
             future._notify_if_cancelled()
             self._finish_cancelled(future.task_id, "cancelled_while_queued")
+            self.signal()
+
+    def _on_cancel_requested(self, future: TaskFuture) -> None:
+        """``cancel()`` of a RUNNING future: a task waiting out a retry back-off is cancelled now;
+        a running function only gets its cooperative token (already set)."""
+        with self._lock:
+            record = self._retry_waiting.pop(future.task_id, None)
+        if record is not None:
+            self._cancel_record(record)
             self.signal()
 
     # -- dispatcher thread ------------------------------------------------------------------
@@ -123,7 +136,7 @@ class DispatcherCore(CompletionMixin):
                 self._executor.shutdown(wait=False)
 
     def _nothing_left_locked(self) -> bool:
-        return not self._inbox and not self._retry_heap and not len(self.queue) and self._in_flight == 0
+        return not self._inbox and not self._retry_waiting and not len(self.queue) and self._in_flight == 0
 
     def _next_deadline_locked(self) -> float | None:
         candidates = [heap[0][0] for heap in (self._retry_heap, self._timeout_heap) if heap]
@@ -147,7 +160,6 @@ class DispatcherCore(CompletionMixin):
                 else:
                     record.enqueued_at = now
                     items.append(record.schedulable())
-            self._counters["submitted"] += len(items) + len(cancelled)
         self.queue.enqueue(items)
         for record in cancelled:
             self._cancel_record(record)
@@ -162,7 +174,9 @@ class DispatcherCore(CompletionMixin):
             if self._admission_retry_at is not None and self._admission_retry_at <= now:
                 self._admission_retry_at = None
             while self._retry_heap and self._retry_heap[0][0] <= now:
-                due_retries.append(heapq.heappop(self._retry_heap)[2])
+                record = heapq.heappop(self._retry_heap)[2]
+                if self._retry_waiting.pop(record.task_id, None) is record:
+                    due_retries.append(record)
             while self._timeout_heap and self._timeout_heap[0][0] <= now:
                 execution = heapq.heappop(self._timeout_heap)[2]
                 if not execution.finished:
@@ -248,16 +262,16 @@ class DispatcherCore(CompletionMixin):
         if not record.future._start_running():
             return
         execution.lease_held_at_start = not execution.lease.released
-        with self._lock:
-            self._running += 1
+        # set.add/discard are atomic under the GIL: the worker path takes no scheduler lock.
+        running = self._running_executions
+        running.add(execution)
         execution.started = True
         try:
             execution.value = record.invoke()
         except BaseException as error:
             execution.error = error
         finally:
-            with self._lock:
-                self._running -= 1
+            running.discard(execution)
 
     def _release_unspawned(self, lease: TaskAdmissionLease, reason: str) -> None:
         result = self.controller.release(lease)
@@ -285,7 +299,7 @@ class DispatcherCore(CompletionMixin):
     def _handle_nothing_eligible(self) -> None:
         """Nothing queued is eligible now: explain it, and fail the work if it can never run."""
         with self._lock:
-            maybe_stalled = not self._inbox and not self._retry_heap and self._in_flight == 0
+            maybe_stalled = not self._inbox and not self._retry_waiting and self._in_flight == 0
         if not maybe_stalled and (self._blocked or self._sink is None):
             self._blocked = True
             return
@@ -330,7 +344,8 @@ class DispatcherCore(CompletionMixin):
             self._cancel_pending = True
             records = list(self._inbox)
             self._inbox.clear()
-            records.extend(entry[2] for entry in self._retry_heap)
+            records.extend(self._retry_waiting.values())
+            self._retry_waiting.clear()
             self._retry_heap.clear()
         records.extend(item.payload for item in self.queue.drain())
         for record in records:
@@ -352,12 +367,13 @@ class DispatcherCore(CompletionMixin):
     def state(self) -> tuple[int, tuple[str, ...], dict[str, int]]:
         """(running functions, overdue task ids, counters), read together."""
         with self._lock:
-            return self._running, tuple(self._overdue.values()), dict(self._counters)
+            return len(self._running_executions), tuple(self._overdue.values()), dict(self._counters)
 
     def _fail_everything_pending(self, error: BaseException) -> None:
         with self._lock:
-            records = list(self._inbox) + [entry[2] for entry in self._retry_heap]
+            records = list(self._inbox) + list(self._retry_waiting.values())
             self._inbox.clear()
+            self._retry_waiting.clear()
             self._retry_heap.clear()
             self._shutdown = True
         records.extend(item.payload for item in self.queue.drain())
@@ -367,4 +383,5 @@ class DispatcherCore(CompletionMixin):
     # -- hooks used by CompletionMixin ---------------------------------------------------------
 
     def _schedule_retry_locked(self, record: TaskRecord, delay: float) -> None:
+        self._retry_waiting[record.task_id] = record
         heapq.heappush(self._retry_heap, (time.monotonic() + delay, next(self._deadline_seq), record))

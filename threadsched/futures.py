@@ -9,7 +9,7 @@ queued is moved to CANCELLED_AND_NOTIFIED exactly once, or ``wait``/``as_complet
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures._base import CANCELLED, PENDING, RUNNING
 from typing import Any, Protocol
 
@@ -17,30 +17,54 @@ from typing import Any, Protocol
 class _CancelHandler(Protocol):
     def _on_future_cancelled(self, future: TaskFuture) -> None: ...
 
+    def _on_cancel_requested(self, future: TaskFuture) -> None: ...
+
+
+_EVENT_CREATION_LOCK = threading.Lock()
+
 
 class CancelToken:
-    """Cooperative cancellation for a running task: check ``cancelled`` or call ``raise_if_cancelled``."""
+    """Cooperative cancellation for a running task: check ``cancelled`` or call ``raise_if_cancelled``.
 
-    __slots__ = ("_event",)
+    A token per task sits on the submit hot path, so the ``threading.Event`` behind ``wait`` is
+    only created when someone actually waits. ``cancel`` sets the flag before it looks for the
+    event and ``wait`` publishes the event before it looks at the flag, so neither misses the other.
+    """
+
+    __slots__ = ("_cancelled", "_event")
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._cancelled = False
+        self._event: threading.Event | None = None
 
     def cancel(self) -> None:
-        self._event.set()
+        self._cancelled = True
+        event = self._event
+        if event is not None:
+            event.set()
 
     @property
     def cancelled(self) -> bool:
-        return self._event.is_set()
+        return self._cancelled
 
     def raise_if_cancelled(self) -> None:
-        if self._event.is_set():
-            from concurrent.futures import CancelledError
-
+        if self._cancelled:
             raise CancelledError("task cancelled while running")
 
     def wait(self, timeout: float | None = None) -> bool:
-        return self._event.wait(timeout)
+        """Block until cancelled (True) or ``timeout`` passes (False)."""
+        event = self._event
+        if event is None:
+            with _EVENT_CREATION_LOCK:
+                event = self._event
+                if event is None:
+                    event = self._event = threading.Event()
+        if self._cancelled:
+            return True
+        return event.wait(timeout)
+
+    def __repr__(self) -> str:
+        return f"<CancelToken cancelled={self._cancelled}>"
 
 
 class TaskFuture(Future[Any]):
@@ -57,8 +81,11 @@ class TaskFuture(Future[Any]):
         self.cancel_token.cancel()
         cancelled = super().cancel()
         scheduler = self._scheduler
-        if cancelled and scheduler is not None:
-            scheduler._on_future_cancelled(self)
+        if scheduler is not None:
+            if cancelled:
+                scheduler._on_future_cancelled(self)
+            elif self.running():
+                scheduler._on_cancel_requested(self)
         return cancelled
 
     # -- scheduler side ---------------------------------------------------------------------

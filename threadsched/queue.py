@@ -141,24 +141,27 @@ class FairTaskQueue:
     def enqueue(self, items: Iterable[SchedulableTask]) -> tuple[str, ...]:
         """Add ready tasks; returns the ids accepted. An id already queued is ignored."""
         accepted: list[str] = []
+        batch = tuple(items)  # iterate caller code (a generator, say) without the lock held
         with self._lock:
-            for item in items:
-                if item.task_id in self._group_of_task:
-                    continue
-                key = item.group.key
-                state = self._groups.get(key)
-                if state is None:
-                    state = self._groups[key] = _GroupState(key, item.group)
-                state.tasks[item.task_id] = item
-                self._group_of_task[item.task_id] = state
-                demand = state.demand
-                for resource, amount in item.resource_request.amounts.items():
-                    demand[resource] = demand.get(resource, 0) + amount
-                if state.activation_seq < 0:
-                    self._activate_locked(state, self._finish_tags.get(key, self._virtual_time))
-                accepted.append(item.task_id)
-            if accepted:
-                self._version += 1
+            try:
+                for item in batch:
+                    if item.task_id in self._group_of_task:
+                        continue
+                    key = item.group.key
+                    state = self._groups.get(key)
+                    if state is None:
+                        state = self._groups[key] = _GroupState(key, item.group)
+                    state.tasks[item.task_id] = item
+                    self._group_of_task[item.task_id] = state
+                    demand = state.demand
+                    for resource, amount in item.resource_request.pairs:
+                        demand[resource] = demand.get(resource, 0) + amount
+                    if state.activation_seq < 0:
+                        self._activate_locked(state, self._finish_tags.get(key, self._virtual_time))
+                    accepted.append(item.task_id)
+            finally:
+                if accepted:  # even when a bad item raised midway: cached views must not go stale
+                    self._version += 1
         return tuple(accepted)
 
     def discard(self, task_id: str) -> bool:
@@ -215,7 +218,24 @@ class FairTaskQueue:
         changes meanwhile the walk restarts, skipping groups already found ineligible with the
         same head.
         """
-        rejected: dict[Hashable, str] = {}
+        with self._lock:
+            heap = self._heap
+            if not heap:
+                return None
+            _, seq, state = heap[0]
+            view = QueueView(source=self)
+            head = state.head() if state.activation_seq == seq else None
+        # The first candidate is usually eligible: that case costs one lock round and O(1) work.
+        if head is None:
+            return self._walk(is_eligible, {})
+        if is_eligible(head, view):
+            return QueueSelection(head, view, seq)
+        return self._walk(is_eligible, {state.key: head.task_id})
+
+    def _walk(
+        self, is_eligible: Callable[[SchedulableTask, QueueView], bool], rejected: dict[Hashable, str]
+    ) -> QueueSelection | None:
+        """Offer heads in (tag, seq) order, skipping groups whose head was already rejected."""
         while True:
             restarted = False
             frontier: list[tuple[float, int, int]] = []
@@ -326,7 +346,7 @@ class FairTaskQueue:
         item = state.tasks.pop(task_id)
         del self._group_of_task[task_id]
         demand = state.demand
-        for resource, amount in item.resource_request.amounts.items():
+        for resource, amount in item.resource_request.pairs:
             left = demand[resource] - amount
             if left:
                 demand[resource] = left
