@@ -100,10 +100,13 @@ class DispatcherCore(CompletionMixin):
             self.signal()
 
     def _on_cancel_requested(self, future: TaskFuture) -> None:
-        """``cancel()`` of a RUNNING future: a task waiting out a retry back-off is cancelled now;
-        a running function only gets its cooperative token (already set)."""
+        """``cancel()`` of a RUNNING future: a retry attempt waiting out its back-off or queued is
+        cancelled now; a running function only gets its cooperative token (already set)."""
         with self._lock:
             record = self._retry_waiting.pop(future.task_id, None)
+        if record is None:
+            removed = self.queue.remove(future.task_id)
+            record = removed.payload if removed is not None else None
         if record is not None:
             self._cancel_record(record)
             self.signal()
@@ -155,7 +158,7 @@ class DispatcherCore(CompletionMixin):
             cancel_all = self._cancel_pending
             while inbox:
                 record = inbox.popleft()
-                if cancel_all or record.future.cancelled():
+                if cancel_all or record.future.cancel_token.cancelled:
                     cancelled.append(record)
                 else:
                     record.enqueued_at = now
@@ -214,18 +217,21 @@ class DispatcherCore(CompletionMixin):
                 self._handle_nothing_eligible()
                 return
             item = selection.item
-            self._emit("selected", item)
+            if self._sink is not None:
+                self._emit("selected", item)
             outcome = controller.try_acquire(item, selection.view)
             if isinstance(outcome, TaskAdmissionDenied):
                 self._on_denied(outcome)
                 return
             self._blocked = False
-            self._emit("task_lease_acquired", item, lease=outcome)
+            if self._sink is not None:
+                self._emit("task_lease_acquired", item, lease=outcome)
             if queue.commit(selection) is None:
                 self._release_unspawned(outcome, "stale_selection")
                 continue
             record: TaskRecord = item.payload
-            if record.future.cancelled() or self._cancel_pending:
+            # The token is set by every cancel() before the future changes state: a cheap check.
+            if record.future.cancel_token.cancelled or self._cancel_pending:
                 self._release_unspawned(outcome, "cancelled_before_spawn")
                 self._cancel_record(record)
                 continue

@@ -166,15 +166,20 @@ class FairTaskQueue:
 
     def discard(self, task_id: str) -> bool:
         """Remove a queued task; False when it is not queued (never was, or already committed)."""
+        return self.remove(task_id) is not None
+
+    def remove(self, task_id: str) -> SchedulableTask | None:
+        """Remove a queued task and return it; None when it is not queued."""
         with self._lock:
             state = self._group_of_task.get(task_id)
             if state is None:
-                return False
+                return None
+            item = state.tasks[task_id]
             self._remove_locked(state, task_id)
             if not state.tasks:
                 self._deactivate_locked(state)
             self._version += 1
-            return True
+            return item
 
     def drain(self) -> tuple[SchedulableTask, ...]:
         """Remove and return every queued task (shutdown, stall); virtual time is unchanged."""
@@ -203,9 +208,10 @@ class FairTaskQueue:
             self._virtual_time = max(self._virtual_time, self._finish_tags.get(key, self._virtual_time))
             finish = self._virtual_time + 1.0 / max(item.group.weight, 1.0)
             self._finish_tags[key] = finish
-            self._deactivate_locked(state)
             if state.tasks:
-                self._activate_locked(state, finish)
+                self._reactivate_locked(state, finish)
+            else:
+                self._deactivate_locked(state)
             self._version += 1
             return item
 
@@ -363,14 +369,32 @@ class FairTaskQueue:
         heapq.heappush(self._heap, (tag, seq, state))
         self._live_heap_entries += 1
 
+    def _reactivate_locked(self, state: _GroupState, tag: float) -> None:
+        """Give a still non-empty group its new tag; replaces its old heap entry in place when
+        that entry is the top (the usual case), else leaves it behind as a dead entry."""
+        old_seq = state.activation_seq
+        seq = next(self._activation_counter)
+        state.tag = tag
+        state.activation_seq = seq
+        heap = self._heap
+        _, top_seq, top_state = heap[0]
+        if top_state is state and top_seq == old_seq:
+            heapq.heapreplace(heap, (tag, seq, state))
+        else:
+            heapq.heappush(heap, (tag, seq, state))
+            self._compact_heap_if_sparse_locked()
+
     def _deactivate_locked(self, state: _GroupState) -> None:
         if state.activation_seq >= 0:
             state.activation_seq = -1
             self._live_heap_entries -= 1
             self._pop_dead_heap_top_locked()
-            if len(self._heap) > 64 and len(self._heap) > 2 * self._live_heap_entries:
-                self._heap = [entry for entry in self._heap if entry[2].activation_seq == entry[1]]
-                heapq.heapify(self._heap)
+            self._compact_heap_if_sparse_locked()
+
+    def _compact_heap_if_sparse_locked(self) -> None:
+        if len(self._heap) > 64 and len(self._heap) > 2 * self._live_heap_entries:
+            self._heap = [entry for entry in self._heap if entry[2].activation_seq == entry[1]]
+            heapq.heapify(self._heap)
 
     def _pop_dead_heap_top_locked(self) -> None:
         heap = self._heap
