@@ -379,8 +379,9 @@ class TaskAdmissionController:
         if shortage is not None:
             return shortage
         live = self._live_view
-        if live.active_lease_count != len(self._active):
-            live = self._live_view = _with_count(live, len(self._active))
+        # The live view is this controller's own object, valid only during evaluate: refreshing its
+        # one scalar in place avoids building a view per decision.
+        object.__setattr__(live, "active_lease_count", len(self._active))
         decision = self._policy.evaluate(item, queue_view, live)
         self._last_decision = decision
         if decision.allowed:
@@ -414,16 +415,3 @@ class TaskAdmissionController:
 
 
 _RELEASED: Final = ReleaseResult(True, "released")
-
-
-def _with_count(view: TaskAdmissionView, count: int) -> TaskAdmissionView:
-    return TaskAdmissionView(
-        resource_limits=view.resource_limits,
-        resources_available=view.resources_available,
-        leased_resources=view.leased_resources,
-        leased_resources_by_group=view.leased_resources_by_group,
-        running_counts_by_group=view.running_counts_by_group,
-        policy_debt_by_group_resource=view.policy_debt_by_group_resource,
-        active_lease_count=count,
-        release_diagnostics=view.release_diagnostics,
-    )

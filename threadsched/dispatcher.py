@@ -153,7 +153,6 @@ class DispatcherCore(CompletionMixin):
             return
         items: list[SchedulableTask] = []
         cancelled: list[TaskRecord] = []
-        now = time.monotonic()
         with self._lock:
             cancel_all = self._cancel_pending
             while inbox:
@@ -161,7 +160,6 @@ class DispatcherCore(CompletionMixin):
                 if cancel_all or record.future.cancel_token.cancelled:
                     cancelled.append(record)
                 else:
-                    record.enqueued_at = now
                     items.append(record.schedulable())
         self.queue.enqueue(items)
         for record in cancelled:
@@ -199,7 +197,6 @@ class DispatcherCore(CompletionMixin):
             if cancel_all or record.future.cancel_token.cancelled:
                 self._cancel_record(record)
             else:
-                record.enqueued_at = now
                 retry_items.append(record.schedulable())
         if retry_items:
             self.queue.enqueue(retry_items)

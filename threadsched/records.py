@@ -37,7 +37,7 @@ class GroupSettings:
 
 
 class TaskRecord:
-    __slots__ = ("args", "attempt", "context", "enqueued_at", "fn", "future", "kwargs", "settings", "task_id")
+    __slots__ = ("args", "attempt", "context", "fn", "future", "kwargs", "settings", "task_id")
 
     def __init__(
         self,
@@ -57,7 +57,6 @@ class TaskRecord:
         self.context = context
         self.settings = settings
         self.attempt = 1
-        self.enqueued_at = 0.0
 
     def schedulable(self) -> SchedulableTask:
         return SchedulableTask(self.task_id, self, self.settings.spec, self.settings.request)
