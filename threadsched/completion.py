@@ -115,13 +115,15 @@ class CompletionMixin:
     # -- terminal outcomes for work that never reached a worker ------------------------------
 
     def _cancel_record(self, record: TaskRecord) -> None:
-        """Cancel a task this caller has taken out of the pipeline (so it alone notifies)."""
+        """Cancel a task this caller has taken out of the pipeline (so it alone notifies).
+
+        Counted first, so a caller woken by the future already sees it in the snapshot."""
+        self._finish_cancelled(record.task_id, "cancelled")
         future = record.future
         if future.cancel():
             future._notify_if_cancelled()
         else:
             future._try_set_exception(CancelledError("task cancelled before it could run again"))
-        self._finish_cancelled(record.task_id, "cancelled")
 
     def _finish_cancelled(self, task_id: str, reason: str) -> None:
         with self._lock:

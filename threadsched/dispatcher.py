@@ -95,8 +95,9 @@ class DispatcherCore(CompletionMixin):
     def _on_future_cancelled(self, future: TaskFuture) -> None:
         # Whoever removes the task from the pipeline notifies its waiters; here that is the queue.
         if self.queue.discard(future.task_id):
-            future._notify_if_cancelled()
+            # Counted before waiters wake, so a caller woken by wait() sees it in the snapshot.
             self._finish_cancelled(future.task_id, "cancelled_while_queued")
+            future._notify_if_cancelled()
             self.signal()
 
     def _on_cancel_requested(self, future: TaskFuture) -> None:

@@ -263,7 +263,10 @@ class FairTaskQueue:
                     return QueueSelection(head, view, seq)
                 rejected[state.key] = head.task_id
             if not restarted:
-                return None
+                # The last predicate call may itself have changed the queue: walk again if so.
+                with self._lock:
+                    if self._version == version:
+                        return None
 
     def _next_in_order_locked(self, frontier: list[tuple[float, int, int]]) -> tuple[_GroupState, int, SchedulableTask | None]:
         """Pop the smallest heap position from ``frontier`` and push its children.
