@@ -223,7 +223,7 @@ class DispatcherCore(CompletionMixin):
                 return
             self._blocked = False
             if self._sink is not None:
-                self._emit("task_lease_acquired", item, lease=outcome)
+                self._emit("task_lease_acquired", item, lease=outcome, execution_id=item.payload.execution_id())
             if queue.commit(selection) is None:
                 self._release_unspawned(outcome, "stale_selection")
                 continue

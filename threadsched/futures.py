@@ -91,10 +91,12 @@ class TaskFuture(Future[Any]):
     # -- scheduler side ---------------------------------------------------------------------
 
     def _start_running(self) -> bool:
-        """Move PENDING → RUNNING (True); a retry finds it RUNNING already (True); otherwise False,
-        notifying waiters once if it was cancelled."""
+        """Move PENDING → RUNNING (True); a retry finds it RUNNING already (True); otherwise False.
+
+        A cancelled future is left for the done-callback to notify, after the lease is released
+        and the cancellation counted, so a woken waiter never sees a stale snapshot."""
         with self._condition:
-            if self._state == PENDING or self._state == CANCELLED:
+            if self._state == PENDING:
                 return self.set_running_or_notify_cancel()
             return self._state == RUNNING
 

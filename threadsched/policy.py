@@ -53,8 +53,9 @@ class StrictFairPolicy:
     """Caps a group at its ``admitted_limit`` only while a peer could use the capacity right now.
 
     A capped group is denied (``group_cap``) while another group's head task contends for one of
-    the same resources and all of that peer's resources are available; otherwise it runs, so a
-    lone group is always live.
+    the same resources, all of that peer's resources are available, and the peer is not at its own
+    cap; otherwise it runs. So a lone group is always live, and two capped groups never hold each
+    other back while capacity sits idle.
     """
 
     def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
@@ -66,9 +67,13 @@ class StrictFairPolicy:
             return ALLOW
         contended = item.resource_request.contended
         available = admission_view.resources_available
+        running_by_group = admission_view.running_counts_by_group
         for peer_key, peer_task in queue_view.first_candidate_tasks_by_group.items():
             if peer_key == item.group.key:
                 continue
+            peer_limit = peer_task.group.admitted_limit
+            if peer_limit is not None and running_by_group.get(peer_key, 0) >= peer_limit:
+                continue  # a capped peer could not take the capacity either
             peer_request = peer_task.resource_request
             if contended.isdisjoint(peer_request.contended):
                 continue

@@ -61,6 +61,10 @@ class TaskRecord:
     def schedulable(self) -> SchedulableTask:
         return SchedulableTask(self.task_id, self, self.settings.spec, self.settings.request)
 
+    def execution_id(self) -> str:
+        """Id of the current attempt: ``<task id>#<attempt>``."""
+        return f"{self.task_id}#{self.attempt}"
+
     def invoke(self) -> Any:
         """Run the function inside the context captured at submit, with its cancel token visible."""
         return self.context.run(_invoke_with_token, self.future.cancel_token, self.fn, self.args, self.kwargs)
@@ -88,7 +92,7 @@ class Execution:
     )
 
     def __init__(self, record: TaskRecord, lease: TaskAdmissionLease) -> None:
-        self.execution_id = f"{record.task_id}#{record.attempt}"
+        self.execution_id = record.execution_id()
         self.record = record
         self.lease = lease
         self.started = False

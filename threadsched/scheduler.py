@@ -14,6 +14,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from types import TracebackType
@@ -93,6 +94,9 @@ class Scheduler:
         self._task_ids = itertools.count(1)
         self._shutdown_report: ShutdownReport | None = None
         self._core = DispatcherCore(self._queue, self._controller, executor, owns_executor, events, name)
+        # Like the stdlib pool: a scheduler dropped without shutdown() finishes its work and stops
+        # its threads instead of leaking them (the finalizer holds the core, never the scheduler).
+        weakref.finalize(self, self._core.begin_shutdown, False)
         self._default_group = self.group(DEFAULT_GROUP)
 
     @property
