@@ -14,6 +14,7 @@ controller under its lock. The policy runs under the controller lock and must be
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Hashable, Mapping
@@ -30,6 +31,8 @@ ReleaseReason = Literal["released", "duplicate", "stale_lease", "wrong_controlle
 _POLICY_REASONS: Final = frozenset({"group_cap", "borrow_debt"})
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 _generations = itertools.count(1)
+LOGGER = logging.getLogger("threadsched")
+_ALLOWED: Final = PolicyDecision(allowed=True)
 
 
 def _positive_int(value: object, field_name: str) -> int:
@@ -140,8 +143,9 @@ class TaskAdmissionBlockSummary:
         if not self.queued_total:
             return "nothing queued"
         parts = ", ".join(f"{key!r}: {reason}" for key, reason in self.blocked_groups.items())
+        eligible = f"; eligible now: {list(self.eligible_groups)!r}" if self.eligible_groups else ""
         return (
-            f"{self.queued_total} queued task(s) blocked ({parts}); active leases={self.active_lease_count}; "
+            f"{self.queued_total} queued task(s) blocked ({parts}){eligible}; active leases={self.active_lease_count}; "
             f"available={dict(self.resources_available)}"
         )
 
@@ -171,6 +175,8 @@ class TaskAdmissionController:
         # Bumped by every acquire/release, so an is_eligible approval is reused only while current.
         self._version = 0
         self._approved: SchedulableTask | None = None
+        self._approved_view: QueueView | None = None
+        self._approved_decision: PolicyDecision = _ALLOWED
         self._approved_version = -1
         self._live_view = TaskAdmissionView(
             resource_limits=self._limits,
@@ -217,19 +223,25 @@ class TaskAdmissionController:
         with self._lock:
             if self._denial_locked(item, queue_view) is not None:
                 return False
-            # try_acquire of this same item with no state change in between reuses this decision.
+            # try_acquire of this same item on this same view with no state change in between reuses
+            # this decision. Keep the decision itself: a later denied evaluation of another item
+            # overwrites _last_decision, and on_acquire must get the decision for its own item.
             self._approved = item
+            self._approved_view = queue_view
+            self._approved_decision = self._last_decision
             self._approved_version = self._version
             return True
 
     def try_acquire(self, item: SchedulableTask, queue_view: QueueView) -> TaskAdmissionLease | TaskAdmissionDenied:
         with self._lock:
-            if self._approved is not item or self._approved_version != self._version:
+            if self._approved is item and self._approved_view is queue_view and self._approved_version == self._version:
+                decision = self._approved_decision
+            else:
                 denial = self._denial_locked(item, queue_view)
                 if denial is not None:
                     return denial
-            self._approved = None
-            decision = self._last_decision
+                decision = self._last_decision
+            self._approved = self._approved_view = None
             request = item.resource_request
             amounts = request.amounts
             taken: list[str] = []
@@ -252,7 +264,11 @@ class TaskAdmissionController:
             self._running_by_group[key] = self._running_by_group.get(key, 0) + 1
             self._active[lease.lease_id] = lease
             self._version += 1
-            self._apply_delta_locked(self._policy.on_acquire(lease, decision))
+            try:
+                delta = self._policy.on_acquire(lease, decision)
+            except Exception:
+                delta = self._policy_failed_locked("on_acquire")
+            self._apply_delta_locked(delta)
             return lease
 
     def release(self, lease: TaskAdmissionLease) -> ReleaseResult:
@@ -289,7 +305,12 @@ class TaskAdmissionController:
                 self._running_by_group[key] = running
             else:
                 del self._running_by_group[key]
-            self._apply_delta_locked(self._policy.on_release(lease))
+            try:
+                delta = self._policy.on_release(lease)
+            except Exception:
+                # Capacity is already back; a broken policy must not make release() raise.
+                delta = self._policy_failed_locked("on_release")
+            self._apply_delta_locked(delta)
         return _RELEASED
 
     def shutdown(self) -> None:
@@ -348,6 +369,7 @@ class TaskAdmissionController:
                 "available": dict(self._available),
                 "limits": dict(self._limits),
                 "release_diagnostics": dict(self._release_diagnostics),
+                "policy_counters": dict(self._policy_counters),
             }
 
     def __repr__(self) -> str:
@@ -392,6 +414,11 @@ class TaskAdmissionController:
     def _rollback_locked(self, taken: list[str]) -> None:
         for resource in taken:
             self._semaphores[resource].release()
+
+    def _policy_failed_locked(self, hook: str) -> PolicyStateDelta:
+        LOGGER.error("threadsched: %r.%s raised; its state change is dropped", self._policy, hook, exc_info=True)
+        self._policy_counters["policy_errors"] = self._policy_counters.get("policy_errors", 0) + 1
+        return NO_CHANGE
 
     def _apply_delta_locked(self, delta: PolicyStateDelta) -> None:
         if delta is NO_CHANGE:
