@@ -323,3 +323,19 @@ def test_cancel_after_spawn_before_start_notifies_after_release_and_count() -> N
     assert probe.active_leases == [0], probe.active_leases
     assert report.cancelled == 0, report
     check_lease_evidence(sink.events)
+
+
+def test_task_future_sets_every_attribute_the_stdlib_future_sets() -> None:
+    """TaskFuture builds the stdlib Future's state itself (with a lazy condition); if CPython adds
+    an attribute to Future.__init__, this fails instead of TaskFuture silently missing it."""
+    from concurrent.futures import Future
+
+    from threadsched.futures import _FUTURE_ATTRIBUTES, CancelToken, TaskFuture
+
+    assert set(vars(Future())) == _FUTURE_ATTRIBUTES
+    future = TaskFuture("t1", None, CancelToken())  # type: ignore[arg-type]
+    assert _FUTURE_ATTRIBUTES - {"_condition"} <= set(vars(future))
+    assert future._lazy_condition is None
+    assert future._condition is future._condition  # created once, on first use
+    future.set_result(3)
+    assert future.result() == 3

@@ -9,8 +9,9 @@ queued is moved to CANCELLED_AND_NOTIFIED exactly once, or ``wait``/``as_complet
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, InvalidStateError
-from concurrent.futures._base import CANCELLED, PENDING, RUNNING
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING, RUNNING
 from typing import Any, Protocol
 
 
@@ -67,26 +68,112 @@ class CancelToken:
         return f"<CancelToken cancelled={self._cancelled}>"
 
 
+_QUIET_STATE_LOCK = threading.Lock()
+"""Guards the state of every TaskFuture that has no condition yet, and the creation of conditions.
+
+Nobody can wait on a future, add a callback to it or read its result without first creating its
+condition (every such stdlib path starts with ``with self._condition``). So while a future has no
+condition, a state change has nobody to notify and is made under this lock alone; once a
+condition exists, the stdlib's own methods take over and this lock is no longer involved.
+"""
+_FUTURE_ATTRIBUTES = frozenset({"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"})
+_TERMINAL = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
+_CANCELLED_STATES = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED})
+
+
 class TaskFuture(Future[Any]):
-    """Future of one submitted task. ``cancel()`` while running sets the cooperative token."""
+    """Future of one submitted task. ``cancel()`` while running sets the cooperative token.
+
+    The stdlib ``Future`` builds a ``threading.Condition`` (~1.4 KB with its RLock and deque) in
+    ``__init__``. Most task futures are never waited on individually before they finish, so here
+    the condition is created on first use (see ``_QUIET_STATE_LOCK``): 100k queued or finished
+    tasks cost a fraction of the memory, and the worker path skips building and notifying it.
+    ``__init__`` sets the stdlib's attributes itself (``_FUTURE_ATTRIBUTES``; a test pins them
+    against ``vars(Future())``), with ``_condition`` served by the property below.
+    """
 
     def __init__(self, task_id: str, scheduler: _CancelHandler, cancel_token: CancelToken) -> None:
-        super().__init__()
+        self._lazy_condition: threading.Condition | None = None
+        self._state = PENDING
+        self._result = None
+        self._exception = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
         self.task_id = task_id
         self.cancel_token = cancel_token
         # The future references the scheduler, never its own task record: no per-task cycle.
         self._scheduler: _CancelHandler | None = scheduler
 
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        condition = self._lazy_condition
+        if condition is None:
+            with _QUIET_STATE_LOCK:
+                condition = self._lazy_condition
+                if condition is None:
+                    condition = self._lazy_condition = threading.Condition()
+        return condition
+
+    # -- stdlib API, with quiet transitions while no condition exists ------------------------
+
+    def cancelled(self) -> bool:
+        return self._state in _CANCELLED_STATES
+
+    def running(self) -> bool:
+        return self._state == RUNNING
+
+    def done(self) -> bool:
+        return self._state in _TERMINAL
+
     def cancel(self) -> bool:
         self.cancel_token.cancel()
-        cancelled = super().cancel()
+        with _QUIET_STATE_LOCK:
+            quiet = self._lazy_condition is None
+            if quiet:
+                if self._state == PENDING:
+                    self._state = CANCELLED
+                cancelled = self._state in _CANCELLED_STATES
+        if not quiet:
+            cancelled = super().cancel()
         scheduler = self._scheduler
         if scheduler is not None:
             if cancelled:
                 scheduler._on_future_cancelled(self)
-            elif self.running():
+            elif self._state == RUNNING:
                 scheduler._on_cancel_requested(self)
         return cancelled
+
+    def set_running_or_notify_cancel(self) -> bool:
+        with _QUIET_STATE_LOCK:
+            if self._lazy_condition is None:
+                if self._state == CANCELLED:
+                    self._state = CANCELLED_AND_NOTIFIED
+                    return False
+                if self._state == PENDING:
+                    self._state = RUNNING
+                    return True
+                raise RuntimeError(f"Future in unexpected state: {self._state}")
+        return super().set_running_or_notify_cancel()
+
+    def set_result(self, result: Any) -> None:
+        with _QUIET_STATE_LOCK:
+            if self._lazy_condition is None:
+                if self._state in _TERMINAL:
+                    raise InvalidStateError(f"{self._state}: {self!r}")
+                self._result = result
+                self._state = FINISHED
+                return
+        super().set_result(result)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        with _QUIET_STATE_LOCK:
+            if self._lazy_condition is None:
+                if self._state in _TERMINAL:
+                    raise InvalidStateError(f"{self._state}: {self!r}")
+                self._exception = exception
+                self._state = FINISHED
+                return
+        super().set_exception(exception)
 
     # -- scheduler side ---------------------------------------------------------------------
 
@@ -95,17 +182,28 @@ class TaskFuture(Future[Any]):
 
         A cancelled future is left for the done-callback to notify, after the lease is released
         and the cancellation counted, so a woken waiter never sees a stale snapshot."""
+        with _QUIET_STATE_LOCK:
+            if self._lazy_condition is None:
+                if self._state == PENDING:
+                    self._state = RUNNING
+                    return True
+                return self._state == RUNNING
         with self._condition:
             if self._state == PENDING:
-                return self.set_running_or_notify_cancel()
+                return super().set_running_or_notify_cancel()
             return self._state == RUNNING
 
     def _notify_if_cancelled(self) -> bool:
         """True if cancelled; moves CANCELLED → CANCELLED_AND_NOTIFIED at most once."""
+        with _QUIET_STATE_LOCK:
+            if self._lazy_condition is None:
+                if self._state == CANCELLED:
+                    self._state = CANCELLED_AND_NOTIFIED
+                return self._state in _CANCELLED_STATES
         with self._condition:
             if self._state == CANCELLED:
-                self.set_running_or_notify_cancel()
-        return self.cancelled()
+                super().set_running_or_notify_cancel()
+        return self._state in _CANCELLED_STATES
 
     def _try_set_result(self, value: Any) -> bool:
         try:
