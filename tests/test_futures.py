@@ -8,6 +8,8 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPo
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scheduler_support import GENEROUS, SignalingSink, check_lease_evidence, opened_on_exit, resolve_all
 
 from threadsched import CancelToken, Scheduler, TaskFuture, current_cancel_token
@@ -339,3 +341,69 @@ def test_task_future_sets_every_attribute_the_stdlib_future_sets() -> None:
     assert future._condition is future._condition  # created once, on first use
     future.set_result(3)
     assert future.result() == 3
+
+
+_OPERATIONS = (
+    "cancel",
+    "set_running_or_notify_cancel",
+    "set_result",
+    "set_exception",
+    "result",
+    "add_done_callback",
+    "done",
+    "cancelled",
+    "running",
+    "wait",
+)
+
+
+class _NoScheduler:
+    def _on_future_cancelled(self, future: Any) -> None:
+        return None
+
+    def _on_cancel_requested(self, future: Any) -> None:
+        return None
+
+
+def _apply(future: Any, operation: str, calls: list[str]) -> object:
+    """Run one operation; return its observable outcome (value or exception type)."""
+    from concurrent.futures import TimeoutError as FuturesTimeout
+    from concurrent.futures import wait as futures_wait
+
+    try:
+        if operation == "set_result":
+            return future.set_result("value")
+        if operation == "set_exception":
+            return future.set_exception(KeyError("boom"))
+        if operation == "result":
+            return future.result(timeout=0)
+        if operation == "add_done_callback":
+            return future.add_done_callback(lambda f: calls.append(f"callback:{f.cancelled()}"))
+        if operation == "wait":
+            done, not_done = futures_wait([future], timeout=0)
+            return (len(done), len(not_done))
+        return getattr(future, operation)()
+    except FuturesTimeout:
+        return "timeout"
+    except BaseException as error:  # the exception type is the observable outcome
+        return type(error).__name__
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_OPERATIONS), max_size=8))
+def test_task_future_behaves_like_the_stdlib_future(operations: list[str]) -> None:
+    """TaskFuture's quiet, condition-free transitions are observably identical to Future's."""
+    from concurrent.futures import Future
+
+    from threadsched.futures import CancelToken, TaskFuture
+
+    reference: Future[Any] = Future()
+    ours = TaskFuture("t1", _NoScheduler(), CancelToken())
+    reference_calls: list[str] = []
+    our_calls: list[str] = []
+    for operation in operations:
+        expected = _apply(reference, operation, reference_calls)
+        actual = _apply(ours, operation, our_calls)
+        assert actual == expected, (operation, operations)
+        assert ours._state == reference._state, (operation, operations)
+    assert our_calls == reference_calls
