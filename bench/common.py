@@ -1,0 +1,180 @@
+"""Shared helpers for the benchmark scripts in ``bench/``.
+
+The scripts are plain programs (``python bench/cycle.py``), not an installed package; they import
+this module from their own directory. Nothing here asserts on times: benchmarks report numbers
+and compare them with targets, they never fail a test run because a machine was slow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+DEFAULT_RUNS = 5
+MIN_RUNS = 5
+
+
+def summarize(samples: Sequence[float]) -> dict[str, Any]:
+    """Median, min and max of ``samples`` (and the samples themselves, for the JSON)."""
+    if not samples:
+        raise ValueError("summarize() needs at least one sample")
+    return {
+        "median": statistics.median(samples),
+        "min": min(samples),
+        "max": max(samples),
+        "runs": len(samples),
+        "samples": list(samples),
+    }
+
+
+def time_call(fn: Callable[[], Any], *, collect: bool = True) -> tuple[float, Any]:
+    """Wall time of one call of ``fn`` (``time.perf_counter``) and its return value.
+
+    With ``collect`` the cyclic garbage collector is run first so that garbage left by the
+    previous run is not charged to this one; the collector stays enabled during the call.
+    """
+    if collect:
+        gc.collect()
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def repeat(fn: Callable[[], Any], runs: int = DEFAULT_RUNS, *, collect: bool = True) -> dict[str, Any]:
+    """Run ``fn`` ``runs`` times (at least ``MIN_RUNS``) and summarize the wall times in seconds.
+
+    If ``fn`` returns a float, that value is taken as the measured time instead of the wall time
+    of the whole call (so a callable can exclude its own set-up).
+    """
+    samples: list[float] = []
+    for _ in range(check_runs(runs)):
+        elapsed, value = time_call(fn, collect=collect)
+        samples.append(float(value) if isinstance(value, float) else elapsed)
+    return summarize(samples)
+
+
+def check_runs(runs: int) -> int:
+    if runs < MIN_RUNS:
+        raise SystemExit(f"--runs must be >= {MIN_RUNS} (medians need at least {MIN_RUNS} runs), got {runs}")
+    return runs
+
+
+def git_sha() -> str | None:
+    """``git rev-parse HEAD`` of the repository, or None when git or the repository is missing."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = result.stdout.strip()
+    return sha if result.returncode == 0 and sha else None
+
+
+def git_dirty() -> bool | None:
+    """True when the working tree has uncommitted changes (the numbers are then not of ``git_sha``)."""
+    try:
+        result = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(result.stdout.strip()) if result.returncode == 0 else None
+
+
+def machine_info() -> dict[str, Any]:
+    try:
+        import threadsched
+
+        version: str | None = threadsched.__version__
+    except Exception:  # pragma: no cover - the benchmarks need it anyway
+        version = None
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "python": sys.version.split()[0],
+        "python_implementation": platform.python_implementation(),
+        "cpu_count": os.cpu_count(),
+        "affinity_cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "threadsched_version": version,
+        "git_sha": git_sha(),
+        "git_dirty": git_dirty(),
+        "timestamp_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def base_parser(name: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"bench/{name}.py", description=description)
+    parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=f"runs per configuration (>= {MIN_RUNS})")
+    parser.add_argument("--out", type=Path, default=None, help=f"JSON output path (default: bench/results/{name}.json)")
+    return parser
+
+
+def result_path(name: str, out: Path | None) -> Path:
+    return out if out is not None else RESULTS_DIR / f"{name}.json"
+
+
+def write_json(name: str, payload: Mapping[str, Any], out: Path | None = None) -> Path:
+    """Write ``payload`` (plus machine info, unless present) to ``out`` or ``bench/results/<name>.json``."""
+    path = result_path(name, out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"benchmark": name, "machine": machine_info(), **payload}
+    path.write_text(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
+    return path
+
+
+def verdict(value: float, target: float) -> str:
+    return "ok" if value <= target else "MISS"
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print a compact, aligned table; floats are shown with 4 significant digits."""
+    text_rows = [[_cell(value) for value in row] for row in rows]
+    widths = [len(column) for column in columns]
+    for row in text_rows:
+        for index, cell in enumerate(row):
+            widths[index] = max(widths[index], len(cell))
+    print(title)
+    print("  " + "  ".join(column.rjust(width) for column, width in zip(columns, widths, strict=True)))
+    for row in text_rows:
+        print("  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+    sys.stdout.flush()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def fmt_us(seconds: float) -> str:
+    return f"{seconds * 1e6:.2f} us"
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds:.3f} s"
+
+
+def fmt_mb(num_bytes: float) -> str:
+    return f"{num_bytes / 2**20:.1f} MB"

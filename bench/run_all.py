@@ -1,0 +1,129 @@
+"""Run every benchmark (each in its own interpreter) and write one combined JSON.
+
+    python bench/run_all.py                 # full: cycle, throughput (100k), memory (100k / 256 groups)
+    python bench/run_all.py --quick         # smaller sizes for a CI smoke run (still >= 5 runs each)
+
+Each benchmark writes ``bench/results/<name>.json`` as usual (or ``<results-dir>/<name>.json``); the
+combined document, with a headline table of every target, goes to ``bench/results/summary.json``
+(``--out`` to override). Benchmarks report; they never fail the run because a target was missed.
+Pass ``--strict`` to exit non-zero when a target is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from common import BENCH_DIR, RESULTS_DIR, base_parser, check_runs, machine_info, print_table, result_path
+
+NAME = "summary"
+
+
+def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, list[str]]:
+    def script(name: str, *extra: str) -> list[str]:
+        out = results_dir / f"{name}.json"
+        return [sys.executable, str(BENCH_DIR / f"{name}.py"), "--runs", str(runs), "--out", str(out), *extra]
+
+    if quick:
+        return {
+            "cycle": script("cycle", "--quick"),
+            "throughput": script("throughput", "--tasks", "20000"),
+            "memory": script("memory", "--tasks", "20000"),
+        }
+    return {"cycle": script("cycle"), "throughput": script("throughput"), "memory": script("memory")}
+
+
+def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    cycle = results.get("cycle")
+    if cycle:
+        for n, ratio in cycle["ratio_g256_over_g1_by_n"].items():
+            rows.append(
+                {
+                    "metric": f"cycle p50(G=256)/p50(G=1), N={n}",
+                    "value": ratio,
+                    "target": cycle["target"]["ratio_g256_over_g1_max"],
+                }
+            )
+    throughput = results.get("throughput")
+    if throughput:
+        rows.append(
+            {
+                "metric": f"throughput scheduler/baseline, {throughput['tasks']} tasks, W={throughput['workers']}",
+                "value": throughput["ratio_scheduler_over_baseline"],
+                "target": throughput["target"]["ratio_max"],
+            }
+        )
+    memory = results.get("memory")
+    if memory:
+        if memory.get("at_target_size", True):
+            metric = f"memory peak RSS MB, {memory['tasks']} queued / {memory['groups']} groups"
+            value = memory["peak_rss_mb"]
+        else:
+            metric = f"memory held RSS MB projected to 100k (measured at {memory['tasks']} / {memory['groups']} groups)"
+            value = memory["projected_held_rss_mb_at_100k"]
+        rows.append({"metric": metric, "value": value, "target": memory["target"]["peak_rss_mb_max"]})
+    for row in rows:
+        row["meets_target"] = row["value"] <= row["target"]
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes for CI smoke runs")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where each benchmark's JSON goes")
+    parser.add_argument("--only", nargs="+", choices=("cycle", "throughput", "memory"), default=None)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    runs = check_runs(args.runs)
+    commands = benchmark_commands(args.quick, runs, args.results_dir)
+    if args.only:
+        commands = {name: command for name, command in commands.items() if name in args.only}
+    results: dict[str, Any] = {}
+    durations: dict[str, float] = {}
+    failures: dict[str, int] = {}
+    for name, command in commands.items():
+        print(f"== {name}: {' '.join(command[1:])}", flush=True)
+        start = time.perf_counter()
+        completed = subprocess.run(command, check=False)
+        durations[name] = time.perf_counter() - start
+        if completed.returncode != 0:
+            failures[name] = completed.returncode
+            print(f"!! {name} exited with {completed.returncode}", flush=True)
+            continue
+        out = Path(command[command.index("--out") + 1])
+        results[name] = json.loads(out.read_text())
+    rows = headline(results)
+    print_table(
+        "benchmark summary",
+        ["metric", "value", "target", "ok"],
+        [[row["metric"], f"{row['value']:.2f}", f"<= {row['target']}", "ok" if row["meets_target"] else "MISS"] for row in rows],
+    )
+    document = {
+        "benchmark": NAME,
+        "machine": machine_info(),
+        "quick": args.quick,
+        "runs": runs,
+        "headline": rows,
+        "all_targets_met": bool(rows) and all(row["meets_target"] for row in rows) and not failures,
+        "failures": failures,
+        "durations_seconds": durations,
+        "results": results,
+    }
+    path = result_path(NAME, args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
+    if failures:
+        return 2
+    if args.strict and not document["all_targets_met"]:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

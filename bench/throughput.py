@@ -1,0 +1,161 @@
+"""Throughput: no-op tasks through ``threadsched.Scheduler`` vs. a gated ``ThreadPoolExecutor``.
+
+Both implementations get the same worker count W and the same workload in the same process:
+
+* ``scheduler``: ``Scheduler(max_workers=W)``; the main thread submits every task, then waits for
+  all futures (``concurrent.futures.wait``);
+* ``baseline``: ``ThreadPoolExecutor(W)`` fed by the main thread, which acquires a
+  ``threading.BoundedSemaphore(W)`` before each ``submit`` and releases it in the future's
+  done-callback (so at most W tasks are in the executor at once, like the scheduler's leases), then
+  waits for all futures.
+
+The measured wall time runs from the first submit until every future is done (construction and
+shutdown are timed separately and reported, not included). The process CPU time (all threads) over
+the same window is reported too: on a busy machine it is the steadier number. The two implementations alternate run
+by run, and which goes first alternates too, so they share the machine's noise. Target (issue 2,
+item 7): median(scheduler) <= 1.3 x median(baseline).
+
+    python bench/throughput.py                  # 100k tasks, W=8, 5 runs each
+    python bench/throughput.py --tasks 20000 --workers 4
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import gc
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from common import base_parser, check_runs, fmt_s, print_table, summarize, verdict, write_json
+
+import threadsched
+
+NAME = "throughput"
+TARGET_RATIO = 1.3
+
+
+def noop() -> None:
+    return None
+
+
+def _check(futures: list[cf.Future[Any]], label: str) -> None:
+    bad = [future for future in futures if not future.done() or future.cancelled() or future.exception() is not None]
+    if bad:
+        raise RuntimeError(f"{label}: {len(bad)} of {len(futures)} futures did not succeed, first: {bad[0]!r}")
+
+
+def run_scheduler(tasks: int, workers: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    scheduler = threadsched.Scheduler(max_workers=workers, name="bench")
+    submit = scheduler.submit
+    c1, t1 = time.process_time(), time.perf_counter()
+    futures = [submit(noop) for _ in range(tasks)]
+    t2 = time.perf_counter()
+    cf.wait(futures)
+    t3, c3 = time.perf_counter(), time.process_time()
+    report = scheduler.shutdown(wait=True)
+    t4 = time.perf_counter()
+    _check(futures, "scheduler")
+    if not report.clean or report.active_leases:
+        raise RuntimeError(f"scheduler shutdown was not clean: {report!r}")
+    return {"wall": t3 - t1, "cpu": c3 - c1, "submit": t2 - t1, "construct": t1 - t0, "shutdown": t4 - t3}
+
+
+def run_baseline(tasks: int, workers: int) -> dict[str, float]:
+    t0 = time.perf_counter()
+    executor = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-baseline")
+    gate = threading.BoundedSemaphore(workers)
+    acquire, submit = gate.acquire, executor.submit
+
+    def release(_future: cf.Future[Any]) -> None:
+        gate.release()
+
+    c1, t1 = time.process_time(), time.perf_counter()
+    futures: list[cf.Future[Any]] = []
+    append = futures.append
+    for _ in range(tasks):
+        acquire()
+        future = submit(noop)
+        future.add_done_callback(release)
+        append(future)
+    t2 = time.perf_counter()
+    cf.wait(futures)
+    t3, c3 = time.perf_counter(), time.process_time()
+    executor.shutdown(wait=True)
+    t4 = time.perf_counter()
+    _check(futures, "baseline")
+    return {"wall": t3 - t1, "cpu": c3 - c1, "submit": t2 - t1, "construct": t1 - t0, "shutdown": t4 - t3}
+
+
+IMPLEMENTATIONS: dict[str, Callable[[int, int], dict[str, float]]] = {
+    "scheduler": run_scheduler,
+    "baseline": run_baseline,
+}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=100_000, help="no-op tasks per run (default 100000)")
+    parser.add_argument("--workers", "-w", type=int, default=8, help="worker threads W for both (default 8)")
+    args = parser.parse_args(argv)
+    runs = check_runs(args.runs)
+    tasks, workers = args.tasks, args.workers
+    names = list(IMPLEMENTATIONS)
+    # Warm-up (imports, thread start-up code paths), untimed.
+    for name in names:
+        IMPLEMENTATIONS[name](min(tasks, 2_000), workers)
+    phases: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    for run in range(runs):
+        order = names if run % 2 == 0 else names[::-1]
+        for name in order:
+            gc.collect()
+            timings = IMPLEMENTATIONS[name](tasks, workers)
+            for phase, seconds in timings.items():
+                phases[name].setdefault(phase, []).append(seconds)
+            print(f"  run {run + 1}/{runs} {name:9s} wall {fmt_s(timings['wall'])}", flush=True)
+    summaries = {name: {phase: summarize(values) for phase, values in by_phase.items()} for name, by_phase in phases.items()}
+    sched, base = summaries["scheduler"]["wall"]["median"], summaries["baseline"]["wall"]["median"]
+    ratio = sched / base
+    cpu_ratio = summaries["scheduler"]["cpu"]["median"] / summaries["baseline"]["cpu"]["median"]
+    rows = []
+    for name in names:
+        wall = summaries[name]["wall"]
+        rows.append(
+            [
+                name,
+                fmt_s(wall["median"]),
+                fmt_s(wall["min"]),
+                fmt_s(wall["max"]),
+                f"{tasks / wall['median']:,.0f}/s",
+                fmt_s(summaries[name]["cpu"]["median"]),
+                fmt_s(summaries[name]["submit"]["median"]),
+                fmt_s(summaries[name]["shutdown"]["median"]),
+            ]
+        )
+    print_table(
+        f"{tasks} no-op tasks, W={workers}, medians of {runs} interleaved runs",
+        ["impl", "wall p50", "min", "max", "tasks/s", "cpu p50", "submit p50", "shutdown p50"],
+        rows,
+    )
+    print(f"  scheduler/baseline wall = {ratio:.2f} (target <= {TARGET_RATIO}) {verdict(ratio, TARGET_RATIO)}")
+    print(f"  scheduler/baseline cpu  = {cpu_ratio:.2f} (process CPU time, all threads; informational)")
+    payload = {
+        "description": "no-op tasks, first submit -> all futures done; Scheduler vs BoundedSemaphore-gated ThreadPoolExecutor",
+        "tasks": tasks,
+        "workers": workers,
+        "runs": runs,
+        "results": summaries,
+        "ratio_scheduler_over_baseline": ratio,
+        "cpu_ratio_scheduler_over_baseline": cpu_ratio,
+        "target": {"ratio_max": TARGET_RATIO},
+        "meets_target": ratio <= TARGET_RATIO,
+    }
+    path = write_json(NAME, payload, args.out)
+    print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
