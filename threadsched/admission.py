@@ -133,20 +133,18 @@ class TaskAdmissionController:
             self._approved = self._approved_view = None
             request = item.resource_request
             amounts = request.amounts
-            taken: list[str] = []
-            for resource, amount in request.pairs:
-                semaphore = self._semaphores[resource]
-                for _ in range(amount):
-                    if not semaphore.acquire(blocking=False):
-                        self._rollback_locked(taken)
-                        return TaskAdmissionDenied(item, "no_capacity", diagnostics={"resource": resource})
-                    taken.append(resource)
+            pairs = request.pairs
+            for index, (resource, amount) in enumerate(pairs):
+                if not self._take_units_locked(resource, amount):
+                    # Unreachable while the counts above agree with the semaphores; kept all-or-nothing.
+                    self._return_units_locked(pairs[:index])
+                    return TaskAdmissionDenied(item, "no_capacity", diagnostics={"resource": resource})
             lease = TaskAdmissionLease(next(self._lease_ids), item, amounts, time.monotonic(), self._generation)
             key = item.group.key
             group_leased = self._leased_by_group.get(key)
             if group_leased is None:
                 group_leased = self._leased_by_group[key] = {}
-            for resource, amount in request.pairs:
+            for resource, amount in pairs:
                 self._available[resource] -= amount
                 self._leased[resource] += amount
                 group_leased[resource] = group_leased.get(resource, 0) + amount
@@ -300,9 +298,19 @@ class TaskAdmissionController:
         reason: DenialReason = decision.reason if decision.reason in _POLICY_REASONS else "policy_denial"  # type: ignore[assignment]
         return TaskAdmissionDenied(item, reason, decision.available_after, decision.diagnostics)
 
-    def _rollback_locked(self, taken: list[str]) -> None:
-        for resource in taken:
-            self._semaphores[resource].release()
+    def _take_units_locked(self, resource: str, amount: int) -> bool:
+        """Acquire ``amount`` units of one resource's semaphore without blocking, or none."""
+        semaphore = self._semaphores[resource]
+        for taken in range(amount):
+            if not semaphore.acquire(blocking=False):
+                if taken:
+                    semaphore.release(taken)
+                return False
+        return True
+
+    def _return_units_locked(self, pairs: tuple[tuple[str, int], ...]) -> None:
+        for resource, amount in pairs:
+            self._semaphores[resource].release(amount)
 
     def _policy_failed_locked(self, hook: str) -> PolicyStateDelta:
         LOGGER.error("threadsched: %r.%s raised; its state change is dropped", self._policy, hook, exc_info=True)

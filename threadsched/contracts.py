@@ -100,6 +100,18 @@ class SchedulableTask:
     group: TaskGroupSpec
     resource_request: SchedulerResourceRequest = DEFAULT_REQUEST
 
+    @classmethod
+    def trusted(
+        cls, task_id: str, payload: Any, group: TaskGroupSpec, resource_request: SchedulerResourceRequest
+    ) -> SchedulableTask:
+        """Build without re-validating parts that were validated already (the scheduler's hot path)."""
+        item = object.__new__(cls)
+        object.__setattr__(item, "task_id", task_id)
+        object.__setattr__(item, "payload", payload)
+        object.__setattr__(item, "group", group)
+        object.__setattr__(item, "resource_request", resource_request)
+        return item
+
     def __post_init__(self) -> None:
         if not isinstance(self.task_id, str) or not self.task_id:
             raise ValueError(f"SchedulableTask.task_id must be a non-empty str, got {self.task_id!r}")

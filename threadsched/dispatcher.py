@@ -83,6 +83,8 @@ class DispatcherCore(CompletionMixin):
             self._inbox.append(record)
             self._counters["submitted"] += 1
             if self._idle:
+                # Cleared by whoever wakes it, so a burst of submits notifies once, not per task.
+                self._idle = False
                 self._wakeup.notify()
 
     def signal(self) -> None:
@@ -90,7 +92,9 @@ class DispatcherCore(CompletionMixin):
         self._wake_pending = True
         if self._idle:
             with self._lock:
-                self._wakeup.notify()
+                if self._idle:
+                    self._idle = False
+                    self._wakeup.notify()
 
     def _on_future_cancelled(self, future: TaskFuture) -> None:
         # Whoever removes the task from the pipeline notifies its waiters; here that is the queue.

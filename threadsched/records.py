@@ -59,7 +59,7 @@ class TaskRecord:
         self.attempt = 1
 
     def schedulable(self) -> SchedulableTask:
-        return SchedulableTask(self.task_id, self, self.settings.spec, self.settings.request)
+        return SchedulableTask.trusted(self.task_id, self, self.settings.spec, self.settings.request)
 
     def execution_id(self) -> str:
         """Id of the current attempt: ``<task id>#<attempt>``."""
