@@ -1,0 +1,853 @@
+"""FairTaskQueue against a tiny reference model of the weighted virtual-time rule (DESIGN §3).
+
+The reference model below is written to be obviously correct, not fast: it re-sorts the active
+groups on every select and recomputes every view field from the task lists. The queue must agree
+with it on every accepted id, every selection, every commit (including stale ones), every drain,
+``len``, ``view()`` and virtual time, after every step of every generated sequence.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from threadsched import FairTaskQueue, QueueSelection, QueueView, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+
+# Non-string hashables on purpose: the queue must treat group keys as opaque hashables.
+GROUP_KEYS: tuple[Hashable, ...] = ("alpha", "beta", ("tenant", 1), 7, frozenset({"f"}))
+TASK_IDS: tuple[str, ...] = tuple(f"t{i}" for i in range(24))
+REQUESTS: tuple[SchedulerResourceRequest, ...] = (
+    SchedulerResourceRequest(),
+    SchedulerResourceRequest({"llm:a": 1}),
+    SchedulerResourceRequest({"llm:a": 2, "gpu": 1}),
+    SchedulerResourceRequest({"llm:b": 3}),
+    SchedulerResourceRequest({"gpu": 2}),
+)
+WEIGHTS = st.one_of(st.integers(min_value=1, max_value=8), st.floats(min_value=1.0, max_value=8.0))
+
+_payloads = itertools.count()
+
+
+def make_task(task_id: str, spec: TaskGroupSpec, request: SchedulerResourceRequest = REQUESTS[0]) -> SchedulableTask:
+    # A fresh payload per object: identity of the returned task is checked via (task_id, payload).
+    return SchedulableTask(task_id, next(_payloads), spec, request)
+
+
+# --------------------------------------------------------------------------------------------
+# Reference model
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    item: SchedulableTask
+    group: Hashable
+    seq: int
+
+
+class ReferenceQueue:
+    """The ordering rule of DESIGN §3, literally."""
+
+    def __init__(self) -> None:
+        self.V = 0.0
+        self.F: dict[Hashable, float] = {}
+        self.tasks: dict[Hashable, list[SchedulableTask]] = {}  # per group FIFO, only non-empty groups
+        self.active: dict[Hashable, tuple[float, int]] = {}  # group -> (tag, activation seq)
+        self._seq = itertools.count()
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _activate(self, group: Hashable, tag: float) -> None:
+        self.active[group] = (tag, next(self._seq))
+
+    def queued(self) -> dict[str, SchedulableTask]:
+        return {t.task_id: t for fifo in self.tasks.values() for t in fifo}
+
+    def __len__(self) -> int:
+        return sum(len(fifo) for fifo in self.tasks.values())
+
+    def order(self) -> list[Hashable]:
+        return sorted(self.active, key=lambda g: self.active[g])
+
+    # -- operations -----------------------------------------------------------------------------
+    def enqueue(self, items: list[SchedulableTask]) -> tuple[str, ...]:
+        accepted = []
+        for item in items:
+            if item.task_id in self.queued():
+                continue
+            group = item.group.key
+            self.tasks.setdefault(group, []).append(item)
+            if group not in self.active:
+                self._activate(group, self.F.get(group, self.V))
+            accepted.append(item.task_id)
+        return tuple(accepted)
+
+    def discard(self, task_id: str) -> bool:
+        for group, fifo in self.tasks.items():
+            for index, item in enumerate(fifo):
+                if item.task_id == task_id:
+                    del fifo[index]
+                    if not fifo:
+                        del self.tasks[group]
+                        del self.active[group]  # F[group] is kept
+                    return True
+        return False
+
+    def walk(self, eligible: Callable[[SchedulableTask], bool]) -> tuple[list[str], ModelSelection | None]:
+        """The heads offered to the predicate, in order, and the selection."""
+        offered = []
+        for group in self.order():
+            head = self.tasks[group][0]
+            offered.append(head.task_id)
+            if eligible(head):
+                return offered, ModelSelection(head, group, self.active[group][1])
+        return offered, None
+
+    def select(self, eligible: Callable[[SchedulableTask], bool]) -> ModelSelection | None:
+        return self.walk(eligible)[1]
+
+    def commit(self, selection: ModelSelection) -> SchedulableTask | None:
+        group = selection.group
+        if group not in self.active or self.active[group][1] != selection.seq:
+            return None
+        fifo = self.tasks[group]
+        if fifo[0].task_id != selection.item.task_id:
+            return None
+        item = fifo.pop(0)
+        self.V = max(self.V, self.F.get(group, self.V))
+        self.F[group] = self.V + 1 / max(item.group.weight, 1.0)
+        del self.active[group]
+        if fifo:
+            self._activate(group, self.F[group])
+        else:
+            del self.tasks[group]
+        return item
+
+    def drain(self) -> list[SchedulableTask]:
+        drained = [t for fifo in self.tasks.values() for t in fifo]
+        self.tasks.clear()
+        self.active.clear()
+        return drained
+
+    # -- brute-force view -------------------------------------------------------------------------
+    def expected_view(self) -> dict[str, Any]:
+        demand: dict[Hashable, dict[str, int]] = {}
+        for group, fifo in self.tasks.items():
+            totals: dict[str, int] = {}
+            for item in fifo:
+                for resource, amount in item.resource_request.amounts.items():
+                    totals[resource] = totals.get(resource, 0) + amount
+            demand[group] = totals
+        peer: dict[str, dict[Hashable, int]] = {}
+        for group, totals in demand.items():
+            for resource, amount in totals.items():
+                peer.setdefault(resource, {})[group] = amount
+        return {
+            "queued_total": len(self),
+            "queued_by_group": {g: len(fifo) for g, fifo in self.tasks.items()},
+            "queued_resource_demand_by_group": demand,
+            "first_candidate_resources_by_group": {g: dict(fifo[0].resource_request.amounts) for g, fifo in self.tasks.items()},
+            "first_candidate_tasks_by_group": {g: ident(fifo[0]) for g, fifo in self.tasks.items()},
+            "first_candidate_group_specs_by_group": {g: fifo[0].group for g, fifo in self.tasks.items()},
+            "queued_peer_demand_by_resource": peer,
+        }
+
+
+def ident(item: SchedulableTask | None) -> tuple[str, Any] | None:
+    return None if item is None else (item.task_id, item.payload)
+
+
+def idents(items: Iterable[SchedulableTask]) -> list[tuple[str, Any]]:
+    return sorted((item.task_id, item.payload) for item in items)
+
+
+def plain_view(view: QueueView) -> dict[str, Any]:
+    return {
+        "queued_total": view.queued_total,
+        "queued_by_group": dict(view.queued_by_group),
+        "queued_resource_demand_by_group": {g: dict(d) for g, d in view.queued_resource_demand_by_group.items()},
+        "first_candidate_resources_by_group": {g: dict(d) for g, d in view.first_candidate_resources_by_group.items()},
+        "first_candidate_tasks_by_group": {g: ident(t) for g, t in view.first_candidate_tasks_by_group.items()},
+        "first_candidate_group_specs_by_group": dict(view.first_candidate_group_specs_by_group),
+        "queued_peer_demand_by_resource": {r: dict(m) for r, m in view.queued_peer_demand_by_resource.items()},
+    }
+
+
+def assert_view_immutable(view: QueueView) -> None:
+    mappings: list[Mapping[Any, Any]] = [
+        view.queued_by_group,
+        view.queued_resource_demand_by_group,
+        view.first_candidate_resources_by_group,
+        view.first_candidate_tasks_by_group,
+        view.first_candidate_group_specs_by_group,
+        view.queued_peer_demand_by_resource,
+    ]
+    for mapping in mappings:
+        with pytest.raises(TypeError):
+            mapping["intruder"] = 1  # type: ignore[index]
+
+
+def assert_unlocked(queue: FairTaskQueue) -> None:
+    # Not `assert_unlocked(queue)`: on failure pytest would repr() the queue, which takes the lock.
+    locked = queue._lock.locked()
+    assert not locked, "called with the queue lock held"
+
+
+def assert_matches(queue: FairTaskQueue, model: ReferenceQueue) -> None:
+    assert len(queue) == len(model)
+    assert plain_view(queue.view()) == model.expected_view()
+    stats = queue.statistics()
+    assert stats["queued_total"] == len(model)
+    assert stats["active_groups"] == len(model.active)
+    assert stats["virtual_time"] == model.V
+    for task_id in TASK_IDS:
+        assert (task_id in queue) == (task_id in model.queued())
+
+
+# --------------------------------------------------------------------------------------------
+# 1. Stateful model-based test
+# --------------------------------------------------------------------------------------------
+
+
+class FairQueueMachine(RuleBasedStateMachine):
+    MAX_PENDING = 6
+    MAX_SNAPSHOTS = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue = FairTaskQueue()
+        self.model = ReferenceQueue()
+        self.specs: dict[Hashable, TaskGroupSpec] = {}
+        self.pending: list[tuple[QueueSelection, ModelSelection]] = []
+        self.snapshots: list[tuple[QueueView, dict[str, Any]]] = []
+
+    @initialize(weights=st.lists(WEIGHTS, min_size=len(GROUP_KEYS), max_size=len(GROUP_KEYS)))
+    def set_weights(self, weights: list[float]) -> None:
+        self.specs = {key: TaskGroupSpec(key, weight=w) for key, w in zip(GROUP_KEYS, weights, strict=True)}
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _select(self, eligible: Callable[[SchedulableTask], bool]) -> tuple[QueueSelection | None, ModelSelection | None]:
+        offered: list[str] = []
+        views_checked: list[bool] = []
+
+        def predicate(item: SchedulableTask, view: QueueView) -> bool:
+            assert_unlocked(self.queue)
+            offered.append(item.task_id)
+            if not views_checked:  # the lazily built view handed to the predicate is a correct snapshot
+                assert plain_view(view) == self.model.expected_view()
+                views_checked.append(True)
+            return eligible(item)
+
+        selection = self.queue.select_next(predicate)
+        expected_offered, expected = self.model.walk(eligible)
+        assert offered == expected_offered, "the predicate must see the heads in (tag, seq) order, each once"
+        if expected is None:
+            assert selection is None
+        else:
+            assert selection is not None
+            assert ident(selection.item) == ident(expected.item)
+        return selection, expected
+
+    def _commit(self, selection: QueueSelection, expected: ModelSelection) -> None:
+        committed = self.queue.commit(selection)
+        model_committed = self.model.commit(expected)
+        assert ident(committed) == ident(model_committed)
+        if committed is not None:
+            assert committed is selection.item
+
+    # -- rules ----------------------------------------------------------------------------------
+    # No preconditions and no st.data(): every rule is valid in every state (a rule with nothing
+    # to act on is a no-op), which keeps generation cheap and lets a failure shrink quickly.
+    @rule(
+        batch=st.lists(st.tuples(st.sampled_from(TASK_IDS), st.sampled_from(GROUP_KEYS), st.sampled_from(REQUESTS)), max_size=8)
+    )
+    def enqueue(self, batch: list[tuple[str, Hashable, SchedulerResourceRequest]]) -> None:
+        items = [make_task(task_id, self.specs[key], request) for task_id, key, request in batch]
+        accepted = self.queue.enqueue(items)
+        assert accepted == self.model.enqueue(items)
+        assert len(set(accepted)) == len(accepted)
+
+    @rule(picks=st.lists(st.tuples(st.integers(min_value=0, max_value=23), st.sampled_from(GROUP_KEYS)), min_size=1, max_size=4))
+    def enqueue_already_queued(self, picks: list[tuple[int, Hashable]]) -> None:
+        """Ids that are queued right now, in any group, with another request: all ignored."""
+        queued = sorted(self.model.queued())
+        if not queued:
+            return
+        items = [make_task(queued[index % len(queued)], self.specs[key], REQUESTS[1]) for index, key in picks]
+        before = plain_view(self.queue.view())
+        assert self.queue.enqueue(items) == ()
+        assert self.model.enqueue(items) == ()
+        assert plain_view(self.queue.view()) == before
+
+    @rule(task_id=st.sampled_from((*TASK_IDS, "never-enqueued")))
+    def discard(self, task_id: str) -> None:
+        assert self.queue.discard(task_id) is self.model.discard(task_id)
+
+    @rule(
+        ineligible_groups=st.lists(st.sampled_from(GROUP_KEYS), max_size=3),
+        ineligible_ids=st.lists(st.sampled_from(TASK_IDS), max_size=8),
+    )
+    def select_then_commit(self, ineligible_groups: list[Hashable], ineligible_ids: list[str]) -> None:
+        groups, ids = frozenset(ineligible_groups), frozenset(ineligible_ids)
+        selection, expected = self._select(lambda item: item.group.key not in groups and item.task_id not in ids)
+        if selection is not None:
+            assert expected is not None
+            self._commit(selection, expected)
+
+    @rule(
+        ineligible_groups=st.lists(st.sampled_from(GROUP_KEYS), max_size=3),
+        ineligible_ids=st.lists(st.sampled_from(TASK_IDS), max_size=8),
+    )
+    def select_and_hold(self, ineligible_groups: list[Hashable], ineligible_ids: list[str]) -> None:
+        """Select now, commit later (after arbitrary other steps): the selection may have gone stale."""
+        groups, ids = frozenset(ineligible_groups), frozenset(ineligible_ids)
+        selection, expected = self._select(lambda item: item.group.key not in groups and item.task_id not in ids)
+        if selection is not None:
+            assert expected is not None
+            self.pending.append((selection, expected))
+            del self.pending[: -self.MAX_PENDING]
+
+    @rule(index=st.integers(min_value=0, max_value=MAX_PENDING - 1), keep=st.booleans())
+    def commit_held(self, index: int, keep: bool) -> None:
+        if not self.pending:
+            return
+        index %= len(self.pending)
+        selection, expected = self.pending[index]
+        if not keep:  # kept selections get committed again later: a second commit must be stale
+            del self.pending[index]
+        self._commit(selection, expected)
+
+    @rule()
+    def drain(self) -> None:
+        drained = self.queue.drain()
+        expected = self.model.drain()
+        assert idents(drained) == idents(expected)
+
+    @rule()
+    def take_snapshot(self) -> None:
+        view = self.queue.view()
+        assert_view_immutable(view)
+        self.snapshots.append((view, self.model.expected_view()))
+        del self.snapshots[: -self.MAX_SNAPSHOTS]
+
+    # -- invariants (one function: cheaper to run after every step) --------------------------------
+    @invariant()
+    def queue_matches_model(self) -> None:
+        assert_matches(self.queue, self.model)
+        # Views taken earlier are snapshots: later steps never change them.
+        for view, expected_fields in self.snapshots:
+            assert plain_view(view) == expected_fields
+        # With everything eligible, the first head in (tag, seq) order is offered, and only it.
+        calls: list[str] = []
+
+        def predicate(item: SchedulableTask, view: QueueView) -> bool:
+            calls.append(item.task_id)
+            return True
+
+        selection = self.queue.select_next(predicate)
+        expected = self.model.select(lambda item: True)
+        assert ident(selection.item if selection else None) == ident(expected.item if expected else None)
+        assert len(calls) == (1 if expected is not None else 0)
+
+
+FairQueueMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+TestFairQueueMachine = FairQueueMachine.TestCase
+
+
+# --------------------------------------------------------------------------------------------
+# Many groups: exercises the heap's lazy deletion and compaction (> 64 entries) against the model
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_many_groups_long_run_matches_model(seed: int) -> None:
+    rng = random.Random(seed)
+    keys = [("g", i) for i in range(120)]
+    specs = {key: TaskGroupSpec(key, weight=rng.choice([1, 1.5, 2, 3.25, 8])) for key in keys}
+    ids = [f"task-{i}" for i in range(400)]
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    compacted = False
+    for _ in range(3000):
+        before = queue.statistics()["heap_entries"]
+        op = rng.random()
+        if op < 0.35:
+            items = [make_task(rng.choice(ids), specs[rng.choice(keys)], rng.choice(REQUESTS)) for _ in range(rng.randint(1, 6))]
+            assert queue.enqueue(items) == model.enqueue(items)
+        elif op < 0.55:
+            task_id = rng.choice(ids)
+            assert queue.discard(task_id) is model.discard(task_id)
+        else:
+            skip: set[Hashable] = set(rng.sample(keys, rng.randint(0, 60)))
+
+            def eligible(item: SchedulableTask, skip: set[Hashable] = skip) -> bool:
+                return item.group.key not in skip
+
+            selection = queue.select_next(lambda item, view: eligible(item))
+            expected = model.select(eligible)
+            assert ident(selection.item if selection else None) == ident(expected.item if expected else None)
+            if selection is not None and expected is not None:
+                assert ident(queue.commit(selection)) == ident(model.commit(expected))
+        compacted = compacted or queue.statistics()["heap_entries"] < before - 1
+        assert len(queue) == len(model)
+        assert queue.statistics()["virtual_time"] == model.V
+    assert_matches(queue, model)
+    assert compacted, "the run never compacted the heap; make it longer"
+
+
+def test_weight_is_the_share() -> None:
+    """Two always-backlogged groups with weights 1 and 3 get committed 1:3 (ties by activation order)."""
+    light, heavy = TaskGroupSpec("light", weight=1), TaskGroupSpec("heavy", weight=3)
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    items = [make_task(f"l{i}", light) for i in range(40)] + [make_task(f"h{i}", heavy) for i in range(40)]
+    assert queue.enqueue(items) == model.enqueue(items)
+    order = []
+    for _ in range(40):
+        selection, expected = queue.select_next(lambda item, view: True), model.select(lambda item: True)
+        assert selection is not None and expected is not None
+        committed = queue.commit(selection)
+        assert committed is not None and ident(committed) == ident(model.commit(expected))
+        order.append(committed.group.key)
+    assert order[:8] == ["light", "heavy", "heavy", "heavy", "light", "heavy", "heavy", "heavy"]
+    assert order.count("heavy") == 30
+    assert order.count("light") == 10
+
+
+# --------------------------------------------------------------------------------------------
+# 2. The predicate runs without the lock, and its view is usable
+# --------------------------------------------------------------------------------------------
+
+
+def test_is_eligible_called_without_lock_and_view_is_usable() -> None:
+    a, b = TaskGroupSpec("a"), TaskGroupSpec(("b", 2), weight=2)
+    queue = FairTaskQueue()
+    model = ReferenceQueue()
+    items = [
+        make_task("a1", a, REQUESTS[1]),
+        make_task("a2", a, REQUESTS[2]),
+        make_task("b1", b, REQUESTS[3]),
+    ]
+    queue.enqueue(items)
+    model.enqueue(items)
+    seen: list[str] = []
+
+    def predicate(item: SchedulableTask, view: QueueView) -> bool:
+        assert_unlocked(queue)
+        seen.append(item.task_id)
+        # Every field is readable, correct, immutable; the queue itself may be read re-entrantly.
+        assert plain_view(view) == model.expected_view()
+        assert plain_view(queue.view()) == plain_view(view)
+        assert_view_immutable(view)
+        assert "queued_total=3" in repr(view)
+        assert len(queue) == 3
+        assert item.task_id in queue
+        return item.group.key == ("b", 2)
+
+    selection = queue.select_next(predicate)
+    assert seen == ["a1", "b1"]
+    assert selection is not None
+    assert selection.item is items[2]
+    assert plain_view(selection.view) == model.expected_view()
+    assert queue.commit(selection) is items[2]
+
+
+def test_enqueue_iterates_caller_iterable_without_lock() -> None:
+    """A generator passed to enqueue is user code: it must not run under the queue lock."""
+    spec = TaskGroupSpec("g")
+    queue = FairTaskQueue()
+    queue.enqueue([make_task("first", spec)])
+
+    def produce() -> Iterator[SchedulableTask]:
+        assert_unlocked(queue)
+        assert queue.view().queued_total == 1
+        yield make_task("second", spec)
+        assert_unlocked(queue)
+        yield make_task("third", spec)
+
+    assert queue.enqueue(produce()) == ("second", "third")
+    assert len(queue) == queue.view().queued_total == 3
+
+
+def test_enqueue_failing_midway_leaves_views_consistent() -> None:
+    spec = TaskGroupSpec("g")
+    queue = FairTaskQueue()
+    queue.enqueue([make_task("first", spec)])
+    assert queue.view().queued_total == 1  # caches a view
+
+    def produce() -> Iterator[SchedulableTask]:
+        yield make_task("second", spec)
+        raise RuntimeError("producer failed")
+
+    with pytest.raises(RuntimeError, match="producer failed"):
+        queue.enqueue(produce())
+    view = queue.view()
+    assert len(queue) == view.queued_total == sum(view.queued_by_group.values())
+
+    with pytest.raises(AttributeError):
+        queue.enqueue([make_task("third", spec), None])  # type: ignore[list-item]
+    view = queue.view()
+    assert len(queue) == view.queued_total == sum(view.queued_by_group.values())
+    assert view.queued_resource_demand_by_group["g"]["submission"] == len(queue)
+
+
+# --------------------------------------------------------------------------------------------
+# 3. A predicate that mutates the queue
+# --------------------------------------------------------------------------------------------
+
+
+def test_predicate_mutating_other_groups_restarts_and_returns_valid_head() -> None:
+    a, b, c, d = (TaskGroupSpec(k) for k in ("a", "b", "c", "d"))
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    initial = [make_task("a1", a), make_task("b1", b), make_task("b2", b), make_task("c1", c)]
+    queue.enqueue(initial)
+    model.enqueue(initial)
+    calls: list[str] = []
+
+    def predicate(item: SchedulableTask, view: QueueView) -> bool:
+        calls.append(item.task_id)
+        if item.task_id == "a1":
+            # Mutate while the walk is in progress: drop b's head, add a brand-new group.
+            assert queue.discard("b1") and model.discard("b1")
+            extra = [make_task("d1", d)]
+            assert queue.enqueue(extra) == model.enqueue(extra) == ("d1",)
+            return False
+        return True
+
+    selection = queue.select_next(predicate)
+    # The walk restarted; a1 (same head, already rejected) is not offered again; b2 is b's new head.
+    assert calls == ["a1", "b2"]
+    assert selection is not None
+    expected = model.select(lambda item: item.task_id != "a1")
+    assert expected is not None
+    assert ident(selection.item) == ident(expected.item) == ident(model.tasks["b"][0])
+    assert ident(queue.commit(selection)) == ident(model.commit(expected))
+    assert_matches(queue, model)
+
+
+def test_predicate_mutating_on_last_candidate_restarts() -> None:
+    """The queue changes while the only candidate is checked: the new eligible head must be found."""
+    a, b = TaskGroupSpec("a"), TaskGroupSpec("b")
+    queue = FairTaskQueue()
+    queue.enqueue([make_task("a1", a)])
+    b1 = make_task("b1", b)
+
+    def predicate(item: SchedulableTask, view: QueueView) -> bool:
+        if item.task_id == "a1":
+            queue.enqueue([b1])
+            return False
+        return True
+
+    selection = queue.select_next(predicate)
+    assert selection is not None
+    assert selection.item is b1
+    assert queue.commit(selection) is b1
+
+
+def test_predicate_mutating_another_group_then_accepting_gives_committable_selection() -> None:
+    a, b = TaskGroupSpec("a"), TaskGroupSpec("b")
+    queue = FairTaskQueue()
+    a1 = make_task("a1", a)
+    queue.enqueue([a1, make_task("b1", b)])
+
+    def predicate(item: SchedulableTask, view: QueueView) -> bool:
+        queue.discard("b1")
+        queue.enqueue([make_task("a2", a), make_task("b2", b)])
+        return True
+
+    selection = queue.select_next(predicate)
+    assert selection is not None and selection.item is a1
+    assert queue.commit(selection) is a1  # its head did not change: still valid
+    assert queue.commit(selection) is None  # and only once
+
+
+def test_predicate_discarding_its_own_head_yields_stale_selection() -> None:
+    a = TaskGroupSpec("a")
+    queue = FairTaskQueue()
+    a1 = make_task("a1", a)
+    queue.enqueue([a1, make_task("a2", a)])
+
+    def predicate(item: SchedulableTask, view: QueueView) -> bool:
+        queue.discard(item.task_id)
+        return True
+
+    selection = queue.select_next(predicate)
+    assert selection is not None
+    assert queue.commit(selection) is None
+    assert len(queue) == 1 and "a2" in queue
+
+
+MUTATIONS = st.one_of(
+    st.tuples(st.just("enqueue"), st.sampled_from(TASK_IDS), st.sampled_from(GROUP_KEYS), st.sampled_from(REQUESTS)),
+    st.tuples(st.just("discard"), st.sampled_from(TASK_IDS)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    initial=st.lists(st.tuples(st.sampled_from(TASK_IDS), st.sampled_from(GROUP_KEYS)), max_size=12),
+    weights=st.lists(WEIGHTS, min_size=len(GROUP_KEYS), max_size=len(GROUP_KEYS)),
+    warmup_commits=st.integers(min_value=0, max_value=4),
+    ineligible_ids=st.frozensets(st.sampled_from(TASK_IDS), max_size=12),
+    mutations=st.lists(MUTATIONS, max_size=6),
+)
+def test_select_with_mutating_predicate_matches_model(
+    initial: list[tuple[str, Hashable]],
+    weights: list[float],
+    warmup_commits: int,
+    ineligible_ids: frozenset[str],
+    mutations: list[tuple[Any, ...]],
+) -> None:
+    """Whatever the predicate does to the queue when it rejects a head, the result is the rule's
+    answer for the queue as it is when select_next returns (the predicate is deterministic)."""
+    specs = {key: TaskGroupSpec(key, weight=w) for key, w in zip(GROUP_KEYS, weights, strict=True)}
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    items = [make_task(task_id, specs[key]) for task_id, key in initial]
+    assert queue.enqueue(items) == model.enqueue(items)
+    for _ in range(warmup_commits):  # move virtual time and finish tags away from zero
+        selection, expected = queue.select_next(lambda item, view: True), model.select(lambda item: True)
+        if selection is None or expected is None:
+            break
+        assert ident(queue.commit(selection)) == ident(model.commit(expected))
+
+    def eligible(item: SchedulableTask) -> bool:
+        return item.task_id not in ineligible_ids
+
+    todo = list(mutations)
+
+    def predicate(item: SchedulableTask, view: QueueView) -> bool:
+        assert_unlocked(queue)
+        if eligible(item):
+            return True
+        if todo:
+            kind, *args = todo.pop(0)
+            if kind == "enqueue":
+                task_id, key, request = args
+                new = [make_task(task_id, specs[key], request)]
+                assert queue.enqueue(new) == model.enqueue(new)
+            else:
+                assert queue.discard(args[0]) is model.discard(args[0])
+        return False
+
+    selection = queue.select_next(predicate)
+    expected = model.select(eligible)
+    assert ident(selection.item if selection else None) == ident(expected.item if expected else None)
+    if selection is not None and expected is not None:
+        assert ident(queue.commit(selection)) == ident(model.commit(expected))
+    assert_matches(queue, model)
+
+
+# --------------------------------------------------------------------------------------------
+# 4. Concurrency: producers and one consumer, nothing lost, nothing doubled
+# --------------------------------------------------------------------------------------------
+
+
+def test_concurrent_producers_and_consumer_commit_each_accepted_task_once() -> None:
+    producers, batches, batch_size = 4, 40, 8
+    groups_per_producer = 3
+    specs = {(p, g): TaskGroupSpec((p, g), weight=1 + g) for p in range(producers) for g in range(groups_per_producer)}
+    queue = FairTaskQueue()
+    start = threading.Barrier(producers + 1)
+    producers_done = threading.Event()
+    work = threading.Event()  # set after every enqueue, so the consumer blocks instead of spinning
+    accepted: list[list[str]] = [[] for _ in range(producers)]
+    committed: list[SchedulableTask] = []
+    errors: list[BaseException] = []
+
+    def produce(p: int) -> None:
+        try:
+            start.wait()
+            for b in range(batches):
+                batch = [
+                    make_task(f"p{p}-b{b}-{i}", specs[(p, i % groups_per_producer)], REQUESTS[i % len(REQUESTS)])
+                    for i in range(batch_size)
+                ]
+                accepted[p].extend(queue.enqueue(batch))
+                # The same ids again: ignored while queued, accepted anew once committed.
+                accepted[p].extend(queue.enqueue(batch[: batch_size // 2]))
+                work.set()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def consume() -> None:
+        rng = random.Random(1234)
+        try:
+            start.wait()
+            while True:
+                work.clear()  # before selecting: an enqueue after this point sets it again
+                selection = queue.select_next(lambda item, view: rng.random() < 0.7)
+                if selection is None:
+                    if producers_done.is_set():
+                        if len(queue) == 0:
+                            return
+                        continue  # all heads happened to be rejected: try again
+                    work.wait(timeout=10)  # a safety net only; woken by the next enqueue or by the end
+                    continue
+                item = queue.commit(selection)
+                if item is not None:
+                    committed.append(item)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=produce, args=(p,), name=f"test-producer-{p}") for p in range(producers)]
+    consumer = threading.Thread(target=consume, name="test-consumer")
+    for thread in (*threads, consumer):
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+        assert not thread.is_alive()
+    producers_done.set()
+    work.set()
+    consumer.join(30)
+    assert not consumer.is_alive()
+    assert not errors, errors
+
+    all_accepted = [task_id for ids in accepted for task_id in ids]
+    assert Counter(item.task_id for item in committed) == Counter(all_accepted)
+    assert {item.task_id for item in committed} == {
+        f"p{p}-b{b}-{i}" for p in range(producers) for b in range(batches) for i in range(batch_size)
+    }
+    # FIFO within a group: each group has one producer, so commit order follows acceptance order.
+    group_of = {item.task_id: item.group.key for item in committed}
+    for p in range(producers):
+        for g in range(groups_per_producer):
+            key = (p, g)
+            assert [item.task_id for item in committed if item.group.key == key] == [
+                task_id for task_id in accepted[p] if group_of[task_id] == key
+            ]
+    assert len(queue) == 0
+    assert queue.view().queued_total == 0
+
+
+# --------------------------------------------------------------------------------------------
+# 5. Select cost does not scale with the number of groups
+# --------------------------------------------------------------------------------------------
+
+
+def test_select_calls_predicate_once_when_first_candidate_eligible_with_256_groups() -> None:
+    specs = [TaskGroupSpec(("group", i), weight=1 + (i % 5)) for i in range(256)]
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    items = [make_task(f"g{i}-t{j}", spec) for j in range(3) for i, spec in enumerate(specs)]
+    assert queue.enqueue(items) == model.enqueue(items)
+    assert queue.statistics()["active_groups"] == 256
+    for _ in range(300):
+        calls: list[str] = []
+
+        def predicate(item: SchedulableTask, view: QueueView, calls: list[str] = calls) -> bool:
+            calls.append(item.task_id)
+            return True
+
+        selection = queue.select_next(predicate)
+        expected = model.select(lambda item: True)
+        assert selection is not None and expected is not None
+        assert calls == [expected.item.task_id]
+        assert ident(queue.commit(selection)) == ident(model.commit(expected))
+        assert queue.statistics()["active_groups"] >= 200
+
+    # When k heads in front are ineligible, exactly k + 1 heads are offered.
+    skipped = {key for key in model.order()[:5]}
+    offered: list[str] = []
+
+    def skipping(item: SchedulableTask, view: QueueView) -> bool:
+        offered.append(item.task_id)
+        return item.group.key not in skipped
+
+    selection = queue.select_next(skipping)
+    assert len(offered) == 6
+    expected = model.select(lambda item: item.group.key not in skipped)
+    assert selection is not None and expected is not None and ident(selection.item) == ident(expected.item)
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Idempotency and staleness
+# --------------------------------------------------------------------------------------------
+
+
+def test_enqueue_same_id_twice_is_idempotent() -> None:
+    spec, other = TaskGroupSpec("g"), TaskGroupSpec(7)
+    queue = FairTaskQueue()
+    first = make_task("x", spec, REQUESTS[1])
+    assert queue.enqueue([first]) == ("x",)
+    view = plain_view(queue.view())
+    # Same id again, alone, in a batch, with a different group or request: ignored.
+    assert queue.enqueue([make_task("x", spec)]) == ()
+    assert queue.enqueue([make_task("y", spec), make_task("x", other), make_task("y", other)]) == ("y",)
+    assert len(queue) == 2
+    assert queue.view().queued_by_group == {"g": 2}
+    assert queue.view().first_candidate_tasks_by_group["g"] is first
+    assert view["queued_total"] == 1
+    selection = queue.select_next(lambda item, view: True)
+    assert selection is not None and queue.commit(selection) is first
+    # Once committed, the id is free again.
+    assert queue.enqueue([make_task("x", other)]) == ("x",)
+
+
+def test_discard_unknown_returns_false() -> None:
+    queue = FairTaskQueue()
+    assert queue.discard("nope") is False
+    queue.enqueue([make_task("a", TaskGroupSpec("g"))])
+    assert queue.discard("nope") is False
+    assert queue.discard("a") is True
+    assert queue.discard("a") is False
+    assert len(queue) == 0 and queue.view().queued_total == 0
+    assert queue.select_next(lambda item, view: True) is None
+
+
+def test_commit_of_stale_selection_returns_none() -> None:
+    spec = TaskGroupSpec("g")
+    queue = FairTaskQueue()
+    a, b = make_task("a", spec), make_task("b", spec)
+    queue.enqueue([a, b])
+
+    # Committed twice.
+    selection = queue.select_next(lambda item, view: True)
+    assert selection is not None
+    assert queue.commit(selection) is a
+    assert queue.commit(selection) is None
+
+    # Head discarded.
+    selection = queue.select_next(lambda item, view: True)
+    assert selection is not None and selection.item is b
+    assert queue.discard("b")
+    assert queue.commit(selection) is None
+
+    # Head discarded and the same id enqueued again: still stale (a new activation).
+    c = make_task("c", spec)
+    queue.enqueue([c])
+    selection = queue.select_next(lambda item, view: True)
+    assert selection is not None and selection.item is c
+    queue.discard("c")
+    queue.enqueue([make_task("c", spec)])
+    assert queue.commit(selection) is None
+
+    # Drained.
+    selection = queue.select_next(lambda item, view: True)
+    assert selection is not None
+    assert len(queue.drain()) == 1
+    assert queue.commit(selection) is None
+    assert len(queue) == 0
+
+
+def test_drain_keeps_virtual_time_and_finish_tags() -> None:
+    heavy, light = TaskGroupSpec("heavy", weight=4), TaskGroupSpec("light")
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    items = [make_task(f"h{i}", heavy) for i in range(3)] + [make_task("l0", light)]
+    assert queue.enqueue(items) == model.enqueue(items)
+    for _ in range(3):
+        selection, expected = queue.select_next(lambda item, view: True), model.select(lambda item: True)
+        assert selection is not None and expected is not None
+        assert ident(queue.commit(selection)) == ident(model.commit(expected))
+    assert idents(queue.drain()) == idents(model.drain())
+    assert_matches(queue, model)
+    again = [make_task("l1", light), make_task("h9", heavy)]
+    assert queue.enqueue(again) == model.enqueue(again)
+    selection, expected = queue.select_next(lambda item, view: True), model.select(lambda item: True)
+    assert selection is not None and expected is not None
+    assert ident(selection.item) == ident(expected.item)
