@@ -22,88 +22,13 @@ import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
 from .contracts import SchedulableTask, TaskGroupSpec
+from .queue_view import QueueSelection, QueueView, QueueViewData
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class _QueueViewData:
-    queued_total: int
-    queued_by_group: Mapping[Hashable, int]
-    queued_resource_demand_by_group: Mapping[Hashable, Mapping[str, int]]
-    first_candidate_resources_by_group: Mapping[Hashable, Mapping[str, int]]
-    first_candidate_tasks_by_group: Mapping[Hashable, SchedulableTask]
-    first_candidate_group_specs_by_group: Mapping[Hashable, TaskGroupSpec]
-    queued_peer_demand_by_resource: Mapping[str, Mapping[Hashable, int]]
-
-
-class QueueView:
-    """Immutable snapshot of the queue's membership, counts and per-group heads.
-
-    ``FairTaskQueue.view()`` materializes it at once. The view handed to ``is_eligible`` during
-    ``select_next`` is materialized on first field access (most eligibility checks never read it),
-    and is immutable from then on.
-    """
-
-    __slots__ = ("_data", "_source")
-
-    def __init__(self, data: _QueueViewData | None = None, source: FairTaskQueue | None = None) -> None:
-        self._data = data
-        self._source = source
-
-    def _materialized(self) -> _QueueViewData:
-        data = self._data
-        if data is None:
-            assert self._source is not None
-            data = self._data = self._source._view_data()
-            self._source = None
-        return data
-
-    @property
-    def queued_total(self) -> int:
-        return self._materialized().queued_total
-
-    @property
-    def queued_by_group(self) -> Mapping[Hashable, int]:
-        return self._materialized().queued_by_group
-
-    @property
-    def queued_resource_demand_by_group(self) -> Mapping[Hashable, Mapping[str, int]]:
-        return self._materialized().queued_resource_demand_by_group
-
-    @property
-    def first_candidate_resources_by_group(self) -> Mapping[Hashable, Mapping[str, int]]:
-        return self._materialized().first_candidate_resources_by_group
-
-    @property
-    def first_candidate_tasks_by_group(self) -> Mapping[Hashable, SchedulableTask]:
-        return self._materialized().first_candidate_tasks_by_group
-
-    @property
-    def first_candidate_group_specs_by_group(self) -> Mapping[Hashable, TaskGroupSpec]:
-        return self._materialized().first_candidate_group_specs_by_group
-
-    @property
-    def queued_peer_demand_by_resource(self) -> Mapping[str, Mapping[Hashable, int]]:
-        return self._materialized().queued_peer_demand_by_resource
-
-    def __repr__(self) -> str:
-        data = self._materialized()
-        return f"QueueView(queued_total={data.queued_total}, queued_by_group={dict(data.queued_by_group)!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class QueueSelection:
-    """A non-mutating pick: the head task of one group, valid until that head changes."""
-
-    item: SchedulableTask
-    view: QueueView
-    activation_seq: int
 
 
 class _GroupState:
@@ -134,7 +59,7 @@ class FairTaskQueue:
         self._live_heap_entries = 0
         self._activation_counter = itertools.count()
         self._version = 0
-        self._cached_view: tuple[int, _QueueViewData] | None = None
+        self._cached_view: tuple[int, QueueViewData] | None = None
 
     # -- mutation ---------------------------------------------------------------------------
 
@@ -288,7 +213,7 @@ class FairTaskQueue:
     def view(self) -> QueueView:
         return QueueView(data=self._view_data())
 
-    def _view_data(self) -> _QueueViewData:
+    def _view_data(self) -> QueueViewData:
         with self._lock:
             cached = self._cached_view
             if cached is not None and cached[0] == self._version:
@@ -297,7 +222,7 @@ class FairTaskQueue:
             self._cached_view = (self._version, data)
             return data
 
-    def _build_view_locked(self) -> _QueueViewData:
+    def _build_view_locked(self) -> QueueViewData:
         by_group: dict[Hashable, int] = {}
         demand_by_group: dict[Hashable, Mapping[str, int]] = {}
         first_resources: dict[Hashable, Mapping[str, int]] = {}
@@ -315,7 +240,7 @@ class FairTaskQueue:
             first_specs[key] = head.group
             for resource, amount in state.demand.items():
                 peer_demand.setdefault(resource, {})[key] = amount
-        return _QueueViewData(
+        return QueueViewData(
             queued_total=len(self._group_of_task),
             queued_by_group=MappingProxyType(by_group),
             queued_resource_demand_by_group=MappingProxyType(demand_by_group),
@@ -403,3 +328,6 @@ class FairTaskQueue:
         heap = self._heap
         while heap and heap[0][2].activation_seq != heap[0][1]:
             heapq.heappop(heap)
+
+
+__all__ = ["FairTaskQueue", "QueueSelection", "QueueView"]
