@@ -807,3 +807,29 @@ def test_never_admissible_work_fails_with_admission_stalled_error() -> None:
     assert not ran.is_set()
     assert not any(event.kind == "task_lease_acquired" for event in sink.events)
     assert sched.snapshot().counters["submitted"] == 2
+
+
+class _OpensLaterPolicy(StrictFairPolicy):
+    """Denies group "later" until a moment shortly after the policy was built, naming that moment."""
+
+    def __init__(self, delay: float) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.opens_at = time.monotonic() + delay
+
+    def evaluate(self, item: Any, queue_view: Any, admission_view: Any) -> PolicyDecision:
+        if item.group.key == "later" and self._clock() < self.opens_at:
+            return PolicyDecision(allowed=False, reason="rate", available_after=self.opens_at)
+        return super().evaluate(item, queue_view, admission_view)
+
+
+def test_policy_available_after_wakes_the_dispatcher_while_other_work_runs() -> None:
+    """No lost wake-up: the only thing that can unblock "later" is the clock. The blocker keeps a
+    lease until "later" has run, so without a deadline wake-up both would wait forever."""
+    later_ran = threading.Event()
+    with Scheduler(max_workers=2, policy=_OpensLaterPolicy(delay=0.05), name="late") as sched:
+        blocker = sched.submit(lambda: later_ran.wait(GENEROUS))
+        later = sched.group("later").submit(later_ran.set)
+        assert later.result(timeout=GENEROUS) is None
+        assert blocker.result(timeout=GENEROUS) is True

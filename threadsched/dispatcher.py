@@ -287,7 +287,8 @@ class DispatcherCore(CompletionMixin):
             with self._lock:
                 self._counters["stale_selections"] += 1
         self._emit("task_lease_released", lease.item, lease=lease, reason=reason)
-        self._emit(reason if reason == "stale_selection" else "cancelled", lease.item, lease=lease)
+        if reason == "stale_selection":
+            self._emit("stale_selection", lease.item, lease=lease)
         if not result.released:
             self._emit("release_diagnostic", lease.item, lease=lease, reason=result.reason)
 
@@ -308,9 +309,8 @@ class DispatcherCore(CompletionMixin):
         """Nothing queued is eligible now: explain it, and fail the work if it can never run."""
         with self._lock:
             maybe_stalled = not self._inbox and not self._retry_waiting and self._in_flight == 0
-        if not maybe_stalled and (self._blocked or self._sink is None):
-            self._blocked = True
-            return
+        # Always asked, so a policy's available_after becomes a wake-up deadline even while other
+        # work is in flight (O(groups), and only when select_next found nothing eligible).
         summary = self.controller.explain_blocked(self.queue.view())
         if summary.earliest_available_after is not None:
             with self._lock:
