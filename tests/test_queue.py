@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
@@ -34,6 +34,18 @@ REQUESTS: tuple[SchedulerResourceRequest, ...] = (
     SchedulerResourceRequest({"gpu": 2}),
 )
 WEIGHTS = st.one_of(st.integers(min_value=1, max_value=8), st.floats(min_value=1.0, max_value=8.0))
+# The state machine draws plain integers (cheap to generate, quick to shrink towards "t0 in the
+# first group with the default request" and "everything eligible") and decodes them here.
+TASK_SHAPES: tuple[tuple[str, Hashable, SchedulerResourceRequest], ...] = tuple(itertools.product(TASK_IDS, GROUP_KEYS, REQUESTS))
+GROUP_MASKS = st.integers(min_value=0, max_value=2 ** len(GROUP_KEYS) - 1)  # bit i set: GROUP_KEYS[i] ineligible
+ID_MASKS = st.integers(min_value=0, max_value=2 ** len(TASK_IDS) - 1)  # bit i set: TASK_IDS[i] ineligible
+
+
+def ineligibility(group_mask: int, id_mask: int) -> Callable[[SchedulableTask], bool]:
+    groups = frozenset(key for bit, key in enumerate(GROUP_KEYS) if group_mask >> bit & 1)
+    ids = frozenset(task_id for bit, task_id in enumerate(TASK_IDS) if id_mask >> bit & 1)
+    return lambda item: item.group.key not in groups and item.task_id not in ids
+
 
 _payloads = itertools.count()
 
@@ -81,9 +93,11 @@ class ReferenceQueue:
     # -- operations -----------------------------------------------------------------------------
     def enqueue(self, items: list[SchedulableTask]) -> tuple[str, ...]:
         accepted = []
+        queued = set(self.queued())
         for item in items:
-            if item.task_id in self.queued():
+            if item.task_id in queued:
                 continue
+            queued.add(item.task_id)
             group = item.group.key
             self.tasks.setdefault(group, []).append(item)
             if group not in self.active:
@@ -209,8 +223,9 @@ def assert_matches(queue: FairTaskQueue, model: ReferenceQueue) -> None:
     assert stats["queued_total"] == len(model)
     assert stats["active_groups"] == len(model.active)
     assert stats["virtual_time"] == model.V
+    queued = model.queued()
     for task_id in TASK_IDS:
-        assert (task_id in queue) == (task_id in model.queued())
+        assert (task_id in queue) == (task_id in queued)
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,22 +282,24 @@ class FairQueueMachine(RuleBasedStateMachine):
     # -- rules ----------------------------------------------------------------------------------
     # No preconditions and no st.data(): every rule is valid in every state (a rule with nothing
     # to act on is a no-op), which keeps generation cheap and lets a failure shrink quickly.
-    @rule(
-        batch=st.lists(st.tuples(st.sampled_from(TASK_IDS), st.sampled_from(GROUP_KEYS), st.sampled_from(REQUESTS)), max_size=8)
-    )
-    def enqueue(self, batch: list[tuple[str, Hashable, SchedulerResourceRequest]]) -> None:
-        items = [make_task(task_id, self.specs[key], request) for task_id, key, request in batch]
+    @rule(batch=st.lists(st.integers(min_value=0, max_value=len(TASK_SHAPES) - 1), max_size=8))
+    def enqueue(self, batch: list[int]) -> None:
+        """``batch`` indexes TASK_SHAPES: (task id, group key, resource request) per task."""
+        items = [make_task(task_id, self.specs[key], request) for task_id, key, request in map(TASK_SHAPES.__getitem__, batch)]
         accepted = self.queue.enqueue(items)
         assert accepted == self.model.enqueue(items)
         assert len(set(accepted)) == len(accepted)
 
-    @rule(picks=st.lists(st.tuples(st.integers(min_value=0, max_value=23), st.sampled_from(GROUP_KEYS)), min_size=1, max_size=4))
-    def enqueue_already_queued(self, picks: list[tuple[int, Hashable]]) -> None:
-        """Ids that are queued right now, in any group, with another request: all ignored."""
+    @rule(picks=st.lists(st.integers(min_value=0, max_value=len(TASK_SHAPES) - 1), min_size=1, max_size=4))
+    def enqueue_already_queued(self, picks: list[int]) -> None:
+        """Ids that are queued right now, in any group, with any request: all ignored."""
         queued = sorted(self.model.queued())
         if not queued:
             return
-        items = [make_task(queued[index % len(queued)], self.specs[key], REQUESTS[1]) for index, key in picks]
+        items = []
+        for pick in picks:
+            _, key, request = TASK_SHAPES[pick]
+            items.append(make_task(queued[pick % len(queued)], self.specs[key], request))
         before = plain_view(self.queue.view())
         assert self.queue.enqueue(items) == ()
         assert self.model.enqueue(items) == ()
@@ -292,25 +309,17 @@ class FairQueueMachine(RuleBasedStateMachine):
     def discard(self, task_id: str) -> None:
         assert self.queue.discard(task_id) is self.model.discard(task_id)
 
-    @rule(
-        ineligible_groups=st.lists(st.sampled_from(GROUP_KEYS), max_size=3),
-        ineligible_ids=st.lists(st.sampled_from(TASK_IDS), max_size=8),
-    )
-    def select_then_commit(self, ineligible_groups: list[Hashable], ineligible_ids: list[str]) -> None:
-        groups, ids = frozenset(ineligible_groups), frozenset(ineligible_ids)
-        selection, expected = self._select(lambda item: item.group.key not in groups and item.task_id not in ids)
+    @rule(ineligible_groups=GROUP_MASKS, ineligible_ids=ID_MASKS)
+    def select_then_commit(self, ineligible_groups: int, ineligible_ids: int) -> None:
+        selection, expected = self._select(ineligibility(ineligible_groups, ineligible_ids))
         if selection is not None:
             assert expected is not None
             self._commit(selection, expected)
 
-    @rule(
-        ineligible_groups=st.lists(st.sampled_from(GROUP_KEYS), max_size=3),
-        ineligible_ids=st.lists(st.sampled_from(TASK_IDS), max_size=8),
-    )
-    def select_and_hold(self, ineligible_groups: list[Hashable], ineligible_ids: list[str]) -> None:
+    @rule(ineligible_groups=GROUP_MASKS, ineligible_ids=ID_MASKS)
+    def select_and_hold(self, ineligible_groups: int, ineligible_ids: int) -> None:
         """Select now, commit later (after arbitrary other steps): the selection may have gone stale."""
-        groups, ids = frozenset(ineligible_groups), frozenset(ineligible_ids)
-        selection, expected = self._select(lambda item: item.group.key not in groups and item.task_id not in ids)
+        selection, expected = self._select(ineligibility(ineligible_groups, ineligible_ids))
         if selection is not None:
             assert expected is not None
             self.pending.append((selection, expected))
@@ -359,7 +368,14 @@ class FairQueueMachine(RuleBasedStateMachine):
         assert len(calls) == (1 if expected is not None else 0)
 
 
-FairQueueMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+# On failure: shrink one bug only and skip the explain phase, so a counterexample comes back quickly.
+FairQueueMachine.TestCase.settings = settings(
+    max_examples=200,
+    stateful_step_count=40,
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+    report_multiple_bugs=False,
+)
 TestFairQueueMachine = FairQueueMachine.TestCase
 
 
@@ -532,23 +548,60 @@ def test_predicate_mutating_other_groups_restarts_and_returns_valid_head() -> No
     assert_matches(queue, model)
 
 
-def test_predicate_mutating_on_last_candidate_restarts() -> None:
-    """The queue changes while the only candidate is checked: the new eligible head must be found."""
-    a, b = TaskGroupSpec("a"), TaskGroupSpec("b")
+@pytest.mark.parametrize("rejected_before", [0, 1, 3])
+def test_predicate_mutating_on_last_candidate_restarts(rejected_before: int) -> None:
+    """The queue changes while the last candidate is checked: the new eligible head must be found.
+
+    ``rejected_before`` heads are rejected (without mutation) before the last one, so the mutation
+    happens on the first offer (0) or deeper in the walk (1, 3)."""
+    specs = [TaskGroupSpec(("g", i)) for i in range(rejected_before + 1)]
     queue = FairTaskQueue()
-    queue.enqueue([make_task("a1", a)])
-    b1 = make_task("b1", b)
+    queue.enqueue([make_task(f"g{i}", spec) for i, spec in enumerate(specs)])
+    late = make_task("late", TaskGroupSpec("late"))
+    offered: list[str] = []
 
     def predicate(item: SchedulableTask, view: QueueView) -> bool:
-        if item.task_id == "a1":
-            queue.enqueue([b1])
-            return False
-        return True
+        offered.append(item.task_id)
+        if item.task_id == f"g{rejected_before}":
+            queue.enqueue([late])
+        return item.task_id == "late"
 
     selection = queue.select_next(predicate)
     assert selection is not None
-    assert selection.item is b1
-    assert queue.commit(selection) is b1
+    assert selection.item is late
+    assert offered == [*(f"g{i}" for i in range(rejected_before + 1)), "late"]  # each head offered once
+    assert queue.commit(selection) is late
+
+
+def test_predicate_enqueue_mid_walk_is_seen_in_order() -> None:
+    """A group activated by the predicate mid-walk with a smaller tag than the rest of the walk
+    must be offered before them: the walk cannot go on over a heap that changed under it."""
+    a, b, c, d = (TaskGroupSpec(k) for k in ("a", "b", "c", "d"))
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    items = [make_task(f"{k}{i}", spec) for i in (1, 2) for spec, k in ((a, "a"), (b, "b"), (c, "c"))]
+    assert queue.enqueue(items) == model.enqueue(items)
+    for _ in range(2):  # commit a1, b1: V stays 0, F[a] = F[b] = 1
+        selection, expected = queue.select_next(lambda item, view: True), model.select(lambda item: True)
+        assert selection is not None and expected is not None
+        assert ident(queue.commit(selection)) == ident(model.commit(expected))
+    assert model.order() == ["c", "a", "b"]  # tags 0, 1, 1
+    # c1 and a2 are rejected; while a2 is checked, d activates with tag V = 0: it goes before a and b.
+    d1 = make_task("d1", d)
+    offered: list[str] = []
+
+    def predicate(item: SchedulableTask, view: QueueView) -> bool:
+        offered.append(item.task_id)
+        if item.task_id == "a2":
+            assert queue.enqueue([d1]) == model.enqueue([d1])
+        return item.task_id not in {"a2", "c1"}
+
+    selection = queue.select_next(predicate)
+    expected = model.select(lambda item: item.task_id not in {"a2", "c1"})
+    assert expected is not None and expected.item is d1
+    assert selection is not None and selection.item is d1
+    assert offered == ["c1", "a2", "d1"]
+    assert ident(queue.commit(selection)) == ident(model.commit(expected))
+    assert_matches(queue, model)
 
 
 def test_predicate_mutating_another_group_then_accepting_gives_committable_selection() -> None:
@@ -584,19 +637,20 @@ def test_predicate_discarding_its_own_head_yields_stale_selection() -> None:
     assert len(queue) == 1 and "a2" in queue
 
 
+MUTATION_KEYS: tuple[Hashable, ...] = (*GROUP_KEYS, "x", ("y",), 99)
 MUTATIONS = st.one_of(
-    st.tuples(st.just("enqueue"), st.sampled_from(TASK_IDS), st.sampled_from(GROUP_KEYS), st.sampled_from(REQUESTS)),
+    st.tuples(st.just("enqueue"), st.sampled_from(TASK_IDS), st.sampled_from(MUTATION_KEYS), st.sampled_from(REQUESTS)),
     st.tuples(st.just("discard"), st.sampled_from(TASK_IDS)),
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(
-    initial=st.lists(st.tuples(st.sampled_from(TASK_IDS), st.sampled_from(GROUP_KEYS)), max_size=12),
-    weights=st.lists(WEIGHTS, min_size=len(GROUP_KEYS), max_size=len(GROUP_KEYS)),
-    warmup_commits=st.integers(min_value=0, max_value=4),
-    ineligible_ids=st.frozensets(st.sampled_from(TASK_IDS), max_size=12),
-    mutations=st.lists(MUTATIONS, max_size=6),
+    initial=st.lists(st.tuples(st.sampled_from(TASK_IDS), st.sampled_from(MUTATION_KEYS)), max_size=16),
+    weights=st.lists(WEIGHTS, min_size=len(MUTATION_KEYS), max_size=len(MUTATION_KEYS)),
+    warmup_commits=st.integers(min_value=0, max_value=6),
+    ineligible_ids=st.lists(st.sampled_from(TASK_IDS), max_size=16).map(frozenset),
+    mutations=st.lists(MUTATIONS, max_size=8),
 )
 def test_select_with_mutating_predicate_matches_model(
     initial: list[tuple[str, Hashable]],
@@ -607,7 +661,7 @@ def test_select_with_mutating_predicate_matches_model(
 ) -> None:
     """Whatever the predicate does to the queue when it rejects a head, the result is the rule's
     answer for the queue as it is when select_next returns (the predicate is deterministic)."""
-    specs = {key: TaskGroupSpec(key, weight=w) for key, w in zip(GROUP_KEYS, weights, strict=True)}
+    specs = {key: TaskGroupSpec(key, weight=w) for key, w in zip(MUTATION_KEYS, weights, strict=True)}
     queue, model = FairTaskQueue(), ReferenceQueue()
     items = [make_task(task_id, specs[key]) for task_id, key in initial]
     assert queue.enqueue(items) == model.enqueue(items)
@@ -851,3 +905,17 @@ def test_drain_keeps_virtual_time_and_finish_tags() -> None:
     selection, expected = queue.select_next(lambda item, view: True), model.select(lambda item: True)
     assert selection is not None and expected is not None
     assert ident(selection.item) == ident(expected.item)
+
+
+def test_remove_returns_the_queued_task_once() -> None:
+    spec = TaskGroupSpec("g")
+    queue = FairTaskQueue()
+    first, second = make_task("a", spec, REQUESTS[2]), make_task("b", spec)
+    queue.enqueue([first, second])
+    assert queue.remove("a") is first
+    assert queue.remove("a") is None
+    assert queue.remove("unknown") is None
+    view = queue.view()
+    assert view.queued_total == len(queue) == 1
+    assert dict(view.queued_resource_demand_by_group["g"]) == {"submission": 1}
+    assert view.first_candidate_tasks_by_group["g"] is second
