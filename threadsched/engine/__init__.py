@@ -1,4 +1,4 @@
-"""The dataset engine (issue 3, in progress): recipes, safe templates and the mock model endpoint.
+"""The dataset engine (issue 3, in progress): recipes, templates, the mock endpoint and the tracker.
 
 The runner that executes a recipe's column DAG over row groups on the ``Scheduler`` and the
 ``threadsched run`` command are not built yet.
@@ -33,6 +33,7 @@ from .recipe import (
 )
 from .recipe_validation import template_references
 from .templates import CompiledTemplate, TemplateError, render, template_fields
+from .tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey, TrackerError
 
 __all__ = [
     "COLUMN_KINDS",
@@ -41,18 +42,24 @@ __all__ = [
     "PROCESSOR_STAGES",
     "PROVIDER_KINDS",
     "RETRYABLE_ERRORS",
+    "ColumnNode",
     "CompiledTemplate",
+    "CompletionTracker",
+    "DropResult",
     "MockFatalError",
     "MockModelEndpoint",
     "MockProviderError",
     "MockTransientError",
+    "Outcome",
     "TemplateError",
+    "TrackerError",
     "ColumnSpec",
     "ProcessorSpec",
     "ProviderSpec",
     "Recipe",
     "RecipeError",
     "RunSettings",
+    "TaskKey",
     "builtin_recipe_names",
     "builtin_recipe_text",
     "load_recipe",
