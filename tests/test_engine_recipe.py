@@ -82,10 +82,18 @@ def test_demo_recipe_parses_with_the_documented_shape() -> None:
         3,
         8,
     )
-    assert recipe.topological_order == ("topic", "question", "answer", "score", "label")
-    assert [c.name for c in recipe.roots] == ["topic"]
+    assert recipe.topological_order == ("topic", "angle", "question", "answer", "score", "label")
+    assert [c.name for c in recipe.roots] == ["topic", "angle"]
     kinds = {c.name: c.kind for c in recipe.columns}
-    assert kinds == {"topic": "sampler", "question": "llm", "answer": "llm", "score": "llm", "label": "template"}
+    assert kinds == {
+        "topic": "sampler",
+        "angle": "sampler",
+        "question": "llm",
+        "answer": "llm",
+        "score": "llm",
+        "label": "template",
+    }
+    assert recipe.column("question").dependencies == ("topic", "angle")
     assert recipe.column("score").dependencies == ("question", "answer")
     assert recipe.column("question").resource == "llm:mock/writer"
     assert recipe.column("label").resource is None

@@ -1,4 +1,5 @@
-"""The dataset engine (issue 3, in progress): recipes, templates, the mock endpoint and the tracker.
+"""The dataset engine (issue 3, in progress): recipes, templates, the mock endpoint, column executors,
+processors, the single-threaded reference oracle and the completion tracker.
 
 The runner that executes a recipe's column DAG over row groups on the ``Scheduler`` and the
 ``threadsched run`` command are not built yet.
@@ -6,6 +7,7 @@ The runner that executes a recipe's column DAG over row groups on the ``Schedule
 
 from __future__ import annotations
 
+from .columns import BatchExecutor, CellExecutor, ColumnExecutor, build_endpoints, compile_column, compile_columns
 from .mock_provider import (
     RETRYABLE_ERRORS,
     MockFatalError,
@@ -14,6 +16,7 @@ from .mock_provider import (
     MockTransientError,
     score_from_text,
 )
+from .processors import Processor, ProcessorError, ProcessorResult, compile_processor, run_stage
 from .recipe import (
     COLUMN_KINDS,
     FILTER_OPS,
@@ -32,10 +35,27 @@ from .recipe import (
     parse_recipe,
 )
 from .recipe_validation import template_references
+from .reference import ReferenceResult, reference_row_values
 from .templates import CompiledTemplate, TemplateError, render, template_fields
 from .tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey, TrackerError
+from .user_code import UserCodeError, import_callable
 
 __all__ = [
+    "BatchExecutor",
+    "CellExecutor",
+    "ColumnExecutor",
+    "Processor",
+    "ProcessorError",
+    "ProcessorResult",
+    "ReferenceResult",
+    "UserCodeError",
+    "build_endpoints",
+    "compile_column",
+    "compile_columns",
+    "compile_processor",
+    "import_callable",
+    "reference_row_values",
+    "run_stage",
     "COLUMN_KINDS",
     "FILTER_OPS",
     "PROCESSOR_KINDS",
