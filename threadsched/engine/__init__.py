@@ -1,8 +1,8 @@
 """The dataset engine (issue 3, in progress): recipes, templates, the mock endpoint, column executors,
 processors, the single-threaded reference oracle and the completion tracker.
 
-The runner that executes a recipe's column DAG over row groups on the ``Scheduler`` and the
-``threadsched run`` command are not built yet.
+``run_recipe`` executes a recipe's column DAG over row groups on the ``Scheduler``; ``run_reference`` is the
+single-threaded oracle writing the same files. The ``threadsched run`` command is not built yet.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from .recipe import (
 )
 from .recipe_validation import template_references
 from .reference import ReferenceResult, reference_row_values
+from .runner import run_recipe
+from .runner_output import RunResult, run_reference
 from .templates import CompiledTemplate, TemplateError, render, template_fields
 from .tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey, TrackerError
 from .user_code import UserCodeError, import_callable
@@ -48,6 +50,7 @@ __all__ = [
     "ProcessorError",
     "ProcessorResult",
     "ReferenceResult",
+    "RunResult",
     "UserCodeError",
     "build_endpoints",
     "compile_column",
@@ -55,6 +58,8 @@ __all__ = [
     "compile_processor",
     "import_callable",
     "reference_row_values",
+    "run_recipe",
+    "run_reference",
     "run_stage",
     "COLUMN_KINDS",
     "FILTER_OPS",

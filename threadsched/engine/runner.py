@@ -1,0 +1,340 @@
+"""The scheduled dataset engine (issue 3): a recipe's column DAG over row groups, on one ``Scheduler``.
+
+Shape (one main thread, many workers):
+
+* The ``CompletionTracker`` owns readiness. The main thread moves its ready frontier into the scheduler
+  (one ``TaskGroup`` per column; llm columns request their ``llm:<provider>/<model>`` resource) and is the
+  only thread that reports outcomes to the tracker, writes column values into the row store, runs
+  processors and checkpoints. Workers only call ``mark_started``, copy their inputs from the row store
+  under ``_lock`` and compute outside it.
+* Done-callbacks only push ``(key, future)`` onto a ``SimpleQueue``; the main thread blocks on it while
+  work is in flight (no polling, no sleeps).
+* Retries are salvage rounds of the tracker, never scheduler retries: a retryable failure is deferred and
+  re-enqueued (a new task, a new lease) with ``attempt + 1`` once the frontier drains. Each task gets at
+  most ``1 + run.max_salvage_rounds`` attempts (``reference.default_max_attempts``), the same budget as the
+  reference, so a run drops exactly the rows the reference drops; a retryable failure on its last
+  attempt drops its row at once with the reference's reason.
+* A root column whose executor is a cell executor (a template, llm or python cell with no dependencies)
+  runs as one batch task per row group that retries each row inline, as the reference does.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor, build_endpoints, compile_columns
+from threadsched.engine.recipe import Recipe
+from threadsched.engine.reference import default_max_attempts, failure_reason
+from threadsched.engine.runner_output import (
+    OutputWriter,
+    RunResult,
+    apply_stage,
+    compile_stage,
+    row_group_range,
+    run_reference,
+)
+from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
+from threadsched.events import EventSink
+from threadsched.futures import TaskFuture
+from threadsched.scheduler import DEFAULT_GROUP, Scheduler, TaskGroup
+
+__all__ = ["RunResult", "run_recipe", "run_reference"]
+
+_SKIPPED = object()  # a worker found its task stale (its row was dropped while it was queued)
+Rows = list[tuple[int, dict[str, object]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _RootCells:
+    """The result of a root column with a cell executor: values and per-row failure reasons."""
+
+    values: dict[int, object]
+    failures: dict[int, str]
+
+
+def _ancestors(recipe: Recipe) -> dict[str, frozenset[str]]:
+    """Every column's transitive dependencies: the only values its tasks see (deterministic inputs)."""
+    result: dict[str, frozenset[str]] = {}
+    for name in recipe.topological_order:
+        deps = recipe.column(name).dependencies
+        result[name] = frozenset(deps).union(*(result[dep] for dep in deps))
+    return result
+
+
+class _Run:
+    def __init__(
+        self, recipe: Recipe, out_dir: Path, workers: int | None, events: EventSink | None, sleep: Callable[[float], None]
+    ) -> None:
+        self.recipe = recipe
+        self.executors: Mapping[str, ColumnExecutor] = compile_columns(recipe, build_endpoints(recipe, sleep=sleep))
+        self.pre = compile_stage(recipe, "pre_batch")
+        self.post = compile_stage(recipe, "post_batch")
+        self.max_attempts = default_max_attempts(recipe)
+        self.ancestors = _ancestors(recipe)
+        self.tracker = CompletionTracker(
+            [ColumnNode(name, ex.dependencies, ex.mode) for name, ex in self.executors.items()],
+            records=recipe.run.records,
+            buffer_size=recipe.run.buffer_size,
+            max_row_groups_in_flight=recipe.run.max_row_groups_in_flight,
+            has_pre_batch=bool(self.pre),
+        )
+        self.writer = OutputWriter(out_dir)
+        self.workers = workers or recipe.run.max_workers
+        self._lock = threading.Lock()  # guards _rows (read by workers, written by the main thread)
+        self._rows: dict[int, dict[int, dict[str, object]]] = {}
+        self._completions: queue.SimpleQueue[tuple[TaskKey, Future[Any]]] = queue.SimpleQueue()
+        self._inflight: dict[TaskKey, TaskFuture] = {}
+        self._cancelled: set[TaskKey] = set()
+        self._attempts: dict[TaskKey, int] = {}
+        self.engine_counters = dict.fromkeys(
+            ("tasks_submitted", "retryable_failures", "permanent_failures", "stale_cancelled", "salvaged_tasks"), 0
+        )
+        self.scheduler = Scheduler(self.workers, resource_limits=recipe.resource_limits, events=events, name="threadsched-engine")
+        self.groups: dict[str, TaskGroup] = {}
+        for name, ex in self.executors.items():
+            key = f"column:{name}" if name == DEFAULT_GROUP else name
+            resources = {ex.resource: 1} if ex.resource else None
+            self.groups[name] = self.scheduler.group(key, weight=ex.weight, resources=resources)
+
+    # -- workers ------------------------------------------------------------------------------------------
+
+    def _inputs(self, key: TaskKey) -> Rows:
+        """Copies of the rows the task reads (only its ancestors' values), taken under ``_lock``."""
+        wanted = self.ancestors[key.column]
+        with self._lock:
+            group = self._rows[key.row_group]
+            indices = sorted(group) if key.row is None else [key.row]
+            return [(i, {c: v for c, v in group[i].items() if c in wanted}) for i in indices]
+
+    def _work(self, key: TaskKey, attempt: int) -> object:
+        if not self.tracker.mark_started(key):
+            return _SKIPPED
+        executor = self.executors[key.column]
+        rows = self._inputs(key)
+        if key.row is not None:
+            assert isinstance(executor, CellExecutor)
+            return executor.run_cell(rows[0][1], attempt=attempt)
+        if isinstance(executor, BatchExecutor):
+            return executor.run_batch_rows(rows)
+        assert isinstance(executor, CellExecutor)
+        return self._root_cells(executor, rows)
+
+    def _root_cells(self, executor: CellExecutor, rows: Rows) -> _RootCells:
+        values: dict[int, object] = {}
+        failures: dict[int, str] = {}
+        for index, row in rows:
+            attempt = 1
+            while True:
+                try:
+                    values[index] = executor.run_cell(row, attempt=attempt)
+                    break
+                except Exception as exc:  # recorded per row, like the reference
+                    retryable = isinstance(exc, executor.retryable_errors)
+                    if not retryable or attempt >= self.max_attempts:
+                        failures[index] = failure_reason(executor.name, exc, attempts=attempt, retryable=retryable)
+                        break
+                    attempt += 1
+        return _RootCells(values, failures)
+
+    # -- main thread ----------------------------------------------------------------------------------------
+
+    def _submit_frontier(self) -> bool:
+        frontier = self.tracker.ready_frontier()
+        if not frontier:
+            return False
+        # Acknowledge before submitting: a worker may call mark_started as soon as its task is submitted.
+        self.tracker.mark_enqueued(frontier)
+        for key in frontier:
+            if key.row_group not in self._rows:
+                with self._lock:
+                    self._rows[key.row_group] = {i: {} for i in row_group_range(self.recipe, key.row_group)}
+            future = self.groups[key.column].submit(self._work, key, self._attempts.get(key, 1))
+            self._inflight[key] = future
+            future.add_done_callback(functools.partial(self._on_done, key))
+        self.engine_counters["tasks_submitted"] += len(frontier)
+        return True
+
+    def _on_done(self, key: TaskKey, future: Future[Any]) -> None:
+        self._completions.put((key, future))  # runs in a worker or the dispatcher: record only
+
+    def _wait_for_completions(self) -> None:
+        item: tuple[TaskKey, Future[Any]] | None = self._completions.get()
+        while item is not None:
+            self._handle(*item)
+            try:
+                item = self._completions.get_nowait()
+            except queue.Empty:
+                item = None
+
+    def _handle(self, key: TaskKey, future: Future[Any]) -> None:
+        if self._inflight.get(key) is not future:
+            return  # a cancelled stale task, already settled
+        del self._inflight[key]
+        if key in self._cancelled:
+            self._cancelled.discard(key)
+            return
+        if future.cancelled():
+            raise RuntimeError(f"engine task {key.task_id} was cancelled by someone else")
+        error = future.exception()
+        if error is None:
+            self._record_success(key, future.result())
+            return
+        attempt = self._attempts.get(key, 1)
+        executor = self.executors[key.column]
+        retryable = isinstance(error, executor.retryable_errors)
+        if retryable and attempt < self.max_attempts:
+            self.engine_counters["retryable_failures"] += 1
+            self.tracker.mark_failed_retryable(key)
+            return
+        self.engine_counters["permanent_failures"] += 1
+        self._attempts.pop(key, None)
+        reason = failure_reason(key.column, error, attempts=attempt, retryable=retryable)
+        self._apply_drop(self.tracker.mark_failed_permanent(key, reason))
+
+    def _record_success(self, key: TaskKey, result: object) -> None:
+        if result is _SKIPPED:
+            return
+        self._attempts.pop(key, None)
+        if isinstance(result, _RootCells):
+            alive = set(self.tracker.alive_rows(key.row_group))
+            for row, reason in sorted(result.failures.items()):
+                if row in alive:
+                    self._apply_drop(self.tracker.drop_row(key.row_group, row, reason))
+            result = result.values
+        if self.tracker.mark_complete(key) is not Outcome.RECORDED:
+            return
+        # Dependents became ready in the tracker but only this thread submits them: write before that.
+        with self._lock:
+            group = self._rows[key.row_group]
+            if key.row is not None:
+                if key.row in group:
+                    group[key.row][key.column] = result
+                return
+            assert isinstance(result, dict)
+            for row, values in group.items():
+                if row in result:
+                    values[key.column] = result[row]
+
+    def _apply_drop(self, dropped: DropResult) -> None:
+        with self._lock:
+            for row_group, row in dropped.rows:
+                self._rows.get(row_group, {}).pop(row, None)
+        for key in dropped.stale:
+            future = self._inflight.get(key)
+            if future is None:
+                continue
+            self.engine_counters["stale_cancelled"] += 1
+            if future.cancel():  # still queued: discarded from the scheduler's queue, never leased
+                del self._inflight[key]
+            else:  # already handed to a worker: mark_started answers False, its result is ignored
+                self._cancelled.add(key)
+
+    def _drop_rows(self, row_group: int, reasons: Mapping[int, str]) -> None:
+        for row, reason in sorted(reasons.items()):
+            self._apply_drop(self.tracker.drop_row(row_group, row, reason))
+
+    def _group_rows(self, row_group: int) -> Rows:
+        alive = self.tracker.alive_rows(row_group)
+        with self._lock:
+            group = self._rows.get(row_group, {})
+            return [(i, dict(group[i])) for i in alive]
+
+    def _process_row_groups(self) -> None:
+        progressed = True
+        while progressed:
+            progressed = False
+            for row_group in self.tracker.pop_pre_batch_ready():
+                progressed = True
+                self._drop_rows(row_group, apply_stage(self.pre, self._group_rows(row_group), "pre_batch"))
+                self._apply_drop(self.tracker.mark_pre_batch_done(row_group))
+            for row_group in self.tracker.pop_completed_row_groups():
+                progressed = True
+                self._drop_rows(row_group, apply_stage(self.post, self._group_rows(row_group), "post_batch"))
+                self.writer.write_row_group(row_group, self._group_rows(row_group))
+                self.tracker.mark_checkpointed(row_group)
+                with self._lock:
+                    self._rows.pop(row_group, None)
+
+    def _salvage(self) -> None:
+        keys = self.tracker.salvage_round()
+        if not keys:
+            raise RuntimeError(f"engine stalled with nothing ready, in flight or deferred: {self.tracker!r}")
+        for key in keys:
+            self._attempts[key] = self._attempts.get(key, 1) + 1
+        self.engine_counters["salvaged_tasks"] += len(keys)
+
+    def run(self) -> RunResult:
+        started = time.perf_counter()
+        try:
+            while True:
+                self._process_row_groups()
+                if self.tracker.is_finished():
+                    break
+                submitted = self._submit_frontier()
+                if self._inflight:
+                    self._wait_for_completions()
+                elif not submitted:
+                    self._salvage()
+        except BaseException:
+            self.scheduler.shutdown(wait=True, cancel_futures=True)
+            raise
+        report = self.scheduler.shutdown(wait=True)
+        snapshot = self.scheduler.snapshot()
+        elapsed = time.perf_counter() - started
+        dropped = {row: reason for (_group, row), reason in sorted(self.tracker.dropped_rows().items())}
+        salvage_rounds = self.tracker.salvage_rounds
+        counters: dict[str, int] = {**snapshot.counters, **self.engine_counters, "salvage_rounds": salvage_rounds}
+        summary: dict[str, Any] = {
+            "mode": "scheduled",
+            "elapsed": elapsed,
+            "capacity": {
+                "workers": self.workers,
+                "resource_limits": dict(self.recipe.resource_limits),
+                "buffer_size": self.recipe.run.buffer_size,
+                "max_row_groups_in_flight": self.recipe.run.max_row_groups_in_flight,
+            },
+            "counters": counters,
+            "hidden_waiters": snapshot.counters.get("hidden_waiters", 0),
+            "final_active_leases": report.active_leases,
+        }
+        output_hash = self.writer.finish(self.recipe, summary, dropped)
+        return RunResult(
+            rows_written=self.writer.rows_written,
+            dropped=MappingProxyType(dropped),
+            output_hash=output_hash,
+            counters=MappingProxyType(counters),
+            hidden_waiters=snapshot.counters.get("hidden_waiters", 0),
+            final_active_leases=report.active_leases,
+            row_groups_checkpointed=self.writer.row_groups_checkpointed,
+            elapsed=elapsed,
+            mode="scheduled",
+            salvage_rounds=salvage_rounds,
+            shutdown_clean=report.clean,
+            out_dir=self.writer.out_dir,
+        )
+
+
+def run_recipe(
+    recipe: Recipe,
+    out_dir: Path,
+    *,
+    workers: int | None = None,
+    events: EventSink | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> RunResult:
+    """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``.
+
+    Writes ``row_groups/rg-NNNNN.jsonl`` (atomically, as each row group completes), ``dataset.jsonl`` and
+    ``run.json``. The scheduler is always shut down, also when the run raises."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive int or None, got {workers!r}")
+    return _Run(recipe, Path(out_dir), workers, events, sleep).run()
