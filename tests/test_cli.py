@@ -98,3 +98,16 @@ def test_recipe_prints_the_builtin_demo_recipe(capsys: pytest.CaptureFixture[str
     assert parse_recipe(capsys.readouterr().out).run.records == 200
     assert main(["recipe", "nope"]) == 2
     assert "unknown built-in recipe 'nope'" in capsys.readouterr().err
+
+
+def test_run_with_an_unloadable_python_function_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tmp_path / "python.toml"
+    recipe.write_text(
+        SMALL_RECIPE
+        + '\n[[columns]]\nname = "extra"\nkind = "python"\nfunction = "no_such_module_zz:f"\ndepends_on = ["topic"]\n'
+    )
+    assert main(["run", str(recipe), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "no_such_module_zz" in error and "\n" not in error

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
 
 from .demo import SCALES, render_plain, render_rich, run_demo
 
@@ -25,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", type=Path, help="path of the recipe (TOML)")
     run.add_argument("--out", type=Path, default=None, help="output directory (default: the recipe's run.output)")
     run.add_argument("--workers", type=int, default=None, help="worker threads (default: the recipe's run.max_workers)")
+    run.add_argument("--resume", action="store_true", help="skip the row groups an earlier run of this recipe checkpointed")
     run.add_argument("--reference", action="store_true", help="run single-threaded without the scheduler (the oracle)")
     run.add_argument("--quiet", action="store_true", help="print only errors")
     recipe = commands.add_parser("recipe", help="print a built-in recipe to copy and edit")
@@ -57,7 +61,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .engine import RecipeError, load_recipe, run_recipe, run_reference
+    """Exit codes: 0 ok, 1 early shutdown (error rate) or an unhealthy run, 2 bad recipe/resume, 130 Ctrl-C.
+
+    Without ``--resume`` existing checkpoints in the output directory are deleted (a fresh run)."""
+    from .engine import ProcessorError, RecipeError, UserCodeError, load_recipe, run_recipe, run_reference
 
     if args.workers is not None and args.workers < 1:
         print(f"threadsched: --workers must be >= 1, got {args.workers}", file=sys.stderr)
@@ -67,8 +74,27 @@ def _run(args: argparse.Namespace) -> int:
     except RecipeError as error:
         print(f"threadsched: {error}", file=sys.stderr)
         return 2
+    if args.reference and args.resume:
+        print("threadsched: --resume cannot be combined with --reference", file=sys.stderr)
+        return 2
     out = args.out if args.out is not None else Path(recipe.run.output)
-    result = run_reference(recipe, out) if args.reference else run_recipe(recipe, out, workers=args.workers)
+    cancel = threading.Event()
+    restore = _cancel_on_sigint(cancel)
+    try:
+        if args.reference:
+            result = run_reference(recipe, out)
+        else:
+            result = run_recipe(recipe, out, workers=args.workers, resume=args.resume, cancel=cancel)
+    except (RecipeError, UserCodeError, ProcessorError) as error:
+        # --resume against another recipe's checkpoints, or a python function that cannot be loaded
+        # (columns and processors are compiled before anything is written or run).
+        print(f"threadsched: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C in --reference mode
+        print(f"threadsched: interrupted; checkpoints written so far are in {out / 'row_groups'}", file=sys.stderr)
+        return 130
+    finally:
+        restore()
     if not args.quiet:
         print(
             f"{result.mode} run: {result.rows_written} rows written, {len(result.dropped)} dropped, "
@@ -78,7 +104,35 @@ def _run(args: argparse.Namespace) -> int:
             f"output hash {result.output_hash}; hidden waiters {result.hidden_waiters}; "
             f"final active leases {result.final_active_leases}"
         )
+    if result.early_shutdown or result.cancelled:
+        report = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        what = "early shutdown: " + report["early_shutdown"]["reason"] if result.early_shutdown else "cancelled (Ctrl-C)"
+        print(
+            f"threadsched: {what}; {result.row_groups_checkpointed} complete row groups checkpointed in "
+            f"{out / 'row_groups'} (rerun with --resume to continue)",
+            file=sys.stderr,
+        )
+        return 1 if result.early_shutdown else 130
     return 0 if result.hidden_waiters == 0 and result.final_active_leases == 0 else 1
+
+
+def _cancel_on_sigint(cancel: threading.Event) -> Callable[[], None]:
+    """First Ctrl-C sets ``cancel`` (graceful stop); the handler then steps aside so a second one interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # installed outside Python: fall back to the default KeyboardInterrupt
+        previous = signal.default_int_handler
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        cancel.set()
+        signal.signal(signal.SIGINT, previous)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, handler)
+    return restore
 
 
 def _recipe(args: argparse.Namespace) -> int:

@@ -244,7 +244,7 @@ def _import_function(column: str, reference: str) -> Callable[..., object]:
     try:
         return import_callable(reference)
     except UserCodeError as exc:
-        raise ValueError(f"column {column!r}: cannot load python function {exc}") from exc.__cause__
+        raise UserCodeError(f"column {column!r}: cannot load python function {exc}") from exc.__cause__
 
 
 def compile_column(spec: ColumnSpec, recipe: Recipe, endpoints: Mapping[str, MockModelEndpoint]) -> ColumnExecutor:

@@ -14,6 +14,9 @@ Shape (one main thread, many workers):
   most ``1 + run.max_salvage_rounds`` attempts (``reference.default_max_attempts``), the same budget as the
   reference, so a run drops exactly the rows the reference drops; a retryable failure on its last
   attempt drops its row at once with the reference's reason.
+* Stopping early (``run.error_rate_shutdown`` exceeded after ``error_rate_min_window`` finished tasks, or
+  the ``cancel`` event set): queued futures are cancelled, running ones finish and are recorded, complete
+  row groups are checkpointed; ``--resume`` (``runner_resume``) continues from those checkpoints.
 * A root column whose executor is a cell executor (a template, llm or python cell with no dependencies)
   runs as one batch task per row group that retries each row inline, as the reference does.
 """
@@ -26,7 +29,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -42,52 +44,48 @@ from threadsched.engine.runner_output import (
     row_group_range,
     run_reference,
 )
+from threadsched.engine.runner_resume import ResumeError, prepare_output
+from threadsched.engine.runner_support import RootCells, Rows, ancestors, root_cells
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 from threadsched.events import EventSink
 from threadsched.futures import TaskFuture
 from threadsched.scheduler import DEFAULT_GROUP, Scheduler, TaskGroup
 
-__all__ = ["RunResult", "run_recipe", "run_reference"]
+__all__ = ["ResumeError", "RunResult", "run_recipe", "run_reference"]
 
 _SKIPPED = object()  # a worker found its task stale (its row was dropped while it was queued)
-Rows = list[tuple[int, dict[str, object]]]
-
-
-@dataclass(frozen=True, slots=True)
-class _RootCells:
-    """The result of a root column with a cell executor: values and per-row failure reasons."""
-
-    values: dict[int, object]
-    failures: dict[int, str]
-
-
-def _ancestors(recipe: Recipe) -> dict[str, frozenset[str]]:
-    """Every column's transitive dependencies: the only values its tasks see (deterministic inputs)."""
-    result: dict[str, frozenset[str]] = {}
-    for name in recipe.topological_order:
-        deps = recipe.column(name).dependencies
-        result[name] = frozenset(deps).union(*(result[dep] for dep in deps))
-    return result
 
 
 class _Run:
     def __init__(
-        self, recipe: Recipe, out_dir: Path, workers: int | None, events: EventSink | None, sleep: Callable[[float], None]
+        self,
+        recipe: Recipe,
+        out_dir: Path,
+        workers: int | None,
+        events: EventSink | None,
+        sleep: Callable[[float], None],
+        resume: bool,
+        cancel: threading.Event | None,
     ) -> None:
         self.recipe = recipe
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.stop_info: dict[str, Any] | None = None  # why the run stopped early (error rate or cancel)
         self.executors: Mapping[str, ColumnExecutor] = compile_columns(recipe, build_endpoints(recipe, sleep=sleep))
         self.pre = compile_stage(recipe, "pre_batch")
         self.post = compile_stage(recipe, "post_batch")
+        self.skipped = prepare_output(recipe, out_dir, resume=resume)  # after compiling: a bad recipe touches nothing
         self.max_attempts = default_max_attempts(recipe)
-        self.ancestors = _ancestors(recipe)
+        self.ancestors = ancestors(recipe)
         self.tracker = CompletionTracker(
             [ColumnNode(name, ex.dependencies, ex.mode) for name, ex in self.executors.items()],
             records=recipe.run.records,
             buffer_size=recipe.run.buffer_size,
             max_row_groups_in_flight=recipe.run.max_row_groups_in_flight,
             has_pre_batch=bool(self.pre),
+            skip_row_groups=self.skipped,
         )
         self.writer = OutputWriter(out_dir)
+        self.writer.adopt(self.skipped)
         self.workers = workers or recipe.run.max_workers
         self._lock = threading.Lock()  # guards _rows (read by workers, written by the main thread)
         self._rows: dict[int, dict[int, dict[str, object]]] = {}
@@ -96,7 +94,15 @@ class _Run:
         self._cancelled: set[TaskKey] = set()
         self._attempts: dict[TaskKey, int] = {}
         self.engine_counters = dict.fromkeys(
-            ("tasks_submitted", "retryable_failures", "permanent_failures", "stale_cancelled", "salvaged_tasks"), 0
+            (
+                "tasks_submitted",
+                "retryable_failures",
+                "permanent_failures",
+                "stale_cancelled",
+                "salvaged_tasks",
+                "tasks_finished",
+            ),
+            0,
         )
         self.scheduler = Scheduler(self.workers, resource_limits=recipe.resource_limits, events=events, name="threadsched-engine")
         self.groups: dict[str, TaskGroup] = {}
@@ -126,24 +132,7 @@ class _Run:
         if isinstance(executor, BatchExecutor):
             return executor.run_batch_rows(rows)
         assert isinstance(executor, CellExecutor)
-        return self._root_cells(executor, rows)
-
-    def _root_cells(self, executor: CellExecutor, rows: Rows) -> _RootCells:
-        values: dict[int, object] = {}
-        failures: dict[int, str] = {}
-        for index, row in rows:
-            attempt = 1
-            while True:
-                try:
-                    values[index] = executor.run_cell(row, attempt=attempt)
-                    break
-                except Exception as exc:  # recorded per row, like the reference
-                    retryable = isinstance(exc, executor.retryable_errors)
-                    if not retryable or attempt >= self.max_attempts:
-                        failures[index] = failure_reason(executor.name, exc, attempts=attempt, retryable=retryable)
-                        break
-                    attempt += 1
-        return _RootCells(values, failures)
+        return root_cells(executor, rows, self.max_attempts)
 
     # -- main thread ----------------------------------------------------------------------------------------
 
@@ -186,8 +175,11 @@ class _Run:
             raise RuntimeError(f"engine task {key.task_id} was cancelled by someone else")
         error = future.exception()
         if error is None:
-            self._record_success(key, future.result())
+            result = future.result()
+            self.engine_counters["tasks_finished"] += result is not _SKIPPED
+            self._record_success(key, result)
             return
+        self.engine_counters["tasks_finished"] += 1
         attempt = self._attempts.get(key, 1)
         executor = self.executors[key.column]
         retryable = isinstance(error, executor.retryable_errors)
@@ -204,7 +196,7 @@ class _Run:
         if result is _SKIPPED:
             return
         self._attempts.pop(key, None)
-        if isinstance(result, _RootCells):
+        if isinstance(result, RootCells):
             alive = set(self.tracker.alive_rows(key.row_group))
             for row, reason in sorted(result.failures.items()):
                 if row in alive:
@@ -272,12 +264,39 @@ class _Run:
             self._attempts[key] = self._attempts.get(key, 1) + 1
         self.engine_counters["salvaged_tasks"] += len(keys)
 
+    def _should_stop(self) -> dict[str, Any] | None:
+        if self.cancel.is_set():
+            return {"reason": "cancelled"}
+        limit = self.recipe.run.error_rate_shutdown
+        finished = self.engine_counters["tasks_finished"]
+        if limit is None or finished < self.recipe.run.error_rate_min_window:
+            return None
+        rate = (self.engine_counters["retryable_failures"] + self.engine_counters["permanent_failures"]) / finished
+        if rate <= limit:
+            return None
+        reason = f"error rate {rate:.3f} over {finished} finished tasks exceeded error_rate_shutdown = {limit:g}"
+        return {"error_rate": rate, "reason": reason}
+
+    def _stop(self, info: dict[str, Any]) -> None:
+        """Graceful stop: cancel queued work, let running work finish, checkpoint the complete row groups."""
+        self.stop_info = info
+        for key, future in list(self._inflight.items()):
+            if future.cancel():  # never leased; its done-callback is ignored by _handle
+                del self._inflight[key]
+        while self._inflight:
+            self._wait_for_completions()
+        self._process_row_groups()
+
     def run(self) -> RunResult:
         started = time.perf_counter()
         try:
             while True:
                 self._process_row_groups()
                 if self.tracker.is_finished():
+                    break
+                info = self._should_stop()
+                if info is not None:
+                    self._stop(info)
                     break
                 submitted = self._submit_frontier()
                 if self._inflight:
@@ -305,7 +324,15 @@ class _Run:
             "counters": counters,
             "hidden_waiters": snapshot.counters.get("hidden_waiters", 0),
             "final_active_leases": report.active_leases,
+            "resumed_row_groups": sorted(self.skipped),
         }
+        early = self.stop_info is not None and "error_rate" in self.stop_info
+        if self.stop_info is not None:
+            summary["early_shutdown" if early else "cancelled"] = self.stop_info
+        for row_group, rows in self.skipped.items():
+            for row in sorted(set(row_group_range(self.recipe, row_group)).difference(rows)):
+                dropped[row] = "dropped in an earlier run of this recipe (resumed; reason not recorded)"
+        dropped = dict(sorted(dropped.items()))
         output_hash = self.writer.finish(self.recipe, summary, dropped)
         return RunResult(
             rows_written=self.writer.rows_written,
@@ -320,6 +347,9 @@ class _Run:
             salvage_rounds=salvage_rounds,
             shutdown_clean=report.clean,
             out_dir=self.writer.out_dir,
+            early_shutdown=early,
+            cancelled=self.stop_info is not None and not early,
+            resumed_row_groups=len(self.skipped),
         )
 
 
@@ -330,11 +360,19 @@ def run_recipe(
     workers: int | None = None,
     events: EventSink | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    resume: bool = False,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
     """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``.
 
     Writes ``row_groups/rg-NNNNN.jsonl`` (atomically, as each row group completes), ``dataset.jsonl`` and
-    ``run.json``. The scheduler is always shut down, also when the run raises."""
+    ``run.json``. The scheduler is always shut down, also when the run raises.
+
+    ``resume=True`` skips the row groups an earlier run of the same recipe checkpointed (see
+    ``runner_resume``; a different recipe raises ``ResumeError``). Setting ``cancel`` (e.g. from a signal
+    handler or a python column) or an error rate over ``run.error_rate_shutdown`` stops gracefully: queued
+    work is cancelled, running work finishes, complete row groups are checkpointed, and the result is
+    flagged ``cancelled`` / ``early_shutdown`` (``run.json`` says why)."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-    return _Run(recipe, Path(out_dir), workers, events, sleep).run()
+    return _Run(recipe, Path(out_dir), workers, events, sleep, resume, cancel).run()

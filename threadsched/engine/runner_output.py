@@ -55,6 +55,9 @@ class RunResult:
     salvage_rounds: int = 0
     shutdown_clean: bool = True
     out_dir: Path = field(default_factory=Path)
+    early_shutdown: bool = False  # the error rate went over run.error_rate_shutdown: the output is partial
+    cancelled: bool = False  # cancelled (Ctrl-C / the cancel event): the output is partial
+    resumed_row_groups: int = 0  # checkpoints of an earlier run of the same recipe that were reused
 
 
 def row_group_range(recipe: Recipe, row_group: int) -> range:
@@ -136,6 +139,12 @@ class OutputWriter:
         atomic_write(self.row_group_path(row_group), data)
         self.rows_written += len(rows)
         self._written.append(row_group)
+
+    def adopt(self, row_groups: Mapping[int, Sequence[int]]) -> None:
+        """Count checkpoints already on disk (``--resume``) as written: ``row_groups`` maps index -> rows."""
+        for row_group, rows in sorted(row_groups.items()):
+            self.rows_written += len(rows)
+            self._written.append(row_group)
 
     @property
     def row_groups_checkpointed(self) -> int:

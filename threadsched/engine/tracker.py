@@ -52,6 +52,7 @@ class CompletionTracker:
         buffer_size: int,
         max_row_groups_in_flight: int,
         has_pre_batch: bool = False,
+        skip_row_groups: Iterable[int] = (),
     ) -> None:
         self._plan: dict[str, ColumnPlan] = plan_columns(columns)
         self._order = tuple(self._plan.values())
@@ -59,6 +60,7 @@ class CompletionTracker:
         self._buffer_size = positive_int(buffer_size, "buffer_size", 1)
         self._max_open = positive_int(max_row_groups_in_flight, "max_row_groups_in_flight", 1)
         self._has_pre_batch = bool(has_pre_batch)
+        self._skip = frozenset(skip_row_groups)  # checkpointed by an earlier run (resume): never opened
         self._total_groups = -(-self._records // self._buffer_size)
         self._lock = threading.Lock()
         self._groups: dict[int, RowGroup] = {}
@@ -72,8 +74,6 @@ class CompletionTracker:
         self._tasks_completed = 0
         with self._lock:
             self._open_row_groups_locked()
-
-    # -- the ready path ---------------------------------------------------------------------------------
 
     def ready_frontier(self) -> tuple[TaskKey, ...]:
         """Ready, unacknowledged tasks ordered by (row group, column order, row); opens row groups first."""
@@ -253,20 +253,17 @@ class CompletionTracker:
             return self._checkpointed == self._total_groups and not in_flight
 
     def statistics(self) -> dict[str, int]:
+        names = {READY: "ready", QUEUED: "queued", RUNNING: "running", ORPHANED: "orphaned", DEFERRED: "deferred"}
         with self._lock:
-            counts = {state: len(self._tasks[state]) for state in (READY, QUEUED, RUNNING, ORPHANED, DEFERRED, STALE)}
+            counts = {name: len(self._tasks[state]) for state, name in names.items()}
             return {
                 "row_groups_total": self._total_groups,
                 "row_groups_open": len(self._groups),
                 "row_groups_checkpointed": self._checkpointed,
-                "ready": counts[READY],
-                "queued": counts[QUEUED],
-                "running": counts[RUNNING],
-                "orphaned": counts[ORPHANED],
-                "in_flight": counts[QUEUED] + counts[RUNNING] + counts[ORPHANED],
-                "deferred": counts[DEFERRED],
+                **counts,
+                "in_flight": counts["queued"] + counts["running"] + counts["orphaned"],
                 "dropped_rows": len(self._dropped),
-                "stale_unclaimed": counts[STALE],
+                "stale_unclaimed": len(self._tasks[STALE]),
                 "salvage_rounds": self._salvage_rounds,
                 "tasks_completed": self._tasks_completed,
                 "tracked_tasks": sum(len(group.state) for group in self._groups.values()),
@@ -289,6 +286,9 @@ class CompletionTracker:
         while len(self._groups) < self._max_open and self._next_group < self._total_groups:
             index = self._next_group
             self._next_group += 1
+            if index in self._skip:
+                self._checkpointed += 1
+                continue
             rows = range(index * self._buffer_size, min((index + 1) * self._buffer_size, self._records))
             group, roots = new_row_group(index, rows, self._order, self._has_pre_batch)
             self._groups[index] = group
