@@ -11,8 +11,8 @@ install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]'
 
 lint: install
-	$(BIN)/ruff check threadsched tests bench scripts
-	$(BIN)/ruff format --check threadsched tests bench scripts
+	$(BIN)/ruff check threadsched tests bench scripts examples
+	$(BIN)/ruff format --check threadsched tests bench scripts examples
 
 types: install
 	$(BIN)/mypy

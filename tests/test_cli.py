@@ -100,9 +100,7 @@ def test_recipe_prints_the_builtin_demo_recipe(capsys: pytest.CaptureFixture[str
     assert "unknown built-in recipe 'nope'" in capsys.readouterr().err
 
 
-def test_run_with_an_unloadable_python_function_exits_2_with_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_run_with_an_unloadable_python_function_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     recipe = tmp_path / "python.toml"
     recipe.write_text(
         SMALL_RECIPE
