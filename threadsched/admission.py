@@ -44,12 +44,11 @@ _ALLOWED: Final = PolicyDecision(allowed=True)
 
 class TaskAdmissionController:
     def __init__(self, config: TaskAdmissionConfig | None = None, policy: TaskAdmissionPolicy | None = None) -> None:
-        self._config = config or TaskAdmissionConfig()
         self._policy: TaskAdmissionPolicy = policy if policy is not None else StrictFairPolicy()
         self._lock = threading.Lock()
         self._generation = next(_generations)
         self._lease_ids = itertools.count(1)
-        limits = dict(self._config.all_limits)
+        limits = dict((config or TaskAdmissionConfig()).all_limits)
         self._limits: Mapping[str, int] = MappingProxyType(limits)
         self._semaphores = {resource: threading.BoundedSemaphore(limit) for resource, limit in limits.items()}
         self._available: dict[str, int] = dict(limits)
@@ -110,14 +109,14 @@ class TaskAdmissionController:
 
     def is_eligible(self, item: SchedulableTask, queue_view: QueueView) -> bool:
         with self._lock:
-            if self._denial_locked(item, queue_view) is not None:
+            decision = self._decide_locked(item, queue_view)
+            if isinstance(decision, TaskAdmissionDenied):
                 return False
             # try_acquire of this same item on this same view with no state change in between reuses
-            # this decision. Keep the decision itself: a later denied evaluation of another item
-            # overwrites _last_decision, and on_acquire must get the decision for its own item.
+            # this decision (the dispatcher always calls them back to back).
             self._approved = item
             self._approved_view = queue_view
-            self._approved_decision = self._last_decision
+            self._approved_decision = decision
             self._approved_version = self._version
             return True
 
@@ -126,10 +125,10 @@ class TaskAdmissionController:
             if self._approved is item and self._approved_view is queue_view and self._approved_version == self._version:
                 decision = self._approved_decision
             else:
-                denial = self._denial_locked(item, queue_view)
-                if denial is not None:
-                    return denial
-                decision = self._last_decision
+                outcome = self._decide_locked(item, queue_view)
+                if isinstance(outcome, TaskAdmissionDenied):
+                    return outcome
+                decision = outcome
             self._approved = self._approved_view = None
             request = item.resource_request
             amounts = request.amounts
@@ -233,13 +232,14 @@ class TaskAdmissionController:
         earliest: float | None = None
         with self._lock:
             for key, head in queue_view.first_candidate_tasks_by_group.items():
-                denial = self._denial_locked(head, queue_view)
-                if denial is None:
+                outcome = self._decide_locked(head, queue_view)
+                if not isinstance(outcome, TaskAdmissionDenied):
                     eligible.append(key)
                     continue
-                blocked[key] = denial.reason
-                if denial.available_after is not None:
-                    earliest = denial.available_after if earliest is None else min(earliest, denial.available_after)
+                blocked[key] = outcome.reason
+                after = outcome.available_after
+                if after is not None:
+                    earliest = after if earliest is None else min(earliest, after)
             return TaskAdmissionBlockSummary(
                 queued_total=queue_view.queued_total,
                 active_lease_count=len(self._active),
@@ -268,9 +268,8 @@ class TaskAdmissionController:
 
     # -- internals (lock held) --------------------------------------------------------------
 
-    _last_decision: PolicyDecision = PolicyDecision(allowed=True)
-
-    def _denial_locked(self, item: SchedulableTask, queue_view: QueueView) -> TaskAdmissionDenied | None:
+    def _decide_locked(self, item: SchedulableTask, queue_view: QueueView) -> TaskAdmissionDenied | PolicyDecision:
+        """The denial, or the policy's allowing decision (which ``on_acquire`` receives)."""
         if self._shut_down:
             return TaskAdmissionDenied(item, "shutdown")
         available = self._available
@@ -292,9 +291,8 @@ class TaskAdmissionController:
         # one scalar in place avoids building a view per decision.
         object.__setattr__(live, "active_lease_count", len(self._active))
         decision = self._policy.evaluate(item, queue_view, live)
-        self._last_decision = decision
         if decision.allowed:
-            return None
+            return decision
         reason: DenialReason = decision.reason if decision.reason in _POLICY_REASONS else "policy_denial"  # type: ignore[assignment]
         return TaskAdmissionDenied(item, reason, decision.available_after, decision.diagnostics)
 

@@ -156,24 +156,24 @@ class TaskFuture(Future[Any]):
         return super().set_running_or_notify_cancel()
 
     def set_result(self, result: Any) -> None:
-        with _QUIET_STATE_LOCK:
-            if self._lazy_condition is None:
-                if self._state in _TERMINAL:
-                    raise InvalidStateError(f"{self._state}: {self!r}")
-                self._result = result
-                self._state = FINISHED
-                return
-        super().set_result(result)
+        if not self._finish_quietly(result, None):
+            super().set_result(result)
 
     def set_exception(self, exception: BaseException | None) -> None:
+        if not self._finish_quietly(None, exception):
+            super().set_exception(exception)
+
+    def _finish_quietly(self, result: Any, exception: BaseException | None) -> bool:
+        """Finish without a condition when none exists (True); False: use the stdlib path."""
         with _QUIET_STATE_LOCK:
-            if self._lazy_condition is None:
-                if self._state in _TERMINAL:
-                    raise InvalidStateError(f"{self._state}: {self!r}")
-                self._exception = exception
-                self._state = FINISHED
-                return
-        super().set_exception(exception)
+            if self._lazy_condition is not None:
+                return False
+            if self._state in _TERMINAL:
+                raise InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._exception = exception
+            self._state = FINISHED
+            return True
 
     # -- scheduler side ---------------------------------------------------------------------
 

@@ -28,8 +28,6 @@ from typing import Any
 from .contracts import SchedulableTask, TaskGroupSpec
 from .queue_view import QueueSelection, QueueView, QueueViewData
 
-_EMPTY: Mapping[Any, Any] = MappingProxyType({})
-
 
 class _GroupState:
     __slots__ = ("activation_seq", "demand", "key", "spec", "tag", "tasks")

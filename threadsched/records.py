@@ -8,7 +8,7 @@ so finished work is freed by reference counting alone.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,5 +132,3 @@ COUNTER_NAMES = (
     "sink_errors",
     "hidden_waiters",
 )
-
-GroupKey = Hashable
