@@ -44,7 +44,6 @@ import threadsched
 from threadsched.engine import (
     BatchExecutor,
     CellExecutor,
-    ColumnExecutor,
     Recipe,
     build_endpoints,
     builtin_recipe_text,
@@ -52,8 +51,9 @@ from threadsched.engine import (
     parse_recipe,
     run_recipe,
 )
-from threadsched.engine.reference import default_max_attempts, failure_reason
+from threadsched.engine.reference import Failure, default_max_attempts, with_retries
 from threadsched.engine.runner_output import apply_stage, compile_stage, row_group_range, row_line
+from threadsched.engine.runner_support import ancestors as column_ancestors
 
 NAME = "engine"
 TARGET_OVERHEAD_RATIO_MAX = 3.0
@@ -140,39 +140,12 @@ def run_bare_scheduler(tasks: int, workers: int) -> dict[str, Any]:
 # -- the column-by-column baseline -------------------------------------------------------------------------
 
 
-class _Failed:
-    __slots__ = ("reason",)
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-
-
-def _ancestors(recipe: Recipe) -> dict[str, frozenset[str]]:
-    result: dict[str, frozenset[str]] = {}
-    for name in recipe.topological_order:
-        deps = recipe.column(name).dependencies
-        result[name] = frozenset(deps).union(*(result[dep] for dep in deps))
-    return result
-
-
-def _with_retries(executor: ColumnExecutor, call: Callable[[int], Any], max_attempts: int) -> Any:
-    attempt = 1
-    while True:
-        try:
-            return call(attempt)
-        except Exception as exc:
-            retryable = isinstance(exc, executor.retryable_errors)
-            if not retryable or attempt >= max_attempts:
-                return _Failed(failure_reason(executor.name, exc, attempts=attempt, retryable=retryable))
-            attempt += 1
-
-
 def run_column_baseline(recipe: Recipe, workers: int, *, honour_limits: bool = True) -> dict[str, Any]:
     """Every column finished for all rows before the next starts, on one ``ThreadPoolExecutor(workers)``."""
     executors = compile_columns(recipe, build_endpoints(recipe, sleep=time.sleep))
     pre, post = compile_stage(recipe, "pre_batch"), compile_stage(recipe, "post_batch")
     max_attempts = default_max_attempts(recipe)
-    ancestors = _ancestors(recipe)
+    ancestors = column_ancestors(recipe)
     groups = -(-recipe.run.records // recipe.run.buffer_size)
     roots = [name for name in recipe.topological_order if recipe.column(name).is_root]
     others = [name for name in recipe.topological_order if not recipe.column(name).is_root]
@@ -184,10 +157,10 @@ def run_column_baseline(recipe: Recipe, workers: int, *, honour_limits: bool = T
         return {column: value for column, value in rows[index].items() if column in wanted}
 
     def cell_task(executor: CellExecutor, row: dict[str, object]) -> Any:
-        return _with_retries(executor, lambda attempt: executor.run_cell(row, attempt=attempt), max_attempts)
+        return with_retries(executor, lambda attempt: executor.run_cell(row, attempt=attempt), max_attempts)
 
     def batch_task(executor: BatchExecutor, batch: list[tuple[int, dict[str, object]]]) -> Any:
-        return _with_retries(executor, lambda _attempt: executor.run_batch_rows(batch), max_attempts)
+        return with_retries(executor, lambda _attempt: executor.run_batch_rows(batch), max_attempts)
 
     gc.collect()
     c0, t0 = time.process_time(), time.perf_counter()
@@ -220,7 +193,7 @@ def run_column_baseline(recipe: Recipe, workers: int, *, honour_limits: bool = T
                 cf.wait(futures)  # the whole column is done before the next one starts
                 for future, members in futures.items():
                     value = future.result()
-                    if isinstance(value, _Failed):
+                    if isinstance(value, Failure):
                         for index in members:
                             dropped[index] = value.reason
                             del rows[index]

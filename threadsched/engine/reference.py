@@ -20,13 +20,23 @@ from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecut
 from threadsched.engine.mock_provider import MockModelEndpoint
 from threadsched.engine.recipe import Recipe
 
-__all__ = ["ReferenceResult", "compute_columns", "default_max_attempts", "failure_reason", "reference_row_values"]
+__all__ = [
+    "Failure",
+    "ReferenceResult",
+    "compute_columns",
+    "default_max_attempts",
+    "failure_reason",
+    "reference_row_values",
+    "with_retries",
+]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class _Failure:
+class Failure:
+    """A task that gave up: the reason its row(s) are dropped."""
+
     reason: str
 
 
@@ -51,8 +61,8 @@ def failure_reason(column: str, error: BaseException, *, attempts: int, retryabl
     return f"column {column!r}: non-retryable failure on attempt {attempts}: {cause}"
 
 
-def _with_retries(executor: ColumnExecutor, call: Callable[[int], T], max_attempts: int) -> T | _Failure:
-    """``call(attempt)``'s result, retrying the executor's retryable errors; a ``_Failure`` once it gives up."""
+def with_retries(executor: ColumnExecutor, call: Callable[[int], T], max_attempts: int) -> T | Failure:
+    """``call(attempt)``'s result, retrying the executor's retryable errors; a ``Failure`` once it gives up."""
     attempt = 1
     while True:
         try:
@@ -60,7 +70,7 @@ def _with_retries(executor: ColumnExecutor, call: Callable[[int], T], max_attemp
         except Exception as exc:  # the oracle records every task failure, as the runner does
             retryable = isinstance(exc, executor.retryable_errors)
             if not retryable or attempt >= max_attempts:
-                return _Failure(failure_reason(executor.name, exc, attempts=attempt, retryable=retryable))
+                return Failure(failure_reason(executor.name, exc, attempts=attempt, retryable=retryable))
             attempt += 1
 
 
@@ -89,8 +99,8 @@ def compute_columns(
         if isinstance(executor, BatchExecutor):
             if not alive:
                 continue
-            values = _with_retries(executor, _batch_call(executor, list(alive.items())), max_attempts)
-            if isinstance(values, _Failure):
+            values = with_retries(executor, _batch_call(executor, list(alive.items())), max_attempts)
+            if isinstance(values, Failure):
                 dropped.update(dict.fromkeys(alive, values.reason))
                 alive.clear()
             else:
@@ -99,8 +109,8 @@ def compute_columns(
             continue
         assert isinstance(executor, CellExecutor)
         for index, row in list(alive.items()):
-            value = _with_retries(executor, _cell_call(executor, row), max_attempts)
-            if isinstance(value, _Failure):
+            value = with_retries(executor, _cell_call(executor, row), max_attempts)
+            if isinstance(value, Failure):
                 dropped[index] = value.reason
                 del alive[index]
             else:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from threadsched.engine.columns import CellExecutor
 from threadsched.engine.recipe import Recipe
-from threadsched.engine.reference import failure_reason
+from threadsched.engine.reference import Failure, with_retries
 
 __all__ = ["RootCells", "Rows", "ancestors", "root_cells"]
 
@@ -35,15 +37,13 @@ def root_cells(executor: CellExecutor, rows: Rows, max_attempts: int) -> RootCel
     values: dict[int, object] = {}
     failures: dict[int, str] = {}
     for index, row in rows:
-        attempt = 1
-        while True:
-            try:
-                values[index] = executor.run_cell(row, attempt=attempt)
-                break
-            except Exception as exc:  # recorded per row, like the reference
-                retryable = isinstance(exc, executor.retryable_errors)
-                if not retryable or attempt >= max_attempts:
-                    failures[index] = failure_reason(executor.name, exc, attempts=attempt, retryable=retryable)
-                    break
-                attempt += 1
+        outcome = with_retries(executor, functools.partial(_run_cell, executor, row), max_attempts)
+        if isinstance(outcome, Failure):
+            failures[index] = outcome.reason
+        else:
+            values[index] = outcome
     return RootCells(values, failures)
+
+
+def _run_cell(executor: CellExecutor, row: Mapping[str, object], attempt: int) -> object:
+    return executor.run_cell(row, attempt=attempt)
