@@ -102,7 +102,7 @@ def test_build_endpoints_one_per_provider_seeded_from_the_run() -> None:
     recipe = demo()
     endpoints = build_endpoints(recipe, sleep=no_sleep)
     assert sorted(endpoints) == ["mock", "slow"]
-    assert endpoints["slow"].models == ("judge",) and endpoints["slow"].latency_ms == 30.0
+    assert endpoints["slow"].models == ("judge",) and endpoints["slow"].latency_ms == 20.0
     assert all(endpoint.seed == recipe.run.seed for endpoint in endpoints.values())
     with pytest.raises(TypeError):
         endpoints["other"] = endpoints["mock"]  # type: ignore[index]
@@ -123,7 +123,7 @@ def test_demo_executors_expose_the_common_attributes() -> None:
         "topic": ("sampler", "batch", (), 1.0, None, ()),
         "angle": ("sampler", "batch", (), 1.0, None, ()),
         "question": ("llm", "cell", ("topic", "angle"), 1.0, "llm:mock/writer", RETRYABLE_ERRORS),
-        "answer": ("llm", "cell", ("question",), 1.0, "llm:slow/judge", RETRYABLE_ERRORS),
+        "answer": ("llm", "cell", ("question",), 1.0, "llm:mock/writer", RETRYABLE_ERRORS),
         "score": ("llm", "cell", ("question", "answer"), 2.0, "llm:slow/judge", RETRYABLE_ERRORS),
         "label": ("template", "cell", ("topic", "score"), 1.0, None, ()),
     }

@@ -79,7 +79,7 @@ def test_demo_recipe_parses_with_the_documented_shape() -> None:
     assert (recipe.run.records, recipe.run.buffer_size, recipe.run.max_row_groups_in_flight, recipe.run.max_workers) == (
         200,
         20,
-        3,
+        4,
         8,
     )
     assert recipe.topological_order == ("topic", "angle", "question", "answer", "score", "label")
@@ -98,7 +98,7 @@ def test_demo_recipe_parses_with_the_documented_shape() -> None:
     assert recipe.column("question").resource == "llm:mock/writer"
     assert recipe.column("label").resource is None
     # one explicit limit, one from the provider's max_parallel_requests
-    assert dict(recipe.resource_limits) == {"llm:mock/writer": 6, "llm:slow/judge": 4}
+    assert dict(recipe.resource_limits) == {"llm:mock/writer": 4, "llm:slow/judge": 4}
     assert any(p.failure_rate > 0 for p in recipe.providers.values())
     assert len({p.latency_ms for p in recipe.providers.values()}) == 2  # one model is slower
     (processor,) = recipe.processors
