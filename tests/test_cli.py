@@ -10,37 +10,76 @@ import pytest
 from threadsched.cli import main
 
 
-def test_demo_plain_prints_table_and_evidence(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--scale", "small", "--plain", "--workers", "4"]) == 0
+def test_mixed_demo_plain_prints_table_and_evidence(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mixed-demo", "--scale", "small", "--plain", "--workers", "4"]) == 0
     out = capsys.readouterr().out
     assert "heavy-model" in out and "light-a" in out
     assert "hidden waiters (workers started before their lease): 0" in out
     assert "final active leases: 0" in out
 
 
-def test_demo_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--scale", "small", "--json"]) == 0
+def test_mixed_demo_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mixed-demo", "--scale", "small", "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert payload["hidden_waiters"] == 0
     assert payload["final_active_leases"] == 0
     assert {row["group"] for row in payload["rows"]} == {"heavy-model", "light-a", "light-b", "light-c"}
 
 
-def test_bad_workers_value_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--workers", "0"]) == 2
+@pytest.mark.parametrize("command", ["demo", "mixed-demo"])
+def test_bad_workers_value_is_a_clear_error(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--workers", "0"]) == 2
     assert "--workers must be >= 1, got 0" in capsys.readouterr().err
 
 
-def test_python_dash_m_entry_point() -> None:
+def test_demo_runs_the_builtin_recipe_into_threadsched_demo_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--workers", "4", "--plain"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads((tmp_path / "threadsched-demo" / "run.json").read_text(encoding="utf-8"))
+    assert report["hidden_waiters"] == 0 and report["final_active_leases"] == 0
+    assert report["rows_written"] + report["rows_dropped"] == 200
+    table = captured.out.splitlines()
+    assert table[0].split() == ["column", "kind", "resource", "rows", "done", "retried", "failed"]
+    score = next(line.split() for line in table if line.startswith("score "))
+    assert score[:4] == ["score", "llm", "llm:slow/judge", str(report["rows_written"])]
+    assert f"output hash {report['output_hash']}; hidden waiters 0; final active leases 0" in captured.out
+    assert "\r" not in captured.err and "\x1b" not in captured.err  # stderr is not a terminal: plain progress lines
+    assert "row groups 10/10 checkpointed" in captured.err
+
+
+def test_demo_output_equals_its_reference_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path / "scheduled"), "--workers", "3", "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "reference"), "--reference", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # --quiet: no progress
+    assert "column" not in captured.out  # --quiet: no table, the totals only
+    scheduled = (tmp_path / "scheduled" / "dataset.jsonl").read_bytes()
+    assert scheduled == (tmp_path / "reference" / "dataset.jsonl").read_bytes()
+
+
+def test_demo_resume_reuses_the_checkpoints_of_the_same_recipe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--quiet"]) == 0
+    first = (out / "dataset.jsonl").read_bytes()
+    assert main(["demo", "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "resumed 10 row groups" in capsys.readouterr().out
+    assert (out / "dataset.jsonl").read_bytes() == first
+
+
+def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "threadsched", "demo", "--scale", "small", "--json"],
+        [sys.executable, "-m", "threadsched", "demo", "--out", str(tmp_path / "demo"), "--plain"],
         capture_output=True,
         text=True,
         timeout=50,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    assert json.loads(completed.stdout)["hidden_waiters"] == 0
+    assert "hidden waiters 0; final active leases 0" in completed.stdout
+    assert json.loads((tmp_path / "demo" / "run.json").read_text(encoding="utf-8"))["hidden_waiters"] == 0
 
 
 SMALL_RECIPE = """

@@ -1,4 +1,10 @@
-"""Command line: ``threadsched demo``, ``threadsched run RECIPE`` and ``threadsched recipe NAME``."""
+"""Command line: ``threadsched demo``, ``threadsched run RECIPE``, ``threadsched recipe NAME`` and
+``threadsched mixed-demo`` (the scheduler-only workload of issue 2).
+
+``demo`` is ``run`` on the built-in recipe (``threadsched recipe demo``) with ``./threadsched-demo`` as the
+default output. Both show a live progress bar on a terminal (rich, else plain lines; plain lines when
+stderr is not a terminal; nothing with ``--quiet``) and end with a summary table (plain text when stdout is
+not a terminal, with ``--plain`` or without rich; only the totals with ``--quiet``)."""
 
 from __future__ import annotations
 
@@ -18,36 +24,43 @@ from .demo import SCALES, render_plain, render_rich, run_demo
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threadsched", description="Leased, fair thread-pool scheduling.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the built-in mixed workload and show its evidence")
-    demo.add_argument("--seed", type=int, default=7, help="seed for the simulated task outcomes (default 7)")
-    demo.add_argument("--scale", choices=sorted(SCALES), default="normal", help="workload size")
-    demo.add_argument("--workers", type=int, default=8, help="worker threads (default 8)")
-    demo.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
-    demo.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
+    demo = commands.add_parser("demo", help="run the built-in demo recipe (into ./threadsched-demo unless --out)")
+    _add_run_options(demo)
     run = commands.add_parser("run", help="generate a dataset from a TOML recipe")
     run.add_argument("recipe", type=Path, help="path of the recipe (TOML)")
-    run.add_argument("--out", type=Path, default=None, help="output directory (default: the recipe's run.output)")
-    run.add_argument("--workers", type=int, default=None, help="worker threads (default: the recipe's run.max_workers)")
-    run.add_argument("--resume", action="store_true", help="skip the row groups an earlier run of this recipe checkpointed")
-    run.add_argument("--reference", action="store_true", help="run single-threaded without the scheduler (the oracle)")
-    run.add_argument("--quiet", action="store_true", help="print only errors")
+    _add_run_options(run)
     recipe = commands.add_parser("recipe", help="print a built-in recipe to copy and edit")
     recipe.add_argument("name", help="built-in recipe name (e.g. demo)")
+    mixed = commands.add_parser("mixed-demo", help="the scheduler-only mixed workload: per-group waits and evidence")
+    mixed.add_argument("--seed", type=int, default=7, help="seed for the simulated task outcomes (default 7)")
+    mixed.add_argument("--scale", choices=sorted(SCALES), default="normal", help="workload size")
+    mixed.add_argument("--workers", type=int, default=8, help="worker threads (default 8)")
+    mixed.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    mixed.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: the recipe's run.output)")
+    parser.add_argument("--workers", type=int, default=None, help="worker threads (default: the recipe's run.max_workers)")
+    parser.add_argument("--resume", action="store_true", help="skip the row groups an earlier run of this recipe checkpointed")
+    parser.add_argument("--reference", action="store_true", help="run single-threaded without the scheduler (the oracle)")
+    parser.add_argument("--quiet", action="store_true", help="no progress and no table: errors and the totals only")
+    parser.add_argument("--plain", action="store_true", help="plain text progress and summary even when rich is installed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        return _demo(args)
-    if args.command == "run":
+    if args.command in ("demo", "run"):
         return _run(args)
     if args.command == "recipe":
         return _recipe(args)
+    if args.command == "mixed-demo":
+        return _mixed_demo(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _mixed_demo(args: argparse.Namespace) -> int:
     if args.workers < 1:
         print(f"threadsched: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
@@ -64,13 +77,24 @@ def _run(args: argparse.Namespace) -> int:
     """Exit codes: 0 ok, 1 early shutdown (error rate) or an unhealthy run, 2 bad recipe/resume, 130 Ctrl-C.
 
     Without ``--resume`` existing checkpoints in the output directory are deleted (a fresh run)."""
-    from .engine import ProcessorError, RecipeError, UserCodeError, load_recipe, run_recipe, run_reference
+    from .engine import (
+        ProcessorError,
+        RecipeError,
+        UserCodeError,
+        builtin_recipe_text,
+        load_recipe,
+        parse_recipe,
+        run_recipe,
+        run_reference,
+    )
+    from .engine.progress import progress_for
+    from .engine.summary import render_summary, summary_lines
 
     if args.workers is not None and args.workers < 1:
         print(f"threadsched: --workers must be >= 1, got {args.workers}", file=sys.stderr)
         return 2
     try:
-        recipe = load_recipe(args.recipe)
+        recipe = load_recipe(args.recipe) if args.command == "run" else parse_recipe(builtin_recipe_text("demo"), source="demo")
     except RecipeError as error:
         print(f"threadsched: {error}", file=sys.stderr)
         return 2
@@ -84,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.reference:
             result = run_reference(recipe, out)
         else:
-            result = run_recipe(recipe, out, workers=args.workers, resume=args.resume, cancel=cancel)
+            progress = progress_for(sys.stderr, quiet=args.quiet, plain=args.plain)
+            result = run_recipe(recipe, out, workers=args.workers, resume=args.resume, cancel=cancel, progress=progress)
     except (RecipeError, UserCodeError, ProcessorError) as error:
         # --resume against another recipe's checkpoints, or a python function that cannot be loaded
         # (columns and processors are compiled before anything is written or run).
@@ -95,15 +120,10 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     finally:
         restore()
-    if not args.quiet:
-        print(
-            f"{result.mode} run: {result.rows_written} rows written, {len(result.dropped)} dropped, "
-            f"{result.row_groups_checkpointed} row groups in {result.elapsed:.2f}s -> {out / 'dataset.jsonl'}"
-        )
-        print(
-            f"output hash {result.output_hash}; hidden waiters {result.hidden_waiters}; "
-            f"final active leases {result.final_active_leases}"
-        )
+    if args.quiet:
+        print("\n".join(summary_lines(result)))
+    else:
+        render_summary(recipe, result, stream=sys.stdout, plain=args.plain or not _isatty(sys.stdout))
     if result.early_shutdown or result.cancelled:
         report = json.loads((out / "run.json").read_text(encoding="utf-8"))
         what = "early shutdown: " + report["early_shutdown"]["reason"] if result.early_shutdown else "cancelled (Ctrl-C)"
@@ -114,6 +134,11 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1 if result.early_shutdown else 130
     return 0 if result.hidden_waiters == 0 and result.final_active_leases == 0 else 1
+
+
+def _isatty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty()) if callable(isatty) else False
 
 
 def _cancel_on_sigint(cancel: threading.Event) -> Callable[[], None]:

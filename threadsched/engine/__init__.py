@@ -1,8 +1,8 @@
-"""The dataset engine (issue 3, in progress): recipes, templates, the mock endpoint, column executors,
+"""The dataset engine (issue 3): recipes, templates, the mock endpoint, column executors,
 processors, the single-threaded reference oracle and the completion tracker.
 
 ``run_recipe`` executes a recipe's column DAG over row groups on the ``Scheduler``; ``run_reference`` is the
-single-threaded oracle writing the same files. The ``threadsched run`` command is not built yet.
+single-threaded oracle writing the same files. ``threadsched run`` and ``threadsched demo`` drive both.
 """
 
 from __future__ import annotations

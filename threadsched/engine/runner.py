@@ -34,8 +34,10 @@ from types import MappingProxyType
 from typing import Any
 
 from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor, build_endpoints, compile_columns
+from threadsched.engine.progress import ProgressReporter, ProgressSnapshot
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
+from threadsched.engine.runner_counts import RunCounts
 from threadsched.engine.runner_output import (
     OutputWriter,
     RunResult,
@@ -66,8 +68,11 @@ class _Run:
         sleep: Callable[[float], None],
         resume: bool,
         cancel: threading.Event | None,
+        progress: ProgressReporter | None,
     ) -> None:
         self.recipe = recipe
+        self.progress = progress
+        self.started = time.perf_counter()
         self.cancel = cancel if cancel is not None else threading.Event()
         self.stop_info: dict[str, Any] | None = None  # why the run stopped early (error rate or cancel)
         self.executors: Mapping[str, ColumnExecutor] = compile_columns(recipe, build_endpoints(recipe, sleep=sleep))
@@ -93,17 +98,15 @@ class _Run:
         self._inflight: dict[TaskKey, TaskFuture] = {}
         self._cancelled: set[TaskKey] = set()
         self._attempts: dict[TaskKey, int] = {}
-        self.engine_counters = dict.fromkeys(
-            (
-                "tasks_submitted",
-                "retryable_failures",
-                "permanent_failures",
-                "stale_cancelled",
-                "salvaged_tasks",
-                "tasks_finished",
-            ),
-            0,
+        resumed_rows = sum(len(rows) for rows in self.skipped.values())
+        self.counts = RunCounts(
+            recipe.topological_order,
+            records=recipe.run.records,
+            resumed_rows=resumed_rows,
+            resumed_dropped=sum(len(row_group_range(recipe, group)) for group in self.skipped) - resumed_rows,
         )
+        self.engine_counters = self.counts.engine
+        self.row_groups_total = -(-recipe.run.records // recipe.run.buffer_size)
         self.scheduler = Scheduler(self.workers, resource_limits=recipe.resource_limits, events=events, name="threadsched-engine")
         self.groups: dict[str, TaskGroup] = {}
         for name, ex in self.executors.items():
@@ -176,18 +179,18 @@ class _Run:
         error = future.exception()
         if error is None:
             result = future.result()
-            self.engine_counters["tasks_finished"] += result is not _SKIPPED
+            self.counts.finished(skipped=result is _SKIPPED)
             self._record_success(key, result)
             return
-        self.engine_counters["tasks_finished"] += 1
+        self.counts.finished()
         attempt = self._attempts.get(key, 1)
         executor = self.executors[key.column]
         retryable = isinstance(error, executor.retryable_errors)
         if retryable and attempt < self.max_attempts:
-            self.engine_counters["retryable_failures"] += 1
+            self.counts.failed(key.column, deferred=True)
             self.tracker.mark_failed_retryable(key)
             return
-        self.engine_counters["permanent_failures"] += 1
+        self.counts.failed(key.column, deferred=False)
         self._attempts.pop(key, None)
         reason = failure_reason(key.column, error, attempts=attempt, retryable=retryable)
         self._apply_drop(self.tracker.mark_failed_permanent(key, reason))
@@ -205,21 +208,25 @@ class _Run:
         if self.tracker.mark_complete(key) is not Outcome.RECORDED:
             return
         # Dependents became ready in the tracker but only this thread submits them: write before that.
+        written = 0
         with self._lock:
             group = self._rows[key.row_group]
             if key.row is not None:
                 if key.row in group:
                     group[key.row][key.column] = result
-                return
-            assert isinstance(result, dict)
-            for row, values in group.items():
-                if row in result:
-                    values[key.column] = result[row]
+                    written = 1
+            else:
+                assert isinstance(result, dict)
+                for row, values in group.items():
+                    if row in result:
+                        values[key.column] = result[row]
+                        written += 1
+        self.counts.recorded(key.column, written)
 
     def _apply_drop(self, dropped: DropResult) -> None:
         with self._lock:
-            for row_group, row in dropped.rows:
-                self._rows.get(row_group, {}).pop(row, None)
+            lost = [self._rows.get(row_group, {}).pop(row, None) for row_group, row in dropped.rows]
+        self.counts.dropped(lost)
         for key in dropped.stale:
             future = self._inflight.get(key)
             if future is None:
@@ -267,15 +274,7 @@ class _Run:
     def _should_stop(self) -> dict[str, Any] | None:
         if self.cancel.is_set():
             return {"reason": "cancelled"}
-        limit = self.recipe.run.error_rate_shutdown
-        finished = self.engine_counters["tasks_finished"]
-        if limit is None or finished < self.recipe.run.error_rate_min_window:
-            return None
-        rate = (self.engine_counters["retryable_failures"] + self.engine_counters["permanent_failures"]) / finished
-        if rate <= limit:
-            return None
-        reason = f"error rate {rate:.3f} over {finished} finished tasks exceeded error_rate_shutdown = {limit:g}"
-        return {"error_rate": rate, "reason": reason}
+        return self.counts.error_rate_stop(self.recipe.run.error_rate_shutdown, self.recipe.run.error_rate_min_window)
 
     def _stop(self, info: dict[str, Any]) -> None:
         """Graceful stop: cancel queued work, let running work finish, checkpoint the complete row groups."""
@@ -287,11 +286,22 @@ class _Run:
             self._wait_for_completions()
         self._process_row_groups()
 
+    def _progress_snapshot(self) -> ProgressSnapshot:
+        return self.counts.progress(
+            checkpointed=self.writer.row_groups_checkpointed,
+            row_groups=self.row_groups_total,
+            elapsed=time.perf_counter() - self.started,
+        )
+
     def run(self) -> RunResult:
-        started = time.perf_counter()
+        started = self.started = time.perf_counter()
+        if self.progress is not None:
+            self.progress.start(self._progress_snapshot())
         try:
             while True:
                 self._process_row_groups()
+                if self.progress is not None:
+                    self.progress.update(self._progress_snapshot())
                 if self.tracker.is_finished():
                     break
                 info = self._should_stop()
@@ -306,6 +316,9 @@ class _Run:
         except BaseException:
             self.scheduler.shutdown(wait=True, cancel_futures=True)
             raise
+        finally:
+            if self.progress is not None:
+                self.progress.finish(self._progress_snapshot())
         report = self.scheduler.shutdown(wait=True)
         snapshot = self.scheduler.snapshot()
         elapsed = time.perf_counter() - started
@@ -325,6 +338,7 @@ class _Run:
             "hidden_waiters": snapshot.counters.get("hidden_waiters", 0),
             "final_active_leases": report.active_leases,
             "resumed_row_groups": sorted(self.skipped),
+            "columns": self.counts.column_table(),
         }
         early = self.stop_info is not None and "error_rate" in self.stop_info
         if self.stop_info is not None:
@@ -350,6 +364,7 @@ class _Run:
             early_shutdown=early,
             cancelled=self.stop_info is not None and not early,
             resumed_row_groups=len(self.skipped),
+            columns=MappingProxyType(self.counts.column_table()),
         )
 
 
@@ -362,6 +377,7 @@ def run_recipe(
     sleep: Callable[[float], None] = time.sleep,
     resume: bool = False,
     cancel: threading.Event | None = None,
+    progress: ProgressReporter | None = None,
 ) -> RunResult:
     """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``.
 
@@ -372,7 +388,8 @@ def run_recipe(
     ``runner_resume``; a different recipe raises ``ResumeError``). Setting ``cancel`` (e.g. from a signal
     handler or a python column) or an error rate over ``run.error_rate_shutdown`` stops gracefully: queued
     work is cancelled, running work finishes, complete row groups are checkpointed, and the result is
-    flagged ``cancelled`` / ``early_shutdown`` (``run.json`` says why)."""
+    flagged ``cancelled`` / ``early_shutdown`` (``run.json`` says why). ``progress`` (see ``engine.progress``)
+    gets a snapshot at the start, after every batch of completions, and at the end."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-    return _Run(recipe, Path(out_dir), workers, events, sleep, resume, cancel).run()
+    return _Run(recipe, Path(out_dir), workers, events, sleep, resume, cancel, progress).run()

@@ -58,6 +58,9 @@ class RunResult:
     early_shutdown: bool = False  # the error rate went over run.error_rate_shutdown: the output is partial
     cancelled: bool = False  # cancelled (Ctrl-C / the cancel event): the output is partial
     resumed_row_groups: int = 0  # checkpoints of an earlier run of the same recipe that were reused
+    # per column: rows_done (rows with the column's value, resumed rows included), retryable_failures,
+    # permanent_failures; empty for the reference run
+    columns: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def row_group_range(recipe: Recipe, row_group: int) -> range:
