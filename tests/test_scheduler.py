@@ -327,7 +327,11 @@ def test_event_to_dict_is_json_safe_with_tuple_group_keys() -> None:
             "resources",
             "reason",
             "diagnostics",
+            "stream",
+            "run_id",
+            "correlation",
         }
+        assert decoded["stream"] == "scheduler" and decoded["correlation"] == {}
 
 
 def test_events_carry_no_payload_values() -> None:

@@ -53,6 +53,7 @@ class TaskAdmissionController:
         self._semaphores = {resource: threading.BoundedSemaphore(limit) for resource, limit in limits.items()}
         self._available: dict[str, int] = dict(limits)
         self._leased: dict[str, int] = {resource: 0 for resource in limits}
+        self._peak_leased: dict[str, int] = {resource: 0 for resource in limits}  # high-water marks
         self._leased_by_group: dict[Hashable, dict[str, int]] = {}
         self._running_by_group: dict[Hashable, int] = {}
         self._debt: dict[tuple[Hashable, str], int] = {}
@@ -146,6 +147,8 @@ class TaskAdmissionController:
             for resource, amount in pairs:
                 self._available[resource] -= amount
                 self._leased[resource] += amount
+                if self._leased[resource] > self._peak_leased[resource]:
+                    self._peak_leased[resource] = self._leased[resource]
                 group_leased[resource] = group_leased.get(resource, 0) + amount
             self._running_by_group[key] = self._running_by_group.get(key, 0) + 1
             self._active[lease.lease_id] = lease
@@ -206,6 +209,11 @@ class TaskAdmissionController:
             self._version += 1
 
     # -- views ----------------------------------------------------------------------------------
+
+    def peak_leased_resources(self) -> dict[str, int]:
+        """The most units of each resource ever leased at once (observed maxima for capacity plans)."""
+        with self._lock:
+            return dict(self._peak_leased)
 
     def view(self) -> TaskAdmissionView:
         with self._lock:

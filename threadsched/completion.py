@@ -29,6 +29,7 @@ class CompletionMixin:
     _lock: threading.Lock
     _sink: EventSink | None
     _sequence: itertools.count[int]
+    _run_id: str | None
     _rng: random.Random
     _counters: dict[str, int]
     _in_flight: int
@@ -154,10 +155,14 @@ class CompletionMixin:
         if self._sink is None:
             return None
         resources: Mapping[str, int] | None = None
+        correlation: Mapping[str, Any] | None = None
         if isinstance(subject, TaskRecord):
             task_id, group, resources = subject.task_id, subject.settings.spec.key, subject.settings.request.amounts
+            correlation = subject.correlation
         elif isinstance(subject, SchedulableTask):
             task_id, group, resources = subject.task_id, subject.group.key, subject.resource_request.amounts
+            payload = subject.payload
+            correlation = payload.correlation if isinstance(payload, TaskRecord) else None
         if lease is None and execution is not None:
             lease = execution.lease
         return SchedulerEvent(
@@ -171,6 +176,8 @@ class CompletionMixin:
             resources=resources,
             reason=reason,
             diagnostics=diagnostics or {},
+            run_id=self._run_id,
+            correlation=correlation or {},
         )
 
     def _emit(self, kind: str, subject: EventSubject, **fields: Any) -> None:

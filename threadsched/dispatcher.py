@@ -44,6 +44,7 @@ class DispatcherCore(CompletionMixin):
         owns_executor: bool,
         events: EventSink | None,
         name: str,
+        run_id: str | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
@@ -52,6 +53,7 @@ class DispatcherCore(CompletionMixin):
         self._executor = executor
         self._owns_executor = owns_executor
         self._sink = events
+        self._run_id = run_id
         self._sequence = itertools.count()
         self._rng = random.Random()
         self._inbox: deque[TaskRecord] = deque()

@@ -28,8 +28,16 @@ def json_safe(value: Any) -> Any:
     return repr(value)
 
 
+SCHEDULER_STREAM = "scheduler"
+ENGINE_STREAM = "engine"
+
+
 @dataclass(frozen=True, slots=True)
 class SchedulerEvent:
+    """One event. ``sequence`` is per ``stream`` (the scheduler's, the engine's, ...); ``captured_at`` is
+    ``time.monotonic()``. ``correlation`` joins a scheduler task to its producer's identity (for the engine:
+    row group, column, task type, row, engine task id); it never holds row values, prompts or secrets."""
+
     kind: str
     sequence: int
     captured_at: float
@@ -40,10 +48,15 @@ class SchedulerEvent:
     resources: Mapping[str, int] | None = None
     reason: str | None = None
     diagnostics: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    stream: str = SCHEDULER_STREAM
+    run_id: str | None = None
+    correlation: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
+            "stream": self.stream,
+            "run_id": self.run_id,
             "sequence": self.sequence,
             "captured_at": self.captured_at,
             "task_id": self.task_id,
@@ -53,12 +66,28 @@ class SchedulerEvent:
             "resources": json_safe(self.resources),
             "reason": self.reason,
             "diagnostics": json_safe(self.diagnostics),
+            "correlation": json_safe(self.correlation),
         }
 
 
 @runtime_checkable
 class EventSink(Protocol):
     def emit(self, event: SchedulerEvent) -> None: ...
+
+
+class FanOutEventSink:
+    """Delivers each event to every sink in order; one that raises does not stop the others (it is
+    logged), so a failing log file never costs an in-memory observer its events."""
+
+    def __init__(self, *sinks: EventSink) -> None:
+        self.sinks = tuple(sinks)
+
+    def emit(self, event: SchedulerEvent) -> None:
+        for sink in self.sinks:
+            try:
+                sink.emit(event)
+            except Exception:
+                LOGGER.warning("threadsched: event sink %r raised; event %s dropped", sink, event.kind, exc_info=True)
 
 
 class MemoryEventSink:

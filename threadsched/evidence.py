@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
-from .events import SchedulerEvent
+from .events import SCHEDULER_STREAM, SchedulerEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ def ready_to_lease_waits(events: Iterable[SchedulerEvent]) -> dict[Hashable, Gro
     """Per group: for each attempt, time from ``ready_enqueued`` to its ``task_lease_acquired``."""
     pending: dict[str, list[float]] = defaultdict(list)
     waits: dict[Hashable, list[float]] = defaultdict(list)
-    for event in sorted(events, key=lambda item: item.sequence):
+    for event in _scheduler_stream(events):
         if event.task_id is None:
             continue
         if event.kind == "ready_enqueued":
@@ -53,7 +53,7 @@ def hidden_waiters(events: Iterable[SchedulerEvent]) -> int:
     """Workers spawned without an earlier ``task_lease_acquired`` for their lease (must be 0)."""
     acquired: set[int] = set()
     hidden = 0
-    for event in sorted(events, key=lambda item: item.sequence):
+    for event in _scheduler_stream(events):
         if event.kind == "task_lease_acquired" and event.lease_id is not None:
             acquired.add(event.lease_id)
         elif event.kind == "worker_spawned" and event.lease_id not in acquired:
@@ -72,6 +72,11 @@ def unreleased_leases(events: Iterable[SchedulerEvent]) -> set[int]:
         elif event.kind == "task_lease_released":
             balance[event.lease_id] -= 1
     return {lease_id for lease_id, count in balance.items() if count != 0}
+
+
+def _scheduler_stream(events: Iterable[SchedulerEvent]) -> list[SchedulerEvent]:
+    """The scheduler's own events in sequence order (other streams, e.g. the engine's, number their own)."""
+    return sorted((event for event in events if event.stream == SCHEDULER_STREAM), key=lambda item: item.sequence)
 
 
 def median(values: Iterable[float]) -> float:

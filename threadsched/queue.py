@@ -51,6 +51,7 @@ class FairTaskQueue:
         self._lock = threading.Lock()
         self._groups: dict[Hashable, _GroupState] = {}
         self._group_of_task: dict[str, _GroupState] = {}
+        self._peak_queued: dict[Hashable, int] = {}  # high-water mark of each group's queued tasks
         self._finish_tags: dict[Hashable, float] = {}
         self._virtual_time = 0.0
         self._heap: list[tuple[float, int, _GroupState]] = []
@@ -76,6 +77,8 @@ class FairTaskQueue:
                         state = self._groups[key] = _GroupState(key, item.group)
                     state.tasks[item.task_id] = item
                     self._group_of_task[item.task_id] = state
+                    if len(state.tasks) > self._peak_queued.get(key, 0):
+                        self._peak_queued[key] = len(state.tasks)
                     demand = state.demand
                     for resource, amount in item.resource_request.pairs:
                         demand[resource] = demand.get(resource, 0) + amount
@@ -86,6 +89,11 @@ class FairTaskQueue:
                 if accepted:  # even when a bad item raised midway: cached views must not go stale
                     self._version += 1
         return tuple(accepted)
+
+    def peak_queued_by_group(self) -> dict[Hashable, int]:
+        """The most tasks each group ever had queued at once (observed maxima for capacity plans)."""
+        with self._lock:
+            return dict(self._peak_queued)
 
     def discard(self, task_id: str) -> bool:
         """Remove a queued task; False when it is not queued (never was, or already committed)."""

@@ -37,7 +37,7 @@ class GroupSettings:
 
 
 class TaskRecord:
-    __slots__ = ("args", "attempt", "context", "fn", "future", "kwargs", "settings", "task_id")
+    __slots__ = ("args", "attempt", "context", "correlation", "fn", "future", "kwargs", "settings", "task_id")
 
     def __init__(
         self,
@@ -48,8 +48,10 @@ class TaskRecord:
         kwargs: dict[str, Any],
         context: contextvars.Context,
         settings: GroupSettings,
+        correlation: Mapping[str, Any] | None = None,
     ) -> None:
         self.task_id = task_id
+        self.correlation = correlation  # copied into every event of this task
         self.future = future
         self.fn = fn
         self.args = args

@@ -54,6 +54,15 @@ class TaskGroup:
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
         return self._scheduler._submit(self.settings, fn, args, kwargs)
 
+    def submit_correlated(
+        self, correlation: Mapping[str, Any], fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> TaskFuture:
+        """``submit``, with ``correlation`` (e.g. row group and column; never row values or secrets) copied
+        into every event of this task, so a producer's own events join the scheduler's."""
+        if not isinstance(correlation, Mapping):
+            raise TypeError(f"correlation must be a mapping, got {correlation!r}")
+        return self._scheduler._submit(self.settings, fn, args, kwargs, correlation)
+
     def __repr__(self) -> str:
         spec = self.settings.spec
         return f"<TaskGroup {spec.key!r} weight={spec.weight} admitted_limit={spec.admitted_limit}>"
@@ -71,6 +80,7 @@ class Scheduler:
         executor: Executor | None = None,
         events: EventSink | None = None,
         name: str = "threadsched",
+        run_id: str | None = None,
     ) -> None:
         if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1):
             raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
@@ -80,6 +90,8 @@ class Scheduler:
             raise TypeError(f"executor must be a concurrent.futures.Executor, got {executor!r}")
         if events is not None and not callable(getattr(events, "emit", None)):
             raise TypeError(f"events must have an emit(event) method, got {events!r}")
+        if run_id is not None and not isinstance(run_id, str):
+            raise TypeError(f"run_id must be a str or None, got {run_id!r}")
         capacity = max_workers or _executor_workers(executor) or default_max_workers()
         self._controller = TaskAdmissionController(
             TaskAdmissionConfig(submission_capacity=capacity, resource_limits=dict(resource_limits or {})), policy
@@ -93,7 +105,7 @@ class Scheduler:
         self._groups: dict[Hashable, TaskGroup] = {}
         self._task_ids = itertools.count(1)
         self._shutdown_report: ShutdownReport | None = None
-        self._core = DispatcherCore(self._queue, self._controller, executor, owns_executor, events, name)
+        self._core = DispatcherCore(self._queue, self._controller, executor, owns_executor, events, name, run_id)
         # Like the stdlib pool: a scheduler dropped without shutdown() finishes its work and stops
         # its threads instead of leaking them (the finalizer holds the core, never the scheduler).
         weakref.finalize(self, self._core.begin_shutdown, False)
@@ -145,13 +157,18 @@ class Scheduler:
         return self._submit(self._default_group.settings, fn, args, kwargs)
 
     def _submit(
-        self, settings: GroupSettings, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        settings: GroupSettings,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        correlation: Mapping[str, Any] | None = None,
     ) -> TaskFuture:
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
         task_id = f"t{next(self._task_ids)}"
         future = TaskFuture(task_id, self._core, CancelToken())
-        record = TaskRecord(task_id, future, fn, args, kwargs, contextvars.copy_context(), settings)
+        record = TaskRecord(task_id, future, fn, args, kwargs, contextvars.copy_context(), settings, correlation)
         self._core.submit_record(record)
         return future
 

@@ -74,6 +74,8 @@ class RunSettings:
     error_rate_shutdown: float | None = None
     error_rate_min_window: int = 20
     output: str = "threadsched-out"
+    # the keys the recipe wrote (the others are defaults): capacity plans name each value's source
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,7 @@ def _canonical_json(
 ) -> str:
     document = {
         "format": _FORMAT,
-        "run": asdict(run),
+        "run": {key: value for key, value in asdict(run).items() if key != "given"},
         "resources": dict(resources),
         "providers": {name: asdict(spec) for name, spec in providers.items()},
         "columns": [asdict(column) for column in columns],
@@ -202,7 +204,7 @@ def _canonical_json(
 
 # -- [run] and [resources] ---------------------------------------------------------------------------
 
-_RUN_KEYS = tuple(RunSettings.__dataclass_fields__)
+_RUN_KEYS = tuple(name for name in RunSettings.__dataclass_fields__ if name != "given")
 
 
 def _parse_run(ctx: ValidationContext, raw: object) -> RunSettings:
@@ -226,6 +228,7 @@ def _parse_run(ctx: ValidationContext, raw: object) -> RunSettings:
         else ctx.number(shutdown, (*path, "error_rate_shutdown"), minimum=0.0, maximum=1.0, exclusive_minimum=True),
         error_rate_min_window=integer("error_rate_min_window", 1),
         output=ctx.string(table.get("output", defaults.output), (*path, "output")),
+        given=frozenset(table),
     )
 
 

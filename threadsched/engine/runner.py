@@ -5,8 +5,8 @@ Shape (one main thread, many workers):
 * The ``CompletionTracker`` owns readiness. The main thread moves its ready frontier into the scheduler
   (one ``TaskGroup`` per column; llm columns request their ``llm:<provider>/<model>`` resource) and is the
   only thread that reports outcomes to the tracker, writes column values into the row store, runs
-  processors and checkpoints. Workers only call ``mark_started``, copy their inputs from the row store
-  under ``_lock`` and compute outside it.
+  processors and checkpoints. Workers only call ``mark_started``, copy their inputs from the ``RowStore``
+  (which has its own lock) and compute outside it.
 * Done-callbacks only push ``(key, future)`` onto a ``SimpleQueue``; the main thread blocks on it while
   work is in flight (no polling, no sleeps).
 * Retries are salvage rounds of the tracker, never scheduler retries: a retryable failure is deferred and
@@ -14,11 +14,12 @@ Shape (one main thread, many workers):
   most ``1 + run.max_salvage_rounds`` attempts (``reference.default_max_attempts``), the same budget as the
   reference, so a run drops exactly the rows the reference drops; a retryable failure on its last
   attempt drops its row at once with the reference's reason.
-* Stopping early (``run.error_rate_shutdown`` exceeded after ``error_rate_min_window`` finished tasks, or
-  the ``cancel`` event set): queued futures are cancelled, running ones finish and are recorded, complete
-  row groups are checkpointed; ``--resume`` (``runner_resume``) continues from those checkpoints.
-* A root column whose executor is a cell executor (a template, llm or python cell with no dependencies)
-  runs as one batch task per row group that retries each row inline, as the reference does.
+* Stopping early (error rate or ``cancel``): queued futures are cancelled, running ones finish and are
+  recorded, complete row groups are checkpointed; ``--resume`` (``runner_resume``) continues from them.
+* A root cell column (template, llm or python without dependencies) runs as one batch task per row group
+  that retries each row inline, as the reference does.
+* Events: the engine's stream (``runner_events``) and the scheduler's share one sink and one run id; each
+  engine task's scheduler events carry its correlation. ``OUT/capacity_plan.json`` is written at the end.
 """
 
 from __future__ import annotations
@@ -30,25 +31,29 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
+from threadsched.engine.capacity import CapacityPlan, configured_capacity
 from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor, build_endpoints, compile_columns
 from threadsched.engine.progress import ProgressReporter, ProgressSnapshot
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
 from threadsched.engine.runner_counts import RunCounts
+from threadsched.engine.runner_events import EngineEvents, correlation_of, job_facts, new_run_id, open_event_log
 from threadsched.engine.runner_output import (
     OutputWriter,
     RunResult,
+    ScheduledRunFacts,
     apply_stage,
     compile_stage,
     row_group_range,
     run_reference,
+    scheduled_result,
 )
 from threadsched.engine.runner_resume import ResumeError, prepare_output
-from threadsched.engine.runner_support import RootCells, Rows, ancestors, root_cells
+from threadsched.engine.runner_support import RootCells, Rows, RowStore, ancestors, root_cells
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
+from threadsched.event_log import JsonlEventSink
 from threadsched.events import EventSink
 from threadsched.futures import TaskFuture
 from threadsched.scheduler import DEFAULT_GROUP, Scheduler, TaskGroup
@@ -69,6 +74,8 @@ class _Run:
         resume: bool,
         cancel: threading.Event | None,
         progress: ProgressReporter | None,
+        capacity_sources: Mapping[str, str] | None,
+        event_log: bool,
     ) -> None:
         self.recipe = recipe
         self.progress = progress
@@ -79,6 +86,9 @@ class _Run:
         self.pre = compile_stage(recipe, "pre_batch")
         self.post = compile_stage(recipe, "post_batch")
         self.skipped = prepare_output(recipe, out_dir, resume=resume)  # after compiling: a bad recipe touches nothing
+        self.event_log: JsonlEventSink | None = None
+        if event_log:  # after prepare_output, which removes a fresh run's stale events.jsonl
+            events, self.event_log = open_event_log(out_dir, [events])
         self.max_attempts = default_max_attempts(recipe)
         self.ancestors = ancestors(recipe)
         self.tracker = CompletionTracker(
@@ -92,43 +102,34 @@ class _Run:
         self.writer = OutputWriter(out_dir)
         self.writer.adopt(self.skipped)
         self.workers = workers or recipe.run.max_workers
-        self._lock = threading.Lock()  # guards _rows (read by workers, written by the main thread)
-        self._rows: dict[int, dict[int, dict[str, object]]] = {}
+        self.configured = configured_capacity(recipe, workers=workers, sources=capacity_sources)
+        self.max_row_groups_open = 0
+        self.rows = RowStore(self.ancestors)
         self._completions: queue.SimpleQueue[tuple[TaskKey, Future[Any]]] = queue.SimpleQueue()
         self._inflight: dict[TaskKey, TaskFuture] = {}
         self._cancelled: set[TaskKey] = set()
         self._attempts: dict[TaskKey, int] = {}
-        resumed_rows = sum(len(rows) for rows in self.skipped.values())
-        self.counts = RunCounts(
-            recipe.topological_order,
-            records=recipe.run.records,
-            resumed_rows=resumed_rows,
-            resumed_dropped=sum(len(row_group_range(recipe, group)) for group in self.skipped) - resumed_rows,
-        )
+        self.counts = RunCounts.for_run(recipe, self.skipped)
         self.engine_counters = self.counts.engine
         self.row_groups_total = -(-recipe.run.records // recipe.run.buffer_size)
-        self.scheduler = Scheduler(self.workers, resource_limits=recipe.resource_limits, events=events, name="threadsched-engine")
+        run_id = new_run_id()
+        self.scheduler = Scheduler(
+            self.workers, resource_limits=recipe.resource_limits, events=events, name="threadsched-engine", run_id=run_id
+        )
         self.groups: dict[str, TaskGroup] = {}
         for name, ex in self.executors.items():
             key = f"column:{name}" if name == DEFAULT_GROUP else name
             resources = {ex.resource: 1} if ex.resource else None
             self.groups[name] = self.scheduler.group(key, weight=ex.weight, resources=resources)
+        self.events = EngineEvents(events, run_id, {name: group.key for name, group in self.groups.items()})
 
     # -- workers ------------------------------------------------------------------------------------------
-
-    def _inputs(self, key: TaskKey) -> Rows:
-        """Copies of the rows the task reads (only its ancestors' values), taken under ``_lock``."""
-        wanted = self.ancestors[key.column]
-        with self._lock:
-            group = self._rows[key.row_group]
-            indices = sorted(group) if key.row is None else [key.row]
-            return [(i, {c: v for c, v in group[i].items() if c in wanted}) for i in indices]
 
     def _work(self, key: TaskKey, attempt: int) -> object:
         if not self.tracker.mark_started(key):
             return _SKIPPED
         executor = self.executors[key.column]
-        rows = self._inputs(key)
+        rows = self.rows.inputs(key.column, key.row_group, key.row)
         if key.row is not None:
             assert isinstance(executor, CellExecutor)
             return executor.run_cell(rows[0][1], attempt=attempt)
@@ -145,11 +146,20 @@ class _Run:
             return False
         # Acknowledge before submitting: a worker may call mark_started as soon as its task is submitted.
         self.tracker.mark_enqueued(frontier)
+        events = self.events if self.events.enabled else None
         for key in frontier:
-            if key.row_group not in self._rows:
-                with self._lock:
-                    self._rows[key.row_group] = {i: {} for i in row_group_range(self.recipe, key.row_group)}
-            future = self.groups[key.column].submit(self._work, key, self._attempts.get(key, 1))
+            if self.rows.open(key.row_group, row_group_range(self.recipe, key.row_group)):
+                self.max_row_groups_open = max(self.max_row_groups_open, len(self.tracker.open_row_groups()))
+                if events is not None:
+                    events.row_group_admitted(key.row_group)
+            attempt = self._attempts.get(key, 1)
+            group = self.groups[key.column]
+            if events is None:
+                future = group.submit(self._work, key, attempt)
+            else:
+                if attempt == 1:
+                    events.dependency_ready((key,))
+                future = group.submit_correlated(correlation_of(key), self._work, key, attempt)
             self._inflight[key] = future
             future.add_done_callback(functools.partial(self._on_done, key))
         self.engine_counters["tasks_submitted"] += len(frontier)
@@ -188,9 +198,11 @@ class _Run:
         retryable = isinstance(error, executor.retryable_errors)
         if retryable and attempt < self.max_attempts:
             self.counts.failed(key.column, deferred=True)
+            self.events.retry_deferred(key, error, attempt)
             self.tracker.mark_failed_retryable(key)
             return
         self.counts.failed(key.column, deferred=False)
+        self.events.non_retryable_dropped(key, error, attempt, retryable=retryable)
         self._attempts.pop(key, None)
         reason = failure_reason(key.column, error, attempts=attempt, retryable=retryable)
         self._apply_drop(self.tracker.mark_failed_permanent(key, reason))
@@ -208,25 +220,10 @@ class _Run:
         if self.tracker.mark_complete(key) is not Outcome.RECORDED:
             return
         # Dependents became ready in the tracker but only this thread submits them: write before that.
-        written = 0
-        with self._lock:
-            group = self._rows[key.row_group]
-            if key.row is not None:
-                if key.row in group:
-                    group[key.row][key.column] = result
-                    written = 1
-            else:
-                assert isinstance(result, dict)
-                for row, values in group.items():
-                    if row in result:
-                        values[key.column] = result[row]
-                        written += 1
-        self.counts.recorded(key.column, written)
+        self.counts.recorded(key.column, self.rows.write(key.column, key.row_group, key.row, result))
 
     def _apply_drop(self, dropped: DropResult) -> None:
-        with self._lock:
-            lost = [self._rows.get(row_group, {}).pop(row, None) for row_group, row in dropped.rows]
-        self.counts.dropped(lost)
+        self.counts.dropped(self.rows.drop(dropped.rows))
         for key in dropped.stale:
             future = self._inflight.get(key)
             if future is None:
@@ -242,10 +239,7 @@ class _Run:
             self._apply_drop(self.tracker.drop_row(row_group, row, reason))
 
     def _group_rows(self, row_group: int) -> Rows:
-        alive = self.tracker.alive_rows(row_group)
-        with self._lock:
-            group = self._rows.get(row_group, {})
-            return [(i, dict(group[i])) for i in alive]
+        return self.rows.copies(row_group, self.tracker.alive_rows(row_group))
 
     def _process_row_groups(self) -> None:
         progressed = True
@@ -258,10 +252,11 @@ class _Run:
             for row_group in self.tracker.pop_completed_row_groups():
                 progressed = True
                 self._drop_rows(row_group, apply_stage(self.post, self._group_rows(row_group), "post_batch"))
-                self.writer.write_row_group(row_group, self._group_rows(row_group))
+                rows = self._group_rows(row_group)
+                self.writer.write_row_group(row_group, rows)
                 self.tracker.mark_checkpointed(row_group)
-                with self._lock:
-                    self._rows.pop(row_group, None)
+                self.events.row_group_checkpointed(row_group, len(rows))
+                self.rows.close(row_group)
 
     def _salvage(self) -> None:
         keys = self.tracker.salvage_round()
@@ -270,6 +265,8 @@ class _Run:
         for key in keys:
             self._attempts[key] = self._attempts.get(key, 1) + 1
         self.engine_counters["salvaged_tasks"] += len(keys)
+        self.events.queue_drained(len(keys), self.tracker.salvage_rounds)
+        self.events.salvage_redispatched(keys, self._attempts)
 
     def _should_stop(self) -> dict[str, Any] | None:
         if self.cancel.is_set():
@@ -294,7 +291,15 @@ class _Run:
         )
 
     def run(self) -> RunResult:
+        try:
+            return self._execute()
+        finally:
+            if self.event_log is not None:
+                self.event_log.close()
+
+    def _execute(self) -> RunResult:
         started = self.started = time.perf_counter()
+        self.events.job_started(job_facts(self.recipe, self.workers, self.skipped))
         if self.progress is not None:
             self.progress.start(self._progress_snapshot())
         try:
@@ -322,50 +327,30 @@ class _Run:
         report = self.scheduler.shutdown(wait=True)
         snapshot = self.scheduler.snapshot()
         elapsed = time.perf_counter() - started
-        dropped = {row: reason for (_group, row), reason in sorted(self.tracker.dropped_rows().items())}
-        salvage_rounds = self.tracker.salvage_rounds
-        counters: dict[str, int] = {**snapshot.counters, **self.engine_counters, "salvage_rounds": salvage_rounds}
-        summary: dict[str, Any] = {
-            "mode": "scheduled",
-            "elapsed": elapsed,
-            "capacity": {
-                "workers": self.workers,
-                "resource_limits": dict(self.recipe.resource_limits),
-                "buffer_size": self.recipe.run.buffer_size,
-                "max_row_groups_in_flight": self.recipe.run.max_row_groups_in_flight,
-            },
-            "counters": counters,
-            "hidden_waiters": snapshot.counters.get("hidden_waiters", 0),
-            "final_active_leases": report.active_leases,
-            "resumed_row_groups": sorted(self.skipped),
-            "columns": self.counts.column_table(),
-        }
-        early = self.stop_info is not None and "error_rate" in self.stop_info
-        if self.stop_info is not None:
-            summary["early_shutdown" if early else "cancelled"] = self.stop_info
-        for row_group, rows in self.skipped.items():
-            for row in sorted(set(row_group_range(self.recipe, row_group)).difference(rows)):
-                dropped[row] = "dropped in an earlier run of this recipe (resumed; reason not recorded)"
-        dropped = dict(sorted(dropped.items()))
-        output_hash = self.writer.finish(self.recipe, summary, dropped)
-        return RunResult(
-            rows_written=self.writer.rows_written,
-            dropped=MappingProxyType(dropped),
-            output_hash=output_hash,
-            counters=MappingProxyType(counters),
-            hidden_waiters=snapshot.counters.get("hidden_waiters", 0),
-            final_active_leases=report.active_leases,
-            row_groups_checkpointed=self.writer.row_groups_checkpointed,
-            elapsed=elapsed,
-            mode="scheduled",
-            salvage_rounds=salvage_rounds,
-            shutdown_clean=report.clean,
-            out_dir=self.writer.out_dir,
-            early_shutdown=early,
-            cancelled=self.stop_info is not None and not early,
-            resumed_row_groups=len(self.skipped),
-            columns=MappingProxyType(self.counts.column_table()),
+        CapacityPlan.observe(self.configured, self.scheduler, self.max_row_groups_open).write(self.writer.out_dir)
+        counters: dict[str, int] = {**snapshot.counters, **self.engine_counters, "salvage_rounds": self.tracker.salvage_rounds}
+        result = scheduled_result(
+            self.recipe,
+            self.writer,
+            ScheduledRunFacts(
+                run_id=self.events.run_id,
+                elapsed=elapsed,
+                workers=self.workers,
+                counters=counters,
+                columns=self.counts.column_table(),
+                dropped={row: reason for (_group, row), reason in self.tracker.dropped_rows().items()},
+                resumed=self.skipped,
+                hidden_waiters=snapshot.counters.get("hidden_waiters", 0),
+                final_active_leases=report.active_leases,
+                shutdown_clean=report.clean,
+                salvage_rounds=self.tracker.salvage_rounds,
+                stop_info=self.stop_info,
+            ),
         )
+        self.events.job_completed(
+            {"rows_written": result.rows_written, "rows_dropped": len(result.dropped), "elapsed": elapsed, "counters": counters}
+        )
+        return result
 
 
 def run_recipe(
@@ -378,11 +363,13 @@ def run_recipe(
     resume: bool = False,
     cancel: threading.Event | None = None,
     progress: ProgressReporter | None = None,
+    capacity_sources: Mapping[str, str] | None = None,
+    event_log: bool = False,
 ) -> RunResult:
-    """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``.
-
-    Writes ``row_groups/rg-NNNNN.jsonl`` (atomically, as each row group completes), ``dataset.jsonl`` and
-    ``run.json``. The scheduler is always shut down, also when the run raises.
+    """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``:
+    ``row_groups/rg-NNNNN.jsonl`` (atomic, as each row group completes), ``dataset.jsonl``, ``run.json`` and
+    ``capacity_plan.json`` (``capacity_sources`` relabels sources); with ``event_log`` also ``events.jsonl``
+    (the scheduler's and the engine's events, besides ``events``). The scheduler is always shut down.
 
     ``resume=True`` skips the row groups an earlier run of the same recipe checkpointed (see
     ``runner_resume``; a different recipe raises ``ResumeError``). Setting ``cancel`` (e.g. from a signal
@@ -392,4 +379,5 @@ def run_recipe(
     gets a snapshot at the start, after every batch of completions, and at the end."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-    return _Run(recipe, Path(out_dir), workers, events, sleep, resume, cancel, progress).run()
+    run = _Run(recipe, Path(out_dir), workers, events, sleep, resume, cancel, progress, capacity_sources, event_log)
+    return run.run()

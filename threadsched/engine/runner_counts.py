@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from threadsched.engine.progress import ProgressSnapshot
+from threadsched.engine.recipe import Recipe
+from threadsched.engine.runner_output import row_group_range
 
 __all__ = ["ENGINE_COUNTER_NAMES", "COLUMN_COUNT_NAMES", "RunCounts"]
 
@@ -35,6 +37,13 @@ class RunCounts:
             counts["rows_done"] = resumed_rows
         self.records = records
         self.rows_dropped = resumed_dropped
+
+    @classmethod
+    def for_run(cls, recipe: Recipe, resumed: Mapping[int, Sequence[int]]) -> RunCounts:
+        """Counts of a run of ``recipe`` that adopted the ``resumed`` row groups (index -> rows kept)."""
+        kept = sum(len(rows) for rows in resumed.values())
+        total = sum(len(row_group_range(recipe, group)) for group in resumed)
+        return cls(recipe.topological_order, records=recipe.run.records, resumed_rows=kept, resumed_dropped=total - kept)
 
     def finished(self, *, skipped: bool = False) -> None:
         self.engine["tasks_finished"] += not skipped

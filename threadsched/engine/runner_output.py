@@ -27,6 +27,8 @@ from threadsched.engine.reference import compute_columns, default_max_attempts
 __all__ = [
     "OutputWriter",
     "RunResult",
+    "ScheduledRunFacts",
+    "scheduled_result",
     "apply_stage",
     "atomic_write",
     "compile_stage",
@@ -61,6 +63,7 @@ class RunResult:
     # per column: rows_done (rows with the column's value, resumed rows included), retryable_failures,
     # permanent_failures; empty for the reference run
     columns: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+    run_id: str | None = None  # the scheduled run's id, also on each of its events
 
 
 def row_group_range(recipe: Recipe, row_group: int) -> range:
@@ -171,6 +174,72 @@ class OutputWriter:
         text = json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
         atomic_write(self.out_dir / "run.json", text.encode("utf-8"))
         return output_hash
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledRunFacts:
+    """What the scheduled runner knows at its end, for ``run.json`` and the ``RunResult``."""
+
+    run_id: str
+    elapsed: float
+    workers: int
+    counters: Mapping[str, int]
+    columns: Mapping[str, Mapping[str, int]]
+    dropped: Mapping[int, str]  # row -> reason, this run's drops
+    resumed: Mapping[int, Sequence[int]]  # row groups adopted from earlier checkpoints -> their rows
+    hidden_waiters: int
+    final_active_leases: int
+    shutdown_clean: bool
+    salvage_rounds: int
+    stop_info: Mapping[str, Any] | None  # why the run stopped early: error rate or cancel
+
+
+def scheduled_result(recipe: Recipe, writer: OutputWriter, facts: ScheduledRunFacts) -> RunResult:
+    """Write ``dataset.jsonl`` and ``run.json`` of a scheduled run and return its ``RunResult``."""
+    early = facts.stop_info is not None and "error_rate" in facts.stop_info
+    dropped = dict(facts.dropped)
+    for row_group, rows in facts.resumed.items():
+        for row in sorted(set(row_group_range(recipe, row_group)).difference(rows)):
+            dropped[row] = "dropped in an earlier run of this recipe (resumed; reason not recorded)"
+    dropped = dict(sorted(dropped.items()))
+    summary: dict[str, Any] = {
+        "mode": "scheduled",
+        "run_id": facts.run_id,
+        "elapsed": facts.elapsed,
+        "capacity": {
+            "workers": facts.workers,
+            "resource_limits": dict(recipe.resource_limits),
+            "buffer_size": recipe.run.buffer_size,
+            "max_row_groups_in_flight": recipe.run.max_row_groups_in_flight,
+        },
+        "counters": dict(facts.counters),
+        "hidden_waiters": facts.hidden_waiters,
+        "final_active_leases": facts.final_active_leases,
+        "resumed_row_groups": sorted(facts.resumed),
+        "columns": {name: dict(counts) for name, counts in facts.columns.items()},
+    }
+    if facts.stop_info is not None:
+        summary["early_shutdown" if early else "cancelled"] = dict(facts.stop_info)
+    output_hash = writer.finish(recipe, summary, dropped)
+    return RunResult(
+        rows_written=writer.rows_written,
+        dropped=MappingProxyType(dropped),
+        output_hash=output_hash,
+        counters=MappingProxyType(dict(facts.counters)),
+        hidden_waiters=facts.hidden_waiters,
+        final_active_leases=facts.final_active_leases,
+        row_groups_checkpointed=writer.row_groups_checkpointed,
+        elapsed=facts.elapsed,
+        mode="scheduled",
+        salvage_rounds=facts.salvage_rounds,
+        shutdown_clean=facts.shutdown_clean,
+        out_dir=writer.out_dir,
+        early_shutdown=early,
+        cancelled=facts.stop_info is not None and not early,
+        resumed_row_groups=len(facts.resumed),
+        columns=MappingProxyType({name: MappingProxyType(dict(counts)) for name, counts in facts.columns.items()}),
+        run_id=facts.run_id,
+    )
 
 
 def run_reference(recipe: Recipe, out_dir: Path, *, sleep: Callable[[float], None] = time.sleep) -> RunResult:

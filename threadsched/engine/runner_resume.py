@@ -7,7 +7,9 @@ Every run writes ``OUT/run_state.json`` (``recipe_hash``, ``buffer_size``, ``rec
   ``dataset.jsonl`` concatenates the old and the new checkpoints in row order. A missing or different
   ``run_state.json`` is a ``ResumeError`` (a ``RecipeError``: the CLI exits 2) naming both hashes.
 * ``resume=False``: a fresh run. Existing checkpoints (of any recipe) are deleted first, so a later
-  ``--resume`` can never pick up row groups of another run.
+  ``--resume`` can never pick up row groups of another run; so are the evidence files of an earlier run
+  (``events.jsonl`` and its backups, ``capacity_plan.json``, ``report.md``, ``timeline.png``). A resumed
+  run appends to ``events.jsonl`` (each run's events carry their own run id).
 
 Checkpoints are written atomically, so a file that exists is complete; leftover temp files of a killed
 run are removed.
@@ -26,6 +28,7 @@ from threadsched.engine.runner_output import atomic_write
 __all__ = ["RUN_STATE", "ResumeError", "prepare_output"]
 
 RUN_STATE = "run_state.json"
+_EVIDENCE = ("events.jsonl", "events.jsonl.*", "capacity_plan.json", "report.md", "timeline.png")
 _CHECKPOINT = re.compile(r"rg-(\d{5})\.jsonl")
 
 
@@ -85,6 +88,9 @@ def prepare_output(recipe: Recipe, out_dir: Path, *, resume: bool) -> dict[int, 
     else:
         for path in found.values():
             path.unlink()
+        for name in _EVIDENCE:
+            for path in out_dir.glob(name):
+                path.unlink(missing_ok=True)
     state = {"recipe_hash": recipe.recipe_hash, "buffer_size": recipe.run.buffer_size, "records": recipe.run.records}
     atomic_write(out_dir / RUN_STATE, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return skipped

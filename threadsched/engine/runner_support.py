@@ -1,16 +1,19 @@
-"""Pieces of the scheduled runner (issue 3) that need no run state: root cell batches and column inputs."""
+"""Pieces of the scheduled runner (issue 3): root cell batches, column inputs and the row store.
+
+Lock order: ``RowStore._lock`` is a leaf; nothing is called while it is held."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from threadsched.engine.columns import CellExecutor
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import Failure, with_retries
 
-__all__ = ["RootCells", "Rows", "ancestors", "root_cells"]
+__all__ = ["RootCells", "RowStore", "Rows", "ancestors", "root_cells"]
 
 Rows = list[tuple[int, dict[str, object]]]
 
@@ -21,6 +24,64 @@ class RootCells:
 
     values: dict[int, object]
     failures: dict[int, str]
+
+
+class RowStore:
+    """Column values of the open row groups. Workers read copies of their inputs; only the runner's main
+    thread writes. Every access holds ``_lock`` (workers and the main thread run concurrently)."""
+
+    def __init__(self, ancestors: Mapping[str, frozenset[str]]) -> None:
+        self._lock = threading.Lock()
+        self._ancestors = ancestors
+        self._groups: dict[int, dict[int, dict[str, object]]] = {}
+
+    def open(self, row_group: int, rows: Iterable[int]) -> bool:
+        """Start ``row_group`` with empty ``rows``; False if it is already open."""
+        with self._lock:
+            if row_group in self._groups:
+                return False
+            self._groups[row_group] = {row: {} for row in rows}
+            return True
+
+    def inputs(self, column: str, row_group: int, row: int | None) -> Rows:
+        """Copies of the rows a task of ``column`` reads (one row, or the whole group), ancestors' values only."""
+        wanted = self._ancestors[column]
+        with self._lock:
+            group = self._groups[row_group]
+            indices = sorted(group) if row is None else [row]
+            return [(i, {c: v for c, v in group[i].items() if c in wanted}) for i in indices]
+
+    def write(self, column: str, row_group: int, row: int | None, result: object) -> int:
+        """Record a cell value (``row``) or a batch's ``{row: value}``; returns the rows written (dropped
+        rows are skipped)."""
+        with self._lock:
+            group = self._groups[row_group]
+            if row is not None:
+                if row not in group:
+                    return 0
+                group[row][column] = result
+                return 1
+            assert isinstance(result, dict)
+            written = 0
+            for index, values in group.items():
+                if index in result:
+                    values[column] = result[index]
+                    written += 1
+            return written
+
+    def drop(self, rows: Iterable[tuple[int, int]]) -> list[dict[str, object] | None]:
+        """Forget (row_group, row) pairs; returns the values each had (None if it had none here)."""
+        with self._lock:
+            return [self._groups.get(row_group, {}).pop(row, None) for row_group, row in rows]
+
+    def copies(self, row_group: int, rows: Iterable[int]) -> Rows:
+        with self._lock:
+            group = self._groups.get(row_group, {})
+            return [(i, dict(group[i])) for i in rows]
+
+    def close(self, row_group: int) -> None:
+        with self._lock:
+            self._groups.pop(row_group, None)
 
 
 def ancestors(recipe: Recipe) -> dict[str, frozenset[str]]:
