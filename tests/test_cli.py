@@ -148,3 +148,37 @@ def test_run_with_an_unloadable_python_function_exits_2_with_one_line(tmp_path: 
     assert main(["run", str(recipe), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip()
     assert "no_such_module_zz" in error and "\n" not in error
+
+
+def test_run_writes_events_and_capacity_plan_and_report_reads_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(SMALL_RECIPE)
+    out = tmp_path / "out"
+    assert main(["run", str(recipe), "--out", str(out), "--workers", "2", "--quiet"]) == 0
+    assert (out / "events.jsonl").is_file() and (out / "capacity_plan.json").is_file()
+    plan = json.loads((out / "capacity_plan.json").read_text(encoding="utf-8"))
+    assert plan["configured"]["submission_capacity"] == {"value": 2, "source": "cli"}
+    assert not (out / "report.md").exists()  # only the demo writes its report on its own
+    assert main(["report", str(out)]) == 0
+    assert f"report: {out / 'report.md'}" in capsys.readouterr().out
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "question" in text and "Hidden waiters" in text
+
+
+def test_no_events_writes_no_event_log_and_report_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(SMALL_RECIPE)
+    out = tmp_path / "out"
+    assert main(["run", str(recipe), "--out", str(out), "--no-events", "--quiet"]) == 0
+    assert not (out / "events.jsonl").exists()
+    assert (out / "capacity_plan.json").is_file()  # every run writes its capacity plan
+    assert main(["report", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("threadsched: no events to report") and "events.jsonl" in error and "\n" not in error
+
+
+def test_demo_ends_with_its_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--plain"]) == 0
+    assert f"report: {out / 'report.md'}" in capsys.readouterr().out
+    assert (out / "report.md").is_file()

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="generate a dataset from a TOML recipe")
     run.add_argument("recipe", type=Path, help="path of the recipe (TOML)")
     _add_run_options(run)
+    report = commands.add_parser("report", help="write OUT/report.md and OUT/timeline.png from OUT/events.jsonl")
+    report.add_argument("out", type=Path, help="the output directory of a run")
     recipe = commands.add_parser("recipe", help="print a built-in recipe to copy and edit")
     recipe.add_argument("name", help="built-in recipe name (e.g. demo)")
     mixed = commands.add_parser("mixed-demo", help="the scheduler-only mixed workload: per-group waits and evidence")
@@ -47,6 +49,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", action="store_true", help="run single-threaded without the scheduler (the oracle)")
     parser.add_argument("--quiet", action="store_true", help="no progress and no table: errors and the totals only")
     parser.add_argument("--plain", action="store_true", help="plain text progress and summary even when rich is installed")
+    parser.add_argument("--no-events", action="store_true", help="do not write OUT/events.jsonl (nor the report)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "recipe":
         return _recipe(args)
+    if args.command == "report":
+        return _report(args.out)
     if args.command == "mixed-demo":
         return _mixed_demo(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
@@ -109,7 +114,15 @@ def _run(args: argparse.Namespace) -> int:
             result = run_reference(recipe, out)
         else:
             progress = progress_for(sys.stderr, quiet=args.quiet, plain=args.plain)
-            result = run_recipe(recipe, out, workers=args.workers, resume=args.resume, cancel=cancel, progress=progress)
+            result = run_recipe(
+                recipe,
+                out,
+                workers=args.workers,
+                resume=args.resume,
+                cancel=cancel,
+                progress=progress,
+                event_log=not args.no_events,
+            )
     except (RecipeError, UserCodeError, ProcessorError) as error:
         # --resume against another recipe's checkpoints, or a python function that cannot be loaded
         # (columns and processors are compiled before anything is written or run).
@@ -124,6 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(summary_lines(result)))
     else:
         render_summary(recipe, result, stream=sys.stdout, plain=args.plain or not _isatty(sys.stdout))
+    if args.command == "demo" and not args.reference and not args.no_events:
+        _report(out, quiet=args.quiet)  # the demo ends with its evidence
     if result.early_shutdown or result.cancelled:
         report = json.loads((out / "run.json").read_text(encoding="utf-8"))
         what = "early shutdown: " + report["early_shutdown"]["reason"] if result.early_shutdown else "cancelled (Ctrl-C)"
@@ -134,6 +149,22 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1 if result.early_shutdown else 130
     return 0 if result.hidden_waiters == 0 and result.final_active_leases == 0 else 1
+
+
+def _report(out: Path, *, quiet: bool = False) -> int:
+    from .report import write_report
+
+    try:
+        report = write_report(out)
+    except FileNotFoundError as error:
+        print(f"threadsched: no events to report: {error} (run without --no-events)", file=sys.stderr)
+        return 2
+    if not quiet:
+        plot = (
+            f" and {report.timeline_path}" if report.timeline_path is not None else " (timeline skipped: install the plots extra)"
+        )
+        print(f"report: {report.markdown_path}{plot}")
+    return 0
 
 
 def _isatty(stream: object) -> bool:
