@@ -1,6 +1,7 @@
 """Run every benchmark (each in its own interpreter) and write one combined JSON.
 
-    python bench/run_all.py                 # full: cycle, throughput (100k), memory (100k / 256 groups), engine
+    python bench/run_all.py                 # full: cycle, throughput (100k), memory (100k / 256 groups), engine,
+                                            # harness (bench/harness.py heavy_root vs its fifo/spawn_then_wait baselines)
     python bench/run_all.py --quick         # smaller sizes for a CI smoke run (still >= 5 runs each)
 
 Each benchmark writes ``bench/results/<name>.json`` as usual (or ``<results-dir>/<name>.json``); the
@@ -28,18 +29,25 @@ def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, l
         out = results_dir / f"{name}.json"
         return [sys.executable, str(BENCH_DIR / f"{name}.py"), "--runs", str(runs), "--out", str(out), *extra]
 
+    def harness(scenario: str, *extra: str) -> list[str]:
+        # bench/harness.py writes a directory of artifacts; its summary.json is read below
+        out = results_dir / "harness" / scenario
+        return [sys.executable, str(BENCH_DIR / "harness.py"), scenario, "--iterations", str(runs), "--out", str(out), *extra]
+
     if quick:
         return {
             "cycle": script("cycle", "--quick"),
             "throughput": script("throughput", "--tasks", "20000"),
             "memory": script("memory", "--tasks", "20000"),
             "engine": script("engine", "--quick"),
+            "harness": harness("heavy_root", "--quick"),
         }
     return {
         "cycle": script("cycle"),
         "throughput": script("throughput"),
         "memory": script("memory"),
         "engine": script("engine"),
+        "harness": harness("heavy_root"),
     }
 
 
@@ -93,6 +101,28 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "higher_is_better": True,
                 }
             )
+    harness = results.get("harness")
+    if harness:
+        scenario = harness["scenario"]["id"]
+        gap = harness["ratios"].get("fifo", {}).get("downstream_gap_p95_s", {}).get("baseline_over_threadsched")
+        if gap is not None:
+            rows.append(
+                {
+                    "metric": f"harness {scenario}: fifo / threadsched p95 downstream ready-to-lease gap",
+                    "value": gap,
+                    "target": 3.0,
+                    "higher_is_better": True,
+                }
+            )
+        passed = sum(1 for gate in harness["gates"] if gate["passed"])
+        rows.append(
+            {
+                "metric": f"harness {scenario}: gates passed (of {len(harness['gates'])})",
+                "value": float(passed),
+                "target": len(harness["gates"]),
+                "higher_is_better": True,
+            }
+        )
     for row in rows:
         if row.get("higher_is_better"):
             row["meets_target"] = row["value"] >= row["target"]
@@ -109,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(NAME, __doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes for CI smoke runs")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where each benchmark's JSON goes")
-    parser.add_argument("--only", nargs="+", choices=("cycle", "throughput", "memory", "engine"), default=None)
+    parser.add_argument("--only", nargs="+", choices=("cycle", "throughput", "memory", "engine", "harness"), default=None)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     runs = check_runs(args.runs)
@@ -121,14 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     failures: dict[str, int] = {}
     for name, command in commands.items():
         print(f"== {name}: {' '.join(command[1:])}", flush=True)
+        out = Path(command[command.index("--out") + 1])
+        if name == "harness":  # bench/harness.py writes a directory; a stale summary must not pass for a new one
+            out = out / "summary.json"
+            out.unlink(missing_ok=True)
         start = time.perf_counter()
         completed = subprocess.run(command, check=False)
         durations[name] = time.perf_counter() - start
+        if name == "harness" and completed.returncode == 1 and out.exists():
+            completed.returncode = 0  # a failed gate is a missed target (in the headline), not a crash
         if completed.returncode != 0:
             failures[name] = completed.returncode
             print(f"!! {name} exited with {completed.returncode}", flush=True)
             continue
-        out = Path(command[command.index("--out") + 1])
         results[name] = json.loads(out.read_text())
     rows = headline(results)
     print_table(

@@ -1,4 +1,5 @@
 """Command line: ``threadsched demo``, ``threadsched run RECIPE``, ``threadsched recipe NAME`` and
+``threadsched report OUT``, ``threadsched bench SCENARIO`` (the repository's ``bench/harness.py``) and
 ``threadsched mixed-demo`` (the scheduler-only workload of issue 2).
 
 ``demo`` is ``run`` on the built-in recipe (``threadsched recipe demo``) with ``./threadsched-demo`` as the
@@ -18,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 
+from .bench_command import add_bench_parser, run_bench
 from .demo import SCALES, render_plain, render_rich, run_demo
 
 
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     mixed.add_argument("--workers", type=int, default=8, help="worker threads (default 8)")
     mixed.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     mixed.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
+    add_bench_parser(commands)
     return parser
 
 
@@ -62,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(args.out)
     if args.command == "mixed-demo":
         return _mixed_demo(args)
+    if args.command == "bench":
+        return run_bench(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

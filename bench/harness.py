@@ -1,0 +1,295 @@
+"""Benchmark harness: one scenario, threadsched against its baselines, with versioned artifacts and gates.
+
+    python bench/harness.py heavy_root                      # defaults: 1 warm-up, 5 iterations, 3 implementations
+    python bench/harness.py heavy_root --quick              # CI smoke: small knobs, 2 iterations, no warm-up
+    python bench/harness.py hidden_waiter --workers 16 --limit tight/model=2 --latency-ms 5
+    python bench/harness.py heavy_root --baseline main --candidate HEAD    # A/B of two git refs
+
+Scenarios and knobs: ``bench/scenarios.py``. Implementations (``--impl``): ``threadsched`` (``run_recipe``),
+``fifo`` and ``spawn_then_wait`` (``bench/baselines.py``: the same executors, processors, retries and
+row-group admission, different ways of handing ready work to threads). Each iteration runs every
+implementation once, the order alternating between iterations so that they share the machine's state;
+warm-ups are not recorded. Artifacts (``--out``, default ``bench/results/harness/SCENARIO/``):
+``summary.json``, ``iterations.csv``, ``summary.md`` (see ``harness_report``).
+
+Gates stated in the summary: threadsched has no hidden waiters and spawn_then_wait has some; no lease is
+left after any iteration; every implementation and iteration writes the same output hash; on heavy_root
+the p95 downstream ready-to-lease gap of threadsched is at least 3x smaller than fifo's. Exit code 0 when
+every gate passes, 1 otherwise (the failed gates are printed), 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from common import BENCH_DIR, git_sha, machine_info
+from harness_impls import IMPLEMENTATIONS, Sample, run_cycle_sample, run_sample
+from harness_report import evaluate_gates, numeric_metrics, ratios, stats, validate_summary, write_artifacts
+from scenarios import SCENARIOS, Knobs, Scenario, get_scenario, recipe_text
+
+from threadsched.engine import Recipe, parse_recipe
+from threadsched.evidence import percentile
+
+__all__ = ["HARNESS_VERSION", "main", "run_harness", "validate_summary"]
+
+HARNESS_VERSION = "1.0"
+DEFAULT_WARMUPS = 1
+DEFAULT_ITERATIONS = 5
+RESULTS_ROOT = BENCH_DIR / "results" / "harness"
+# knob -> name of the value in the engine's capacity plan
+_CAPACITY_NAMES = {
+    "records": "records",
+    "buffer_size": "buffer_size",
+    "row_groups_in_flight": "max_row_groups_in_flight",
+    "workers": "submission_capacity",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench/harness.py", description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=sorted(SCENARIOS), help="scenario id (bench/scenarios.py)")
+    parser.add_argument("--records", type=int, default=None, help="rows (cycle: tasks per cycle run)")
+    parser.add_argument("--buffer-size", type=int, default=None, help="rows per row group")
+    parser.add_argument("--row-groups-in-flight", type=int, default=None, help="row groups open at once")
+    parser.add_argument("--workers", type=int, default=None, help="worker threads")
+    parser.add_argument("--limit", action="append", default=[], metavar="MODEL=N", help="model limit (provider/model or model)")
+    parser.add_argument("--latency-ms", type=float, default=None, help="mock latency base (x each provider's factor)")
+    parser.add_argument("--jitter-ms", type=float, default=None, help="mock jitter base (x each provider's factor)")
+    parser.add_argument("--seed", type=int, default=None, help="recipe seed")
+    parser.add_argument("--warmups", type=int, default=None, help=f"untimed rounds first (default {DEFAULT_WARMUPS}; quick 0)")
+    parser.add_argument("--iterations", type=int, default=None, help=f"measured rounds (default {DEFAULT_ITERATIONS}; quick 2)")
+    parser.add_argument("--impl", default=",".join(IMPLEMENTATIONS), help="comma-separated implementations to run")
+    parser.add_argument("--out", type=Path, default=None, help="artifact directory (default bench/results/harness/SCENARIO)")
+    parser.add_argument("--quick", action="store_true", help="the scenario's small CI knobs")
+    parser.add_argument("--baseline", default=None, metavar="REF", help="A/B: git ref of the baseline (needs --candidate)")
+    parser.add_argument("--candidate", default=None, metavar="REF", help="A/B: git ref of the candidate (needs --baseline)")
+    return parser
+
+
+def knob_overrides(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
+    """The knobs given on the command line (ValueError for a bad one)."""
+    overrides: dict[str, Any] = {}
+    for name in ("records", "buffer_size", "row_groups_in_flight", "workers", "seed"):
+        value = getattr(args, name)
+        if value is not None:
+            if name != "seed" and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+            overrides[name] = value
+    for name in ("latency_ms", "jitter_ms"):
+        value = getattr(args, name)
+        if value is not None:
+            if value < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+            overrides[name] = value
+    limits: dict[str, int] = {}
+    for item in args.limit:
+        model, sep, count = item.partition("=")
+        if not sep or not count.strip().isdigit() or int(count) < 1:
+            raise ValueError(f"--limit expects MODEL=N with N >= 1, got {item!r}")
+        limits[scenario.resource(model.strip())] = int(count)
+    if limits:
+        overrides["limits"] = limits
+    return overrides
+
+
+def capacity_sources(overrides: Mapping[str, Any]) -> dict[str, str]:
+    sources = {_CAPACITY_NAMES[name]: "benchmark_override" for name in overrides if name in _CAPACITY_NAMES}
+    for model in overrides.get("limits", {}):
+        sources[f"resource:llm:{model}"] = "benchmark_override"
+    return sources
+
+
+def fallback_capacity_plan(recipe: Recipe, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The configured capacity with its source, when the engine wrote no ``capacity_plan.json``."""
+    sources = capacity_sources(overrides)
+    values = {
+        "records": recipe.run.records,
+        "buffer_size": recipe.run.buffer_size,
+        "max_row_groups_in_flight": recipe.run.max_row_groups_in_flight,
+        "submission_capacity": recipe.run.max_workers,
+        **{f"resource:{name}": limit for name, limit in recipe.resource_limits.items()},
+    }
+    configured = {name: {"value": value, "source": sources.get(name, "recipe")} for name, value in values.items()}
+    return {"configured": configured, "source_file": None}
+
+
+def column_gaps(samples: Sequence[Sample]) -> dict[str, dict[str, dict[str, float]]]:
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for sample in samples:
+        for column, waits in sample.waits.items():
+            pooled.setdefault(sample.implementation, {}).setdefault(column, []).extend(waits)
+    return {
+        impl: {c: {"count": len(w), "p50": percentile(w, 50), "p95": percentile(w, 95)} for c, w in per.items()}
+        for impl, per in pooled.items()
+    }
+
+
+def run_harness(
+    scenario: Scenario,
+    knobs: Knobs,
+    *,
+    implementations: Sequence[str],
+    warmups: int,
+    iterations: int,
+    out_dir: Path,
+    quick: bool = False,
+    overrides: Mapping[str, Any] | None = None,
+    command_line: Sequence[str] = (),
+    sleep: Callable[[float], None] = time.sleep,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run ``scenario`` and write its artifacts into ``out_dir``; returns the summary document."""
+    overrides = dict(overrides or {})
+    recipe: Recipe | None = None
+    if scenario.has_recipe:
+        recipe = parse_recipe(recipe_text(scenario, knobs), source=f"<bench scenario {scenario.id}>")
+        implementations = list(implementations)
+    else:
+        implementations = ["threadsched"]  # cycle: no recipe, no baselines
+
+    def once(impl: str) -> Sample:
+        if recipe is None:
+            return run_cycle_sample(knobs.records)
+        return run_sample(impl, recipe, sleep=sleep, capacity_sources=capacity_sources(overrides))
+
+    for warmup in range(warmups):
+        for impl in implementations if warmup % 2 == 0 else implementations[::-1]:
+            once(impl)
+    samples: list[Sample] = []
+    rows: list[dict[str, Any]] = []
+    for iteration in range(iterations):
+        order = implementations if iteration % 2 == 0 else implementations[::-1]
+        for position, impl in enumerate(order):
+            sample = once(impl)
+            samples.append(sample)
+            rows.append({"implementation": impl, "iteration": iteration + 1, "order": position + 1, **sample.metrics})
+            gap = sample.metrics.get("downstream_gap_p95_s")
+            extra = f" downstream gap p95 {gap * 1e3:8.2f} ms" if gap is not None else ""
+            echo(
+                f"  {scenario.id} iteration {iteration + 1}/{iterations} {impl:16s} wall {sample.metrics['wall_s']:.3f} s{extra}"
+            )
+    by_impl: dict[str, dict[str, dict[str, float]]] = {}
+    for impl in implementations:
+        impl_rows = [row for row in rows if row["implementation"] == impl]
+        by_impl[impl] = {metric: stats([row[metric] for row in impl_rows]) for metric in numeric_metrics(impl_rows)}
+    threadsched_samples = [sample for sample in samples if sample.implementation == "threadsched"]
+    last = threadsched_samples[-1] if threadsched_samples else None
+    if last is not None and last.capacity_plan is not None:
+        plan = {**last.capacity_plan, "source_file": "capacity_plan.json"}
+    elif recipe is not None:
+        plan = fallback_capacity_plan(recipe, overrides)
+    else:
+        plan = {"configured": {"records": {"value": knobs.records, "source": "benchmark_override" if overrides else "recipe"}}}
+    gates = evaluate_gates(scenario.id, rows, by_impl)
+    machine = machine_info()
+    import threadsched
+
+    machine["threadsched_source"] = str(Path(threadsched.__file__).resolve().parent)
+    document: dict[str, Any] = {
+        "schema_version": "1",
+        "harness_version": HARNESS_VERSION,
+        "scenario": {
+            "id": scenario.id,
+            "description": scenario.description,
+            "knobs": knobs.as_dict(),
+            "knobs_overridden": sorted(overrides),
+            "quick": quick,
+            "recipe_hash": recipe.recipe_hash if recipe is not None else None,
+        },
+        "git_sha": git_sha() or "unknown",
+        "machine": machine,
+        "command_line": list(command_line),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "implementations": list(implementations),
+        "warmups": warmups,
+        "iterations": iterations,
+        "capacity_plan": plan,
+        "final_snapshots": {"threadsched": dict(last.counters)} if last is not None else {},
+        "output_hashes": {impl: _last_hash(rows, impl) for impl in implementations},
+        "stats": by_impl,
+        "per_column_gaps": column_gaps(samples),
+        "ratios": ratios(by_impl),
+        "gates": gates,
+        "all_gates_passed": all(gate["passed"] for gate in gates),
+    }
+    errors = validate_summary(document)
+    if errors:
+        raise RuntimeError(f"bench/harness.py built an invalid summary: {errors}")
+    write_artifacts(out_dir, document, rows)
+    return document
+
+
+def _last_hash(rows: Sequence[Mapping[str, Any]], impl: str) -> str | None:
+    hashes = [str(row["output_hash"]) for row in rows if row["implementation"] == impl and row.get("output_hash")]
+    return hashes[-1] if hashes else None
+
+
+def print_summary(document: Mapping[str, Any], out_dir: Path) -> None:
+    for impl, per in document["stats"].items():
+        wall = per["wall_s"]
+        gap = per.get("downstream_gap_p95_s")
+        text = f"  {impl:16s} wall p50 {wall['p50']:.3f} s (min {wall['min']:.3f}, max {wall['max']:.3f})"
+        if gap is not None:
+            text += f"  downstream gap p95 (p50 over iterations) {gap['p50'] * 1e3:.2f} ms"
+        print(text)
+    for gate in document["gates"]:
+        print(f"  [{'PASS' if gate['passed'] else 'FAIL'}] {gate['name']}: {gate['detail']}")
+    print(f"wrote {out_dir / 'summary.json'}, iterations.csv, summary.md")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    scenario = get_scenario(args.scenario)
+    if (args.baseline is None) != (args.candidate is None):
+        parser.error("--baseline and --candidate go together")
+    try:
+        overrides = knob_overrides(args, scenario)
+    except ValueError as exc:
+        parser.error(str(exc))
+    implementations = [name.strip() for name in args.impl.split(",") if name.strip()]
+    unknown = [name for name in implementations if name not in IMPLEMENTATIONS]
+    if unknown or not implementations:
+        parser.error(f"--impl: unknown implementation(s) {unknown} (known: {', '.join(IMPLEMENTATIONS)})")
+    warmups = args.warmups if args.warmups is not None else (0 if args.quick else DEFAULT_WARMUPS)
+    iterations = (
+        args.iterations if args.iterations is not None else (scenario.quick_iterations if args.quick else DEFAULT_ITERATIONS)
+    )
+    if warmups < 0 or iterations < 1:
+        parser.error("--warmups must be >= 0 and --iterations >= 1")
+    out_dir = args.out if args.out is not None else RESULTS_ROOT / scenario.id
+    if args.baseline is not None:
+        from harness_ab import run_ab
+
+        return run_ab(args, argv, out_dir)
+    knobs = scenario.knobs(quick=args.quick, overrides=overrides)
+    print(f"== bench/harness.py {scenario.id}: {json.dumps(knobs.as_dict(), sort_keys=True)}", flush=True)
+    document = run_harness(
+        scenario,
+        knobs,
+        implementations=implementations,
+        warmups=warmups,
+        iterations=iterations,
+        out_dir=out_dir,
+        quick=args.quick,
+        overrides=overrides,
+        command_line=[sys.executable, str(Path(__file__).resolve()), *argv],
+    )
+    print_summary(document, out_dir)
+    failed = [gate["name"] for gate in document["gates"] if not gate["passed"]]
+    if failed:
+        print(f"FAILED gates: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

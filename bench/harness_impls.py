@@ -1,0 +1,148 @@
+"""One measured run of one implementation, for ``bench/harness.py``: a ``Sample`` of metrics.
+
+* ``threadsched``: ``run_recipe`` with a ``MemoryEventSink``; the ready-to-lease gaps come from its own
+  events (``evidence.ready_to_lease_waits``: ``ready_enqueued`` -> ``task_lease_acquired``, per column).
+* ``fifo`` / ``spawn_then_wait``: ``baselines.run_baseline`` (ready = taken from the tracker's frontier,
+  lease = semaphores acquired).
+* ``cycle``: ``bench/cycle.py``'s ``run_cycles`` at G=1 and G=256 (threadsched only; no recipe).
+
+Gap metrics per sample: ``gap_p50_s``/``gap_p95_s`` over every task, ``downstream_gap_p50_s``/
+``downstream_gap_p95_s`` over the tasks of non-root columns (the cells that wait behind the roots).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import tempfile
+import time
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from baselines import run_baseline
+
+from threadsched.engine import Recipe, run_recipe
+from threadsched.events import MemoryEventSink
+from threadsched.evidence import hidden_waiters, percentile, ready_to_lease_waits
+from threadsched.scheduler import DEFAULT_GROUP
+
+__all__ = ["IMPLEMENTATIONS", "Sample", "run_cycle_sample", "run_sample"]
+
+IMPLEMENTATIONS = ("threadsched", "fifo", "spawn_then_wait")
+CYCLE_GROUPS = (1, 256)
+
+
+@dataclass(slots=True)
+class Sample:
+    """``metrics``: numbers (and ``output_hash``) of one run; ``waits``: column -> ready-to-lease gaps."""
+
+    implementation: str
+    metrics: dict[str, Any]
+    waits: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    capacity_plan: dict[str, Any] | None = None
+
+
+def gap_metrics(recipe: Recipe, waits: Mapping[str, tuple[float, ...]]) -> dict[str, float]:
+    every = [wait for values in waits.values() for wait in values]
+    downstream = [wait for column, values in waits.items() if not recipe.column(column).is_root for wait in values]
+    return {
+        "gap_p50_s": percentile(every, 50),
+        "gap_p95_s": percentile(every, 95),
+        "downstream_gap_p50_s": percentile(downstream, 50),
+        "downstream_gap_p95_s": percentile(downstream, 95),
+    }
+
+
+def _column_of(recipe: Recipe) -> dict[Hashable, str]:
+    """Scheduler group key -> column name (the runner renames a column called like the default group)."""
+    return {(f"column:{name}" if name == DEFAULT_GROUP else name): name for name in recipe.topological_order}
+
+
+def _supports_capacity_sources() -> bool:
+    return "capacity_sources" in inspect.signature(run_recipe).parameters
+
+
+def run_threadsched(
+    recipe: Recipe, *, sleep: Callable[[float], None] = time.sleep, capacity_sources: Mapping[str, str] | None = None
+) -> Sample:
+    sink = MemoryEventSink()
+    extra: dict[str, Any] = {}
+    if capacity_sources and _supports_capacity_sources():
+        extra["capacity_sources"] = dict(capacity_sources)
+    with tempfile.TemporaryDirectory(prefix="bench-harness-threadsched-") as out:
+        started = time.perf_counter()
+        result = run_recipe(recipe, Path(out), events=sink, sleep=sleep, **extra)
+        wall = time.perf_counter() - started
+        plan_path = Path(out) / "capacity_plan.json"
+        plan = json.loads(plan_path.read_text()) if plan_path.exists() else None
+    events = sink.events
+    columns = _column_of(recipe)
+    waits = {columns.get(group, str(group)): tuple(found.waits) for group, found in ready_to_lease_waits(events).items()}
+    from_events = hidden_waiters(events)
+    metrics: dict[str, Any] = {
+        "wall_s": wall,
+        **gap_metrics(recipe, waits),
+        "hidden_waiters": max(result.hidden_waiters, from_events),
+        "hidden_waiters_counter": result.hidden_waiters,
+        "hidden_waiters_events": from_events,
+        "active_leases_after": result.final_active_leases,
+        "rows_written": result.rows_written,
+        "rows_dropped": len(result.dropped),
+        "tasks": int(result.counters.get("tasks_submitted", 0)),
+        "output_hash": result.output_hash,
+    }
+    return Sample("threadsched", metrics, waits, {k: int(v) for k, v in result.counters.items()}, plan)
+
+
+def run_baseline_sample(kind: str, recipe: Recipe, *, sleep: Callable[[float], None] = time.sleep) -> Sample:
+    with tempfile.TemporaryDirectory(prefix=f"bench-harness-{kind}-") as out:
+        started = time.perf_counter()
+        result = run_baseline(kind, recipe, Path(out), sleep=sleep)
+        wall = time.perf_counter() - started
+    metrics: dict[str, Any] = {
+        "wall_s": wall,
+        **gap_metrics(recipe, result.waits),
+        "hidden_waiters": result.hidden_waiters,
+        "active_leases_after": result.active_leases_after,
+        "rows_written": result.rows_written,
+        "rows_dropped": result.rows_dropped,
+        "tasks": result.tasks,
+        "output_hash": result.output_hash,
+    }
+    return Sample(kind, metrics, dict(result.waits), dict(result.counters))
+
+
+def run_sample(
+    implementation: str,
+    recipe: Recipe,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    capacity_sources: Mapping[str, str] | None = None,
+) -> Sample:
+    if implementation == "threadsched":
+        return run_threadsched(recipe, sleep=sleep, capacity_sources=capacity_sources)
+    if implementation in IMPLEMENTATIONS:
+        return run_baseline_sample(implementation, recipe, sleep=sleep)
+    raise ValueError(f"unknown implementation {implementation!r} (known: {', '.join(IMPLEMENTATIONS)})")
+
+
+def run_cycle_sample(records: int) -> Sample:
+    """``bench/cycle.py``'s cycle with ``records`` tasks at G=1 and G=256; wall = the G=256 timed loop."""
+    from cycle import make_tasks, run_cycles  # bench/cycle.py (imports common.py from bench/)
+
+    per_cycle = {groups: run_cycles(make_tasks(records, groups)) for groups in CYCLE_GROUPS}
+    g1, g256 = per_cycle[CYCLE_GROUPS[0]], per_cycle[CYCLE_GROUPS[-1]]
+    metrics: dict[str, Any] = {
+        "wall_s": g256 * records,
+        "cycle_g1_us": g1 * 1e6,
+        "cycle_g256_us": g256 * 1e6,
+        "ratio_g256_over_g1": g256 / g1 if g1 else 0.0,
+        "hidden_waiters": 0,
+        "active_leases_after": 0,  # run_cycles raises when a lease or a queued task is left behind
+        "tasks": records * len(CYCLE_GROUPS),
+        "output_hash": "",
+    }
+    return Sample("threadsched", metrics)

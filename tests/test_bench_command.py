@@ -1,0 +1,71 @@
+"""``threadsched bench``: locating the repository's bench/harness.py and passing arguments through."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+from threadsched.bench_command import BENCH_MISSING, add_bench_parser, harness_command, locate_harness, run_bench
+
+# A stand-in harness: writes its arguments next to itself and exits with code 3.
+FAKE_HARNESS = """import json, pathlib, sys
+pathlib.Path(__file__).with_name("argv.json").write_text(json.dumps(sys.argv[1:]))
+sys.exit(3)
+"""
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="threadsched")
+    add_bench_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(argv)
+
+
+def fake_bench(root: Path) -> Path:
+    bench = root / "bench"
+    bench.mkdir(parents=True)
+    (bench / "harness.py").write_text(FAKE_HARNESS)
+    return bench
+
+
+def test_bench_dir_wins_and_arguments_pass_through(tmp_path: Path) -> None:
+    bench = fake_bench(tmp_path / "clone")
+    args = parse(["bench", "--bench-dir", str(bench), "heavy_root", "--quick", "--limit", "fast/tagger=2"])
+    assert args.command == "bench"
+    assert run_bench(args) == 3
+    assert (bench / "argv.json").read_text() == '["heavy_root", "--quick", "--limit", "fast/tagger=2"]'
+
+
+def test_bench_dir_after_the_scenario_is_ours(tmp_path: Path) -> None:
+    bench = fake_bench(tmp_path / "clone")
+    assert run_bench(parse(["bench", "heavy_root", "--bench-dir", str(bench), "--iterations", "1"])) == 3
+    assert (bench / "argv.json").read_text() == '["heavy_root", "--iterations", "1"]'
+
+
+def test_current_directory_bench_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = fake_bench(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert locate_harness(None, package_dir=tmp_path / "elsewhere" / "threadsched") == (bench / "harness.py").resolve()
+    assert run_bench(parse(["bench", "cycle"])) == 3
+
+
+def test_bench_next_to_the_package_source_tree_is_found(tmp_path: Path) -> None:
+    bench = fake_bench(tmp_path / "checkout")
+    found = locate_harness(None, cwd=tmp_path / "empty", package_dir=tmp_path / "checkout" / "threadsched")
+    assert found == (bench / "harness.py").resolve()
+
+
+def test_missing_bench_dir_prints_one_line_and_returns_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert locate_harness(tmp_path / "nope") is None
+    assert locate_harness(None, cwd=tmp_path, package_dir=tmp_path / "site-packages" / "threadsched") is None
+    assert run_bench(parse(["bench", "--bench-dir", str(tmp_path / "nope"), "heavy_root"])) == 2
+    captured = capsys.readouterr()
+    assert captured.err == BENCH_MISSING + "\n"
+    assert captured.out == ""
+
+
+def test_harness_command_uses_this_interpreter_and_drops_a_leading_double_dash(tmp_path: Path) -> None:
+    harness = tmp_path / "harness.py"
+    assert harness_command(harness, ["--", "heavy_root", "--quick"]) == [sys.executable, str(harness), "heavy_root", "--quick"]
