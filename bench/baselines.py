@@ -304,7 +304,7 @@ class _BaselineRun:
 
     def run(self) -> BaselineResult:
         started = time.perf_counter()
-        pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix=f"bench-{self.kind}")
+        pool = cf.ThreadPoolExecutor(self.workers, thread_name_prefix=f"bench-{self.kind}-worker")
         dispatcher = None
         if self.kind == "fifo":
             dispatcher = threading.Thread(target=self._fifo_dispatcher, args=(pool,), name="bench-fifo-dispatch", daemon=True)
