@@ -13,7 +13,8 @@ from .admission import (
 )
 from .contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
 from .errors import AdmissionStalledError, TaskTimeoutError
-from .events import EventSink, MemoryEventSink, SchedulerEvent
+from .event_log import JsonlEventSink, read_events
+from .events import EventSink, FanOutEventSink, MemoryEventSink, SchedulerEvent
 from .futures import CancelToken, TaskFuture
 from .policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 from .queue import FairTaskQueue, QueueSelection, QueueView
@@ -29,6 +30,8 @@ __all__ = [
     "CancelToken",
     "EventSink",
     "FairTaskQueue",
+    "FanOutEventSink",
+    "JsonlEventSink",
     "MemoryEventSink",
     "PolicyDecision",
     "PolicyStateDelta",
@@ -56,4 +59,5 @@ __all__ = [
     "TaskTimeoutError",
     "__version__",
     "current_cancel_token",
+    "read_events",
 ]
