@@ -853,3 +853,24 @@ def test_a_policy_hook_that_raises_never_breaks_acquire_or_release() -> None:
     assert controller.release(lease) == ReleaseResult(True, "released")
     assert controller.view().resources_available["submission"] == 1
     assert controller.statistics()["policy_counters"] == {"policy_errors": 2}
+
+
+def test_peak_leased_resources_is_a_high_water_mark() -> None:
+    controller = TaskAdmissionController(TaskAdmissionConfig(3, {"gpu": 2, "db": 1}))
+    assert controller.peak_leased_resources() == {SUBMISSION: 0, "gpu": 0, "db": 0}
+    group = TaskGroupSpec("g")
+    leases = [controller.try_acquire(make_task(group, amounts), empty_view()) for amounts in ({"gpu": 1}, {"gpu": 1}, None)]
+    assert all(isinstance(lease, TaskAdmissionLease) for lease in leases)
+    for lease in leases[:2]:
+        assert controller.release(lease) == RELEASED  # type: ignore[arg-type]
+    assert controller.release(leases[0]) == ReleaseResult(False, "duplicate")  # type: ignore[arg-type]
+    again = controller.try_acquire(make_task(group, {"gpu": 1}), empty_view())
+    assert isinstance(again, TaskAdmissionLease)
+    assert dict(controller.view().leased_resources) == {SUBMISSION: 2, "gpu": 1, "db": 0}
+    peaks = controller.peak_leased_resources()
+    assert peaks == {SUBMISSION: 3, "gpu": 2, "db": 0}
+    peaks["gpu"] = 0  # a copy
+    for lease in (leases[2], again):
+        assert controller.release(lease) == RELEASED  # type: ignore[arg-type]
+    assert controller.active_lease_count == 0
+    assert controller.peak_leased_resources() == {SUBMISSION: 3, "gpu": 2, "db": 0}

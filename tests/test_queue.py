@@ -919,3 +919,25 @@ def test_remove_returns_the_queued_task_once() -> None:
     assert view.queued_total == len(queue) == 1
     assert dict(view.queued_resource_demand_by_group["g"]) == {"submission": 1}
     assert view.first_candidate_tasks_by_group["g"] is second
+
+
+def test_peak_queued_by_group_is_a_high_water_mark() -> None:
+    alpha, beta = TaskGroupSpec("alpha"), TaskGroupSpec(("tenant", 1))
+    queue = FairTaskQueue()
+    assert queue.peak_queued_by_group() == {}
+    queue.enqueue([make_task(f"a{i}", alpha) for i in range(3)])
+    assert queue.remove("a0") is not None and queue.discard("a1")
+    queue.enqueue([make_task("a3", alpha), make_task("b0", beta)])
+    queue.enqueue([make_task("a3", alpha)])  # already queued: ignored, not counted twice
+    assert len(queue) == 3
+    assert queue.peak_queued_by_group() == {"alpha": 3, ("tenant", 1): 1}
+    selection = queue.select_next(lambda item, view: True)
+    assert selection is not None and queue.commit(selection) is not None
+    queue.drain()
+    assert len(queue) == 0
+    assert queue.peak_queued_by_group() == {"alpha": 3, ("tenant", 1): 1}
+    queue.enqueue([make_task(f"b{i}", beta) for i in range(1, 5)])
+    peaks = queue.peak_queued_by_group()
+    assert peaks == {"alpha": 3, ("tenant", 1): 4}
+    peaks["alpha"] = 0  # a copy
+    assert queue.peak_queued_by_group()["alpha"] == 3

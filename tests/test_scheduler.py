@@ -603,3 +603,74 @@ def test_weight_three_to_one_gets_three_of_four_slots() -> None:
     # B is never starved: it appears in every window of 5 consecutive slots of the prefix
     for start in range(0, 16 - 4):
         assert "B" in order[start : start + 5], "".join(order)
+
+
+# -- run ids and correlation (issue 4) ------------------------------------------------------------------
+
+
+def test_run_id_is_on_every_scheduler_event() -> None:
+    sink = MemoryEventSink()
+    with Scheduler(max_workers=2, events=sink, name="runid", run_id="r1") as sched:
+        group = sched.group("g", retry=RetryPolicy(max_attempts=2, retry_on=(ValueError,), backoff_initial=0))
+        attempts: list[int] = []
+
+        def fails_once() -> int:
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise ValueError("retry me")
+            return 1
+
+        resolve_all([group.submit(fails_once), sched.submit(int, 3), group.submit_correlated({"k": 1}, int, 4)])
+    events = sink.events
+    assert {"ready_enqueued", "task_completed", "task_lease_released"} <= {e.kind for e in events}
+    assert len(attempts) == 2 and {e.run_id for e in events} == {"r1"}
+    assert all(json.loads(json.dumps(e.to_dict()))["run_id"] == "r1" for e in events)
+    plain = MemoryEventSink()
+    with Scheduler(max_workers=1, events=plain, name="norunid") as sched:
+        sched.submit(int, 1).result(timeout=GENEROUS)
+    assert plain.events and {e.run_id for e in plain.events} == {None}
+
+
+def test_submit_correlated_puts_its_correlation_on_that_tasks_events_only() -> None:
+    sink = MemoryEventSink()
+    with Scheduler(max_workers=2, events=sink, name="corr") as sched:
+        group = sched.group("g", retry=RetryPolicy(max_attempts=2, retry_on=(ValueError,), backoff_initial=0))
+        attempts: list[int] = []
+
+        def fails_once() -> str:
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise ValueError("retry me")
+            return "ok"
+
+        first = group.submit_correlated({"k": 1}, fails_once)
+        second = group.submit_correlated({"k": 2, "column": "c"}, int, 5)
+        plain = group.submit(int, 6)
+        default = sched.submit(int, 7)
+        resolve_all([first, second, plain, default])
+    assert (first.result(), second.result()) == ("ok", 5)
+    expected = {first.task_id: {"k": 1}, second.task_id: {"k": 2, "column": "c"}}
+    kinds = {"ready_enqueued", "selected", "task_lease_acquired", "worker_spawned", "task_completed", "task_lease_released"}
+    for task_id, correlation in expected.items():
+        mine = [e for e in sink.events if e.task_id == task_id]
+        assert {e.kind for e in mine} >= kinds
+        assert all(dict(e.correlation) == correlation for e in mine), mine
+    retried = [e for e in sink.events if e.task_id == first.task_id and e.kind == "worker_spawned"]
+    assert len(retried) == 2  # both attempts of the retried task carry it
+    for event in sink.events:
+        if event.task_id not in expected:
+            assert dict(event.correlation) == {}, event
+
+
+@pytest.mark.parametrize("correlation", [None, [("k", 1)], "k=1", 7])
+def test_submit_correlated_rejects_a_non_mapping(correlation: Any) -> None:
+    with Scheduler(max_workers=1, name="badcorr") as sched:
+        with pytest.raises(TypeError, match="correlation must be a mapping"):
+            sched.group("g").submit_correlated(correlation, int, 1)
+        assert sched.statistics()["submitted"] == 0
+
+
+@pytest.mark.parametrize("run_id", [7, b"r1", ("r", 1)])
+def test_run_id_must_be_a_str(run_id: Any) -> None:
+    with pytest.raises(TypeError, match="run_id must be a str or None"):
+        Scheduler(max_workers=1, name="badrunid", run_id=run_id)

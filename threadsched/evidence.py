@@ -64,7 +64,7 @@ def hidden_waiters(events: Iterable[SchedulerEvent]) -> int:
 def unreleased_leases(events: Iterable[SchedulerEvent]) -> set[int]:
     """Lease ids acquired without exactly one matching ``task_lease_released``."""
     balance: dict[int, int] = defaultdict(int)
-    for event in events:
+    for event in _scheduler_stream(events):
         if event.lease_id is None:
             continue
         if event.kind == "task_lease_acquired":

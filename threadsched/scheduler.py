@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 from .admission import TaskAdmissionConfig, TaskAdmissionController
@@ -61,7 +61,7 @@ class TaskGroup:
         into every event of this task, so a producer's own events join the scheduler's."""
         if not isinstance(correlation, Mapping):
             raise TypeError(f"correlation must be a mapping, got {correlation!r}")
-        return self._scheduler._submit(self.settings, fn, args, kwargs, correlation)
+        return self._scheduler._submit(self.settings, fn, args, kwargs, MappingProxyType(dict(correlation)))
 
     def __repr__(self) -> str:
         spec = self.settings.spec

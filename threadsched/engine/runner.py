@@ -85,10 +85,9 @@ class _Run:
         self.executors: Mapping[str, ColumnExecutor] = compile_columns(recipe, build_endpoints(recipe, sleep=sleep))
         self.pre = compile_stage(recipe, "pre_batch")
         self.post = compile_stage(recipe, "post_batch")
-        self.skipped = prepare_output(recipe, out_dir, resume=resume)  # after compiling: a bad recipe touches nothing
-        self.event_log: JsonlEventSink | None = None
-        if event_log:  # after prepare_output, which removes a fresh run's stale events.jsonl
-            events, self.event_log = open_event_log(out_dir, [events])
+        self.workers = workers or recipe.run.max_workers
+        self.configured = configured_capacity(recipe, workers=workers, sources=capacity_sources)
+        self.skipped = prepare_output(recipe, out_dir, resume=resume)  # after validating: bad input touches nothing
         self.max_attempts = default_max_attempts(recipe)
         self.ancestors = ancestors(recipe)
         self.tracker = CompletionTracker(
@@ -101,8 +100,6 @@ class _Run:
         )
         self.writer = OutputWriter(out_dir)
         self.writer.adopt(self.skipped)
-        self.workers = workers or recipe.run.max_workers
-        self.configured = configured_capacity(recipe, workers=workers, sources=capacity_sources)
         self.max_row_groups_open = 0
         self.rows = RowStore(self.ancestors)
         self._completions: queue.SimpleQueue[tuple[TaskKey, Future[Any]]] = queue.SimpleQueue()
@@ -113,14 +110,22 @@ class _Run:
         self.engine_counters = self.counts.engine
         self.row_groups_total = -(-recipe.run.records // recipe.run.buffer_size)
         run_id = new_run_id()
-        self.scheduler = Scheduler(
-            self.workers, resource_limits=recipe.resource_limits, events=events, name="threadsched-engine", run_id=run_id
-        )
-        self.groups: dict[str, TaskGroup] = {}
-        for name, ex in self.executors.items():
-            key = f"column:{name}" if name == DEFAULT_GROUP else name
-            resources = {ex.resource: 1} if ex.resource else None
-            self.groups[name] = self.scheduler.group(key, weight=ex.weight, resources=resources)
+        self.event_log: JsonlEventSink | None = None
+        if event_log:  # after prepare_output, which removes a fresh run's stale events.jsonl
+            events, self.event_log = open_event_log(out_dir, [events])
+        try:
+            self.scheduler = Scheduler(
+                self.workers, resource_limits=recipe.resource_limits, events=events, name="threadsched-engine", run_id=run_id
+            )
+            self.groups: dict[str, TaskGroup] = {}
+            for name, ex in self.executors.items():
+                key = f"column:{name}" if name == DEFAULT_GROUP else name
+                resources = {ex.resource: 1} if ex.resource else None
+                self.groups[name] = self.scheduler.group(key, weight=ex.weight, resources=resources)
+        except BaseException:
+            if self.event_log is not None:
+                self.event_log.close()
+            raise
         self.events = EngineEvents(events, run_id, {name: group.key for name, group in self.groups.items()})
 
     # -- workers ------------------------------------------------------------------------------------------
@@ -328,7 +333,12 @@ class _Run:
         snapshot = self.scheduler.snapshot()
         elapsed = time.perf_counter() - started
         CapacityPlan.observe(self.configured, self.scheduler, self.max_row_groups_open).write(self.writer.out_dir)
-        counters: dict[str, int] = {**snapshot.counters, **self.engine_counters, "salvage_rounds": self.tracker.salvage_rounds}
+        counters: dict[str, int] = {
+            **snapshot.counters,
+            **self.engine_counters,
+            "salvage_rounds": self.tracker.salvage_rounds,
+            "engine_sink_errors": self.events.sink_errors,
+        }
         result = scheduled_result(
             self.recipe,
             self.writer,
