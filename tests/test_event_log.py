@@ -264,3 +264,16 @@ def test_scheduler_events_reach_the_file(tmp_path: Path) -> None:
     assert kinds.count("task_lease_acquired") == 5
     assert kinds.count("worker_spawned") == 5
     assert sink.dropped == 0
+
+
+def test_scheduler_shutdown_flushes_a_buffering_sink(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    with JsonlEventSink(path) as sink:
+        scheduler = Scheduler(max_workers=2, events=sink)
+        for future in [scheduler.submit(int, "7") for _ in range(4)]:
+            future.result()
+        scheduler.shutdown(wait=True)
+        # shutdown returned: every event of this scheduler is on disk, without closing the shared sink
+        kinds = [event["kind"] for event in read_events(path)]
+        assert kinds.count("task_lease_released") == 4
+        assert not sink.closed

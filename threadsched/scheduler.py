@@ -23,7 +23,7 @@ from typing import Any
 from .admission import TaskAdmissionConfig, TaskAdmissionController
 from .contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec
 from .dispatcher import DispatcherCore
-from .events import EventSink
+from .events import LOGGER, EventSink
 from .futures import CancelToken, TaskFuture
 from .policy import TaskAdmissionPolicy
 from .queue import FairTaskQueue
@@ -105,6 +105,7 @@ class Scheduler:
         self._groups: dict[Hashable, TaskGroup] = {}
         self._task_ids = itertools.count(1)
         self._shutdown_report: ShutdownReport | None = None
+        self._sink = events
         self._core = DispatcherCore(self._queue, self._controller, executor, owns_executor, events, name, run_id)
         # Like the stdlib pool: a scheduler dropped without shutdown() finishes its work and stops
         # its threads instead of leaking them (the finalizer holds the core, never the scheduler).
@@ -209,7 +210,18 @@ class Scheduler:
         )
         if finished:
             self._controller.shutdown()
+            self._flush_events(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return report
+
+    def _flush_events(self, timeout: float | None) -> None:
+        """A sink that buffers (``JsonlEventSink``) has every event of this scheduler on disk once
+        ``shutdown(wait=True)`` returns; closing it is its owner's call (several schedulers may share it)."""
+        flush = getattr(self._sink, "flush", None)
+        if callable(flush):
+            try:
+                flush(timeout=timeout)
+            except Exception:
+                LOGGER.warning("threadsched: flushing event sink %r failed", self._sink, exc_info=True)
 
     def _counter(self, name: str) -> int:
         return self._core.state()[2][name]
