@@ -44,3 +44,14 @@ def test_finished_work_is_freed_by_reference_counting_alone() -> None:
             assert result_ref() is None
     finally:
         gc.enable()
+
+
+def test_current_task_correlation_names_the_running_task_and_its_correlation() -> None:
+    from threadsched import Scheduler, current_task_correlation
+
+    assert dict(current_task_correlation()) == {}
+    with Scheduler(max_workers=1, run_id="run-9") as scheduler:
+        plain = scheduler.submit(lambda: dict(current_task_correlation())).result()
+        tagged = scheduler.group("g").submit_correlated({"column": "c"}, lambda: dict(current_task_correlation())).result()
+    assert plain == {"run_id": "run-9", "task_id": "t1", "execution_id": "t1#1"}
+    assert tagged == {"column": "c", "run_id": "run-9", "task_id": "t2", "execution_id": "t2#1"}

@@ -18,7 +18,7 @@ from .events import EventSink, FanOutEventSink, MemoryEventSink, SchedulerEvent
 from .futures import CancelToken, TaskFuture
 from .policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 from .queue import FairTaskQueue, QueueSelection, QueueView
-from .records import SchedulerSnapshot, ShutdownReport, current_cancel_token
+from .records import SchedulerSnapshot, ShutdownReport, current_cancel_token, current_task_correlation
 from .retry import RetryPolicy
 from .scheduler import Scheduler, TaskGroup
 
@@ -59,5 +59,6 @@ __all__ = [
     "TaskTimeoutError",
     "__version__",
     "current_cancel_token",
+    "current_task_correlation",
     "read_events",
 ]

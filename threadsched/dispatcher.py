@@ -277,7 +277,7 @@ class DispatcherCore(CompletionMixin):
         running.add(execution)
         execution.started = True
         try:
-            execution.value = record.invoke()
+            execution.value = record.invoke(self._run_id)
         except BaseException as error:
             execution.error = error
         finally:

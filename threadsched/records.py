@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .admission import TaskAdmissionLease, TaskAdmissionView
@@ -26,6 +27,24 @@ CURRENT_CANCEL_TOKEN: contextvars.ContextVar[CancelToken | None] = contextvars.C
 def current_cancel_token() -> CancelToken | None:
     """The cancel token of the task running in this thread (None outside a task)."""
     return CURRENT_CANCEL_TOKEN.get()
+
+
+# (record, run id) of the task running in this context; the mapping is only built when someone asks.
+_CURRENT_TASK: contextvars.ContextVar[tuple[TaskRecord, str | None] | None] = contextvars.ContextVar(
+    "threadsched_current_task", default=None
+)
+
+
+def current_task_correlation() -> Mapping[str, Any]:
+    """Who is running here, for events of other layers (e.g. request admission): ``run_id``, ``task_id``,
+    ``execution_id`` and the task's own correlation (``TaskGroup.submit_correlated``). Empty outside a task."""
+    current = _CURRENT_TASK.get()
+    if current is None:
+        return MappingProxyType({})
+    record, run_id = current
+    return MappingProxyType(
+        {**(record.correlation or {}), "run_id": run_id, "task_id": record.task_id, "execution_id": record.execution_id()}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +86,19 @@ class TaskRecord:
         """Id of the current attempt: ``<task id>#<attempt>``."""
         return f"{self.task_id}#{self.attempt}"
 
-    def invoke(self) -> Any:
-        """Run the function inside the context captured at submit, with its cancel token visible."""
-        return self.context.run(_invoke_with_token, self.future.cancel_token, self.fn, self.args, self.kwargs)
+    def invoke(self, run_id: str | None = None) -> Any:
+        """Run the function inside the context captured at submit, with its cancel token and identity
+        (``current_task_correlation``) visible."""
+        return self.context.run(_invoke_in_context, self, run_id)
 
 
-def _invoke_with_token(token: CancelToken, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    CURRENT_CANCEL_TOKEN.set(token)
-    return fn(*args, **kwargs)
+def _invoke_in_context(record: TaskRecord, run_id: str | None) -> Any:
+    CURRENT_CANCEL_TOKEN.set(record.future.cancel_token)
+    current = _CURRENT_TASK.set((record, run_id))
+    try:
+        return record.fn(*record.args, **record.kwargs)
+    finally:
+        _CURRENT_TASK.reset(current)  # the record's own context must not keep the record alive (a cycle)
 
 
 class Execution:
