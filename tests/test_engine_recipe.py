@@ -212,7 +212,7 @@ ERROR_CASES = [
     ("resource model", make(resources='[resources]\n"llm:mock/writr" = 2\n'), "mock/writr", r"unknown model 'mock/writr'"),
     ("submission", make(resources="[resources]\nsubmission = 2\n"), "resources.submission", r"run\.max_workers"),
     # [providers]
-    ("provider kind", make(providers=PROVIDERS.replace('"mock"', '"openai"')), "providers.mock.kind", r"'openai'"),
+    ("provider kind", make(providers=PROVIDERS.replace('"mock"', '"grpc"')), "providers.mock.kind", r"'grpc'"),
     ("provider key", make(providers=PROVIDERS + "latency = 3\n"), "providers.mock.latency", r"unknown key 'latency'"),
     ("failure rate", make(providers=PROVIDERS.replace("0.1", "1.1")), "providers.mock.failure_rate", r"<= 1, got 1.1"),
     ("rates sum", make(providers=PROVIDERS + "fatal_rate = 0.95\n"), "providers.mock.fatal_rate", r"must be <= 1"),
@@ -310,7 +310,7 @@ def test_error_line_points_at_the_key_in_its_array_entry() -> None:
 
 
 def test_unknown_provider_kind_message() -> None:
-    with pytest.raises(RecipeError, match=r"providers\.mock\.kind: unsupported provider kind 'http' \(supported: mock\)"):
+    with pytest.raises(RecipeError, match=r"providers\.mock\.kind: unsupported provider kind 'http' \(supported: mock, openai\)"):
         parse_recipe(make(providers=PROVIDERS.replace('kind = "mock"', 'kind = "http"')))
 
 
@@ -408,3 +408,55 @@ def test_a_back_edge_is_reported_as_a_cycle(dag: tuple[list[str], dict[str, list
     cycle = str(info.value).rpartition("dependency cycle: ")[2].split(" -> ")
     for producer, consumer in itertools.pairwise(cycle):
         assert producer in deps[consumer]
+
+
+OPENAI = """
+[run]
+records = 4
+
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:8765"
+models = ["writer"]
+{extra}
+
+[[columns]]
+name = "q"
+kind = "llm"
+model = "local/writer"
+prompt = "hi"
+"""
+
+
+def test_openai_provider_parses_with_defaults_and_names_only_the_key_variable() -> None:
+    recipe = parse_recipe(OPENAI.format(extra='api_key_env = "LOCAL_KEY"'))
+    provider = recipe.providers["local"]
+    assert (provider.kind, provider.base_url, provider.api_key_env, provider.timeout_s) == (
+        "openai",
+        "http://127.0.0.1:8765",
+        "LOCAL_KEY",
+        60.0,
+    )
+    assert provider.max_parallel_requests == 4 and dict(recipe.resource_limits) == {"llm:local/writer": 4}
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "fragment"),
+    [
+        ("latency_ms = 5", "providers.local.latency_ms", "unknown key 'latency_ms' for an openai provider"),
+        ("timeout_s = 0", "providers.local.timeout_s", "must be > 0"),
+        ("max_parallel_requests = 0", "providers.local.max_parallel_requests", "must be >= 1"),
+        ('api_key_env = "MY-KEY"', "providers.local.api_key_env", "must be an identifier"),
+    ],
+)
+def test_openai_provider_errors_name_the_field(extra: str, field: str, fragment: str) -> None:
+    with pytest.raises(RecipeError, match=re.escape(field)) as caught:
+        parse_recipe(OPENAI.format(extra=extra))
+    assert fragment in str(caught.value)
+
+
+def test_openai_base_url_must_be_http() -> None:
+    with pytest.raises(RecipeError, match=r"providers\.local\.base_url: must be an http:// or https:// URL"):
+        parse_recipe(OPENAI.format(extra="").replace("http://127.0.0.1:8765", "ftp://host"))
+    with pytest.raises(RecipeError, match=r"providers\.local\.base_url: missing required key 'base_url'"):
+        parse_recipe(OPENAI.format(extra="").replace('base_url = "http://127.0.0.1:8765"', ""))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -80,7 +81,9 @@ class RunSettings:
 
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
-    """``[providers.NAME]``: a model endpoint. Only ``kind = "mock"`` exists so far (see ``PROVIDER_KINDS``)."""
+    """``[providers.NAME]``: a model endpoint (see ``PROVIDER_KINDS``). ``mock``: in process, simulated
+    (latency, jitter, failure rates). ``openai``: an OpenAI-compatible HTTP endpoint (``base_url``, the
+    *name* of the environment variable holding the API key — never the key — and ``timeout_s``)."""
 
     name: str
     kind: str
@@ -90,6 +93,9 @@ class ProviderSpec:
     failure_rate: float = 0.0
     fatal_rate: float = 0.0
     max_parallel_requests: int | None = None
+    base_url: str | None = None  # openai
+    api_key_env: str | None = None  # openai
+    timeout_s: float | None = None  # openai
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +201,7 @@ def _canonical_json(
         "format": _FORMAT,
         "run": {key: value for key, value in asdict(run).items() if key != "given"},
         "resources": dict(resources),
-        "providers": {name: asdict(spec) for name, spec in providers.items()},
+        "providers": {name: _hashed_provider(spec) for name, spec in providers.items()},
         "columns": [asdict(column) for column in columns],
         "processors": [asdict(processor) for processor in processors],
     }
@@ -273,8 +279,32 @@ def _parse_mock_provider(ctx: ValidationContext, name: str, table: Mapping[str, 
     )
 
 
+def _parse_openai_provider(ctx: ValidationContext, name: str, table: Mapping[str, Any], path: FieldPath) -> ProviderSpec:
+    allowed = ("kind", "models", "base_url", "api_key_env", "max_parallel_requests", "timeout_s")
+    ctx.table(table, path, allowed, required=("models", "base_url"), what="an openai provider")
+    base_url = ctx.string(table["base_url"], (*path, "base_url")).strip()
+    if not re.match(r"^https?://[^/\s]+", base_url):
+        ctx.fail((*path, "base_url"), f"must be an http:// or https:// URL, got {base_url!r}")
+    key_env = table.get("api_key_env")
+    return ProviderSpec(
+        name=name,
+        kind="openai",
+        models=ctx.string_list(table["models"], (*path, "models")),
+        max_parallel_requests=ctx.integer(table.get("max_parallel_requests", 4), (*path, "max_parallel_requests"), minimum=1),
+        base_url=base_url,
+        api_key_env=None if key_env is None else ctx.identifier(key_env, (*path, "api_key_env")),
+        timeout_s=ctx.number(table.get("timeout_s", 60.0), (*path, "timeout_s"), minimum=0.0, exclusive_minimum=True),
+    )
+
+
 # Extension point: a new provider kind is one parser here (plus its endpoint in the engine).
-PROVIDER_KINDS: Mapping[str, ProviderParser] = MappingProxyType({"mock": _parse_mock_provider})
+PROVIDER_KINDS: Mapping[str, ProviderParser] = MappingProxyType({"mock": _parse_mock_provider, "openai": _parse_openai_provider})
+_OPENAI_ONLY = ("base_url", "api_key_env", "timeout_s")
+
+
+def _hashed_provider(spec: ProviderSpec) -> dict[str, Any]:
+    """The provider as hashed: openai-only fields are left out when unset, so older hashes stay valid."""
+    return {key: value for key, value in asdict(spec).items() if not (key in _OPENAI_ONLY and value is None)}
 
 
 def _parse_providers(ctx: ValidationContext, raw: object) -> Mapping[str, ProviderSpec]:
