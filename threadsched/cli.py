@@ -1,5 +1,6 @@
 """Command line: ``threadsched demo``, ``threadsched run RECIPE``, ``threadsched recipe NAME`` and
-``threadsched report OUT``, ``threadsched bench SCENARIO`` (the repository's ``bench/harness.py``) and
+``threadsched report OUT``, ``threadsched mock-provider`` (an OpenAI-compatible local server),
+``threadsched bench SCENARIO`` (the repository's ``bench/harness.py``) and
 ``threadsched mixed-demo`` (the scheduler-only workload of issue 2).
 
 ``demo`` is ``run`` on the built-in recipe (``threadsched recipe demo``) with ``./threadsched-demo`` as the
@@ -21,6 +22,7 @@ from types import FrameType
 
 from .bench_command import add_bench_parser, run_bench
 from .demo import SCALES, render_plain, render_rich, run_demo
+from .requests.mock_server_cli import add_mock_provider_parser, run_mock_provider
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     mixed.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     mixed.add_argument("--plain", action="store_true", help="plain text even when rich is installed")
     add_bench_parser(commands)
+    add_mock_provider_parser(commands)
     return parser
 
 
@@ -67,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _mixed_demo(args)
     if args.command == "bench":
         return run_bench(args)
+    if args.command == "mock-provider":
+        return run_mock_provider(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

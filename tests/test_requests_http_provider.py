@@ -1,0 +1,357 @@
+"""OpenAIChatTransport / OpenAIChatModel over httpx (MockTransport), and one run against MockOpenAIServer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from threadsched.events import MemoryEventSink
+from threadsched.requests import (
+    ProviderModelKey,
+    RequestAdmissionConfig,
+    RequestAdmissionItem,
+    RequestAdmissionLease,
+    RequestOutcome,
+    RequestReleaseResult,
+    RequestResourceKey,
+)
+from threadsched.requests.executor import (
+    MalformedResponseError,
+    ModelRequest,
+    ModelRequestError,
+    ModelRequestExecutor,
+    RequestRetryPolicy,
+    TransportConnectionError,
+    TransportTimeout,
+)
+from threadsched.requests.http_provider import (
+    OpenAIChatModel,
+    OpenAIChatTransport,
+    chat_completion_text,
+    chat_completions_url,
+)
+
+KEY_ENV = "THREADSCHED_TEST_API_KEY"
+KEY = "sk-test-9f8e7d6c5b4a-do-not-leak"
+RESOURCE = RequestResourceKey("openai", "gpt-test")
+PROMPT = "tell me a secret prompt"
+
+
+class RecordingAdmission:
+    def __init__(self) -> None:
+        self.outcomes: list[RequestOutcome] = []
+        self._ids = iter(range(1, 1_000))
+
+    def acquire(
+        self, item: RequestAdmissionItem, timeout: float | None = None, cancel: object | None = None
+    ) -> RequestAdmissionLease:
+        return RequestAdmissionLease(next(self._ids), item, item.resource, 0.0, 0)
+
+    def release(
+        self, lease: RequestAdmissionLease, outcome: RequestOutcome, *, retry_after: float | None = None
+    ) -> RequestReleaseResult:
+        assert lease.claim_release()
+        self.outcomes.append(outcome)
+        return RequestReleaseResult(True)
+
+
+def completion(text: str = "hello") -> dict[str, Any]:
+    return {"id": "c1", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+
+
+@pytest.fixture
+def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(KEY_ENV, KEY)
+    return KEY_ENV
+
+
+def transport_with(
+    handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any
+) -> tuple[OpenAIChatTransport, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    return OpenAIChatTransport("http://llm.test:8000", transport=httpx.MockTransport(record), **kwargs), seen
+
+
+def chat_request(**payload: Any) -> ModelRequest:
+    return ModelRequest(RESOURCE, {"messages": [{"role": "user", "content": PROMPT}], **payload})
+
+
+# -- URL, request shape, parsing ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "expected"),
+    [
+        ("http://h:8000", "http://h:8000/v1/chat/completions"),
+        ("http://h:8000/", "http://h:8000/v1/chat/completions"),
+        ("http://h:8000/v1", "http://h:8000/v1/chat/completions"),
+        ("http://h:8000/v1/", "http://h:8000/v1/chat/completions"),
+        ("https://api.example.com/openai/v1", "https://api.example.com/openai/v1/chat/completions"),
+        ("https://api.example.com/proxy", "https://api.example.com/proxy/v1/chat/completions"),
+    ],
+)
+def test_chat_completions_url_normalisation(base_url: str, expected: str) -> None:
+    assert chat_completions_url(base_url) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "h:8000", "ftp://h/v1", "http://", "http://h/v1?x=1", None])
+def test_chat_completions_url_rejects_non_http_urls(bad: Any) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        chat_completions_url(bad)
+
+
+def test_request_shape_with_api_key(api_key: str) -> None:
+    transport, seen = transport_with(lambda request: httpx.Response(200, json=completion()), api_key_env=api_key)
+    with transport:
+        response = transport.send(chat_request(temperature=0.2), timeout=5.0)
+    assert (response.status, response.body) == (200, completion())
+    (sent,) = seen
+    assert sent.method == "POST" and str(sent.url) == "http://llm.test:8000/v1/chat/completions"
+    assert sent.headers["authorization"] == f"Bearer {KEY}"
+    assert sent.headers["content-type"] == "application/json"
+    assert json.loads(sent.content) == {
+        "model": "gpt-test",
+        "messages": [{"role": "user", "content": PROMPT}],
+        "temperature": 0.2,
+    }
+    assert sent.extensions["timeout"]["read"] == 5.0
+
+
+def test_no_authorization_header_without_api_key_env() -> None:
+    transport, seen = transport_with(lambda request: httpx.Response(200, json=completion()))
+    with transport:
+        transport.send(chat_request(model="other-name"), timeout=None)
+    assert "authorization" not in seen[0].headers
+    assert json.loads(seen[0].content)["model"] == "other-name"  # the payload's model wins
+    assert seen[0].extensions["timeout"]["read"] == 60.0  # the transport's timeout_s
+
+
+def test_attempt_timeout_is_the_smaller_of_the_two() -> None:
+    transport, seen = transport_with(lambda request: httpx.Response(200, json=completion()), timeout_s=2.0)
+    with transport:
+        transport.send(chat_request(), timeout=9.0)
+    assert seen[0].extensions["timeout"]["read"] == 2.0
+
+
+def test_non_json_body_is_kept_as_text_and_headers_are_lower_cased() -> None:
+    transport, _ = transport_with(
+        lambda request: httpx.Response(502, text="<html>bad gateway</html>", headers={"Retry-After": "3"})
+    )
+    with transport:
+        response = transport.send(chat_request(), timeout=None)
+    assert (response.status, response.body, response.headers["retry-after"]) == (502, "<html>bad gateway</html>", "3")
+
+
+def test_payload_without_messages_is_a_value_error() -> None:
+    transport, seen = transport_with(lambda request: httpx.Response(200, json=completion()))
+    with transport, pytest.raises(ValueError, match="messages"):
+        transport.send(ModelRequest(RESOURCE, {"prompt": "x"}), timeout=None)
+    assert seen == []
+
+
+# -- error mapping and secrecy -----------------------------------------------------------------------
+
+
+def _raise(error: type[httpx.TransportError]) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error(f"simulated {error.__name__}", request=request)
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        (httpx.ReadTimeout, TransportTimeout),
+        (httpx.ConnectTimeout, TransportTimeout),
+        (httpx.PoolTimeout, TransportTimeout),
+        (httpx.ConnectError, TransportConnectionError),
+        (httpx.ReadError, TransportConnectionError),
+        (httpx.RemoteProtocolError, TransportConnectionError),
+    ],
+)
+def test_httpx_errors_are_mapped_and_never_show_the_key(
+    api_key: str, raised: type[httpx.TransportError], expected: type[Exception]
+) -> None:
+    transport, _ = transport_with(_raise(raised), api_key_env=api_key)
+    with transport, pytest.raises(expected) as caught:
+        transport.send(chat_request(), timeout=1.0)
+    assert isinstance(caught.value.__cause__, raised)
+    for text in (str(caught.value), repr(caught.value), str(caught.value.__cause__), repr(caught.value.__cause__)):
+        assert KEY not in text
+
+
+def test_key_is_absent_from_repr_and_missing_variable_is_named(api_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    transport, _ = transport_with(lambda request: httpx.Response(200, json=completion()), api_key_env=api_key)
+    with transport:
+        for text in (repr(transport), str(transport), repr(vars(transport)) if hasattr(transport, "__dict__") else ""):
+            assert KEY not in text
+        assert KEY_ENV in repr(transport)
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(ValueError, match=KEY_ENV):
+        OpenAIChatTransport("http://h", api_key_env=KEY_ENV, transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+    monkeypatch.setenv(KEY_ENV, "")
+    with pytest.raises(ValueError, match="not set or empty"):
+        OpenAIChatTransport("http://h", api_key_env=KEY_ENV)
+
+
+def test_constructor_validation() -> None:
+    with pytest.raises(ValueError, match="timeout_s"):
+        OpenAIChatTransport("http://h", timeout_s=0)
+    with pytest.raises(ValueError, match="max_connections"):
+        OpenAIChatTransport("http://h", max_connections=0)
+    with pytest.raises(ValueError, match="api_key_env"):
+        OpenAIChatTransport("http://h", api_key_env="")
+
+
+def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "httpx", None)
+    with pytest.raises(ImportError, match=r"pip install 'threadsched\[http\]'"):
+        OpenAIChatTransport("http://h")
+
+
+def test_close_closes_the_pooled_client() -> None:
+    transport, _ = transport_with(lambda request: httpx.Response(200, json=completion()))
+    transport.close()
+    with pytest.raises(RuntimeError):
+        transport.send(chat_request(), timeout=None)
+
+
+# -- body parsing ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "plain text",
+        {},
+        {"choices": []},
+        {"choices": ["x"]},
+        {"choices": [{"message": None}]},
+        {"choices": [{"message": {"content": None}}]},
+        {"error": {"message": "overloaded"}},
+    ],
+)
+def test_chat_completion_text_rejects_malformed_bodies(body: Any) -> None:
+    with pytest.raises(MalformedResponseError):
+        chat_completion_text(body)
+
+
+def test_chat_completion_text() -> None:
+    assert chat_completion_text(completion("hi there")) == "hi there"
+
+
+# -- the model facade through the executor -------------------------------------------------------------
+
+
+def test_model_complete_builds_messages_and_returns_the_text(api_key: str) -> None:
+    transport, seen = transport_with(lambda request: httpx.Response(200, json=completion("done")), api_key_env=api_key)
+    admission = RecordingAdmission()
+    sink = MemoryEventSink()
+    executor = ModelRequestExecutor(admission, transport, events=sink, sleep=lambda _: None)
+    model = OpenAIChatModel(executor, "openai", "gpt-test", api_model="gpt-test-2024")
+    with transport:
+        assert model.complete(PROMPT, system="be brief", max_tokens=5) == "done"
+    assert json.loads(seen[0].content) == {
+        "model": "gpt-test-2024",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": PROMPT}],
+        "max_tokens": 5,
+    }
+    assert admission.outcomes == [RequestOutcome.SUCCESS]
+    dumped = json.dumps([event.to_dict() for event in sink.events])
+    assert KEY not in dumped and PROMPT not in dumped and "done" not in dumped
+
+
+def test_model_complete_retries_429_and_malformed_bodies_then_fails_without_leaking(api_key: str) -> None:
+    replies = iter(
+        [
+            httpx.Response(429, json={"error": {"message": "slow down"}}, headers={"retry-after-ms": "10"}),
+            httpx.Response(200, json={"choices": []}),
+            httpx.Response(401, json={"error": {"message": "bad key"}}),
+        ]
+    )
+    transport, seen = transport_with(lambda request: next(replies), api_key_env=api_key)
+    admission = RecordingAdmission()
+    slept: list[float] = []
+    executor = ModelRequestExecutor(admission, transport, retry=RequestRetryPolicy(jitter=0), sleep=slept.append)
+    with transport, pytest.raises(ModelRequestError) as caught:
+        OpenAIChatModel(executor, "openai", "gpt-test").complete(PROMPT)
+    assert (caught.value.outcome, caught.value.status, caught.value.attempts) == (RequestOutcome.PROVIDER_FAILURE, 401, 3)
+    assert admission.outcomes == [RequestOutcome.RATE_LIMITED, RequestOutcome.PROVIDER_FAILURE, RequestOutcome.PROVIDER_FAILURE]
+    assert slept[0] >= 0.01 and len(seen) == 3
+    assert KEY not in str(caught.value) and PROMPT not in str(caught.value)
+
+
+def test_model_rejects_a_non_string_prompt() -> None:
+    transport, _ = transport_with(lambda request: httpx.Response(200, json=completion()))
+    with transport, pytest.raises(TypeError, match="prompt"):
+        OpenAIChatModel(ModelRequestExecutor(RecordingAdmission(), transport), "p", "m").complete(["x"])  # type: ignore[arg-type]
+
+
+# -- end to end: real HTTP, real controller ------------------------------------------------------------
+
+
+class SharedClock:
+    """One fake time for the server's token bucket, the controller's cooldowns and the executor's back-off."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, delay: float) -> None:
+        self.slept.append(delay)
+        self.now += delay
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+def test_end_to_end_against_the_mock_openai_server(no_proxy: None, api_key: str) -> None:
+    mock_server = pytest.importorskip("threadsched.requests.mock_server")
+    controller_module = pytest.importorskip("threadsched.requests.controller")
+    from threadsched.engine.mock_provider import MockModelEndpoint
+
+    clock = SharedClock()
+    sink = MemoryEventSink()
+    # rps=1, burst=2 and a frozen clock: exactly two tokens, then 429 until the executor's back-off
+    # (which advances the shared clock) lets the bucket refill.
+    with mock_server.MockOpenAIServer(port=0, rps=1, burst=2, clock=clock) as server:
+        controller = controller_module.AdaptiveRequestAdmissionController(
+            RequestAdmissionConfig(caps={ProviderModelKey("mock", "fast"): 4}), events=sink, clock=clock
+        )
+        with OpenAIChatTransport(server.url, api_key_env=api_key, timeout_s=30.0) as transport:
+            executor = ModelRequestExecutor(
+                controller, transport, events=sink, sleep=clock.sleep, clock=clock, sequence=controller.sequence
+            )
+            model = OpenAIChatModel(executor, "mock", "fast")
+            prompts = ["alpha", "beta", "gamma"]
+            texts = [model.complete(prompt) for prompt in prompts]
+        stats = server.stats()
+    expected = MockModelEndpoint("mock", ["fast"])
+    assert texts == [expected.complete("fast", prompt) for prompt in prompts]
+    assert stats["ok"] == 3 and stats["rate_limited"] >= 1
+    assert clock.slept and clock.slept[0] >= 1.0  # at least the server's Retry-After
+    assert controller.statistics()["active_leases"] == 0
+    kinds = [event.kind for event in sink.events]
+    assert kinds.count("model_request_started") == kinds.count("model_request_completed") == stats["requests"]
+    assert "request_rate_limited" in kinds or "request_limit_decreased" in kinds
+    assert len({event.sequence for event in sink.events}) == len(kinds)
+    dumped = json.dumps([event.to_dict() for event in sink.events])
+    assert KEY not in dumped and "gamma" not in dumped

@@ -1,0 +1,215 @@
+"""OpenAI-compatible chat completions over HTTP (issue 5): a pooled httpx transport and a small model facade.
+
+httpx is the optional extra ``http`` (``pip install 'threadsched[http]'``); it is imported when a transport
+is built, never at module import. The API key is read from the environment once, kept in an object whose
+repr hides it, and sent only in the ``Authorization`` header: never in reprs, logs, exceptions or events.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping
+from types import ModuleType, TracebackType
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from .contracts import RequestDomain, RequestResourceKey
+from .executor import (
+    MalformedResponseError,
+    ModelRequest,
+    ModelRequestExecutor,
+    TransportConnectionError,
+    TransportResponse,
+    TransportTimeout,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["OpenAIChatModel", "OpenAIChatTransport", "chat_completion_text", "chat_completions_url"]
+
+HTTP_EXTRA_HINT = "pip install 'threadsched[http]'"
+
+
+def _import_httpx() -> ModuleType:
+    try:
+        import httpx
+    except ImportError as error:
+        raise ImportError(f"the OpenAI HTTP provider needs httpx: {HTTP_EXTRA_HINT}") from error
+    return httpx
+
+
+def chat_completions_url(base_url: str) -> str:
+    """``{base_url}/v1/chat/completions``. Trailing slashes are dropped, and a base URL that already ends
+    with ``/v1`` gets no second one: ``http://h:8000``, ``http://h:8000/`` and ``http://h:8000/v1/`` all
+    give ``http://h:8000/v1/chat/completions``."""
+    if not isinstance(base_url, str):
+        raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"base_url must be an http(s) URL without query or fragment, got {base_url!r}")
+    base = base_url.strip().rstrip("/")
+    return f"{base}/chat/completions" if base.endswith("/v1") else f"{base}/v1/chat/completions"
+
+
+class _Secret:
+    """Holds a credential; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a secret is not picklable")
+
+
+class OpenAIChatTransport:
+    """A ``ModelTransport`` for ``POST {base_url}/v1/chat/completions`` with one pooled, thread-safe
+    ``httpx.Client`` (keep-alive, at most ``max_connections`` connections).
+
+    The JSON body is the request payload (``messages`` and any params such as ``temperature``) with
+    ``model`` defaulting to ``request.resource.model``. ``api_key_env`` names the environment variable
+    holding the key (read now; sent as ``Authorization: Bearer ...``); None sends no Authorization header.
+    Each attempt's timeout is the smaller of ``timeout_s`` and the executor's ``timeout``. httpx timeouts
+    become ``TransportTimeout``; every other request error (connect, read, protocol) becomes
+    ``TransportConnectionError``. ``transport`` replaces the network (``httpx.MockTransport`` in tests)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key_env: str | None = None,
+        timeout_s: float = 60.0,
+        max_connections: int = 16,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        httpx = _import_httpx()
+        self.url = chat_completions_url(base_url)
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
+            raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
+            raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
+        self.api_key_env = api_key_env
+        self._key: _Secret | None = None
+        if api_key_env is not None:
+            if not isinstance(api_key_env, str) or not api_key_env:
+                raise ValueError(f"api_key_env must be a non-empty environment variable name or None, got {api_key_env!r}")
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise ValueError(f"api_key_env: environment variable {api_key_env!r} is not set or empty")
+            self._key = _Secret(key)
+        self.timeout_s = float(timeout_s)
+        self.max_connections = max_connections
+        self._httpx = httpx
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(self.timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    def send(self, request: ModelRequest, timeout: float | None) -> TransportResponse:
+        httpx = self._httpx
+        body = {"model": request.resource.model, **request.payload}
+        if not isinstance(body.get("messages"), list):
+            raise ValueError("chat request payload must have a 'messages' list")
+        headers = {"Accept": "application/json"}
+        if self._key is not None:
+            headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        limit = self.timeout_s if timeout is None else min(self.timeout_s, timeout)
+        try:
+            response = self._client.post(self.url, json=body, headers=headers, timeout=httpx.Timeout(limit))
+        except httpx.TimeoutException as error:
+            raise TransportTimeout(f"{type(error).__name__} after {limit:.3g}s: POST {self.url}") from error
+        except httpx.RequestError as error:
+            raise TransportConnectionError(f"{type(error).__name__}: POST {self.url}") from error
+        try:
+            parsed: Any = response.json()
+        except ValueError:  # not JSON (an HTML error page, ...): keep the text
+            parsed = response.text
+        return TransportResponse(response.status_code, dict(response.headers.items()), parsed)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> OpenAIChatTransport:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        auth = f"env:{self.api_key_env}" if self.api_key_env else "none"
+        return (
+            f"<OpenAIChatTransport url={self.url} auth={auth} timeout_s={self.timeout_s} max_connections={self.max_connections}>"
+        )
+
+
+def chat_completion_text(body: Any) -> str:
+    """``choices[0].message.content`` of a chat completion body; ``MalformedResponseError`` (a provider
+    failure, retried by the executor) when the body does not have that shape. The message names the
+    missing part, never the body's content."""
+    if not isinstance(body, Mapping):
+        raise MalformedResponseError(f"chat completion body must be a JSON object, got {type(body).__name__}")
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise MalformedResponseError("chat completion body has no 'choices'")
+    first = choices[0]
+    message = first.get("message") if isinstance(first, Mapping) else None
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if not isinstance(content, str):
+        raise MalformedResponseError("chat completion body has no string 'choices[0].message.content'")
+    return content
+
+
+class OpenAIChatModel:
+    """``complete(prompt) -> str`` for one provider/model: builds the chat messages, runs them through
+    ``executor`` (request admission, retries) and returns the completion text. ``api_model`` is the name
+    sent to the endpoint when it differs from ``model`` (the admission key)."""
+
+    def __init__(
+        self,
+        executor: ModelRequestExecutor,
+        provider: str,
+        model: str,
+        *,
+        domain: RequestDomain = RequestDomain.CHAT,
+        api_model: str | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        self.executor = executor
+        self.resource = RequestResourceKey(provider, model, domain)
+        self.api_model = api_model or model
+        self.timeout_s = timeout_s
+
+    def complete(
+        self,
+        prompt: str,
+        *,
+        system: str | None = None,
+        group: Hashable = "default",
+        weight: float = 1.0,
+        deadline_s: float | None = None,
+        **params: Any,
+    ) -> str:
+        """The completion of ``prompt`` (optionally after a ``system`` message); ``params`` (temperature,
+        max_tokens, ...) go into the request body. Raises what ``ModelRequestExecutor.execute`` raises."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+        messages = [{"role": "system", "content": system}] if system is not None else []
+        messages.append({"role": "user", "content": prompt})
+        payload: Mapping[str, Any] = {**params, "model": self.api_model, "messages": messages}
+        request = ModelRequest(self.resource, payload, group, weight, self.timeout_s)
+        text: str = self.executor.execute(request, deadline_s=deadline_s, parse=chat_completion_text).value
+        return text
+
+    def __repr__(self) -> str:
+        return f"<OpenAIChatModel {self.resource} api_model={self.api_model!r}>"

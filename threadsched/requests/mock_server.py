@@ -1,0 +1,379 @@
+"""An OpenAI-compatible mock chat-completions server over real HTTP, for request-admission tests and benchmarks.
+
+``POST /v1/chat/completions`` answers in the OpenAI shape with a reply that is a pure function of (seed,
+provider name, model, prompt): exactly the text ``MockModelEndpoint(provider, [model], seed=seed)`` returns
+for that prompt, so a recipe gives the same dataset through this server as through the in-process mock.
+The prompt is the content of a single message, else the JSON list of ``[role, content]`` pairs.
+
+Rate limit: a token bucket (``rps`` tokens per second, ``burst`` tokens, starting full). A request without
+a token gets 429 with ``Retry-After`` (integer seconds, rounded up, at least 1, as OpenAI sends it) and
+``retry-after-ms`` (the exact wait in milliseconds, rounded up): clients should prefer the latter. With
+``max_concurrent``, a request beyond that many in flight gets 429 with ``Retry-After: 1`` and no token
+taken. Invalid requests (400) take no token either. ``GET /stats`` and ``GET /health`` are never limited.
+
+Nothing about a request is printed or logged (``log_message`` is silenced; ``Authorization`` is ignored).
+
+Lock order: ``MockOpenAIServer._lock`` is a leaf. It guards the counters, the token bucket and the set of
+open connections; nothing sleeps, waits or does I/O under it (``_changed`` is a Condition on it, used only
+by ``wait_for_in_flight``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from ..engine.mock_provider import MockModelEndpoint
+from .mock_server_requests import BadRequest, ChatRequest, Reply, error_body, number_param, optional_int_param, parse_chat_request
+
+__all__ = ["CHAT_COMPLETIONS_PATH", "SERVER_THREAD_NAME", "MockOpenAIServer"]
+
+CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+SERVER_THREAD_NAME = "threadsched-mock-provider"
+REQUEST_THREAD_NAME = "threadsched-mock-provider-request"
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_GET_PATHS = ("/health", "/stats")
+_POLL_INTERVAL_S = 0.05  # how quickly serve_forever notices shutdown(): keeps stop() fast
+
+
+class MockOpenAIServer:
+    """A rate-limited OpenAI-compatible chat-completions server; ``start()`` serves it in a background thread.
+
+    Binds at construction, so ``url`` has the real (ephemeral) port before ``start()``. Test-only hooks:
+    ``gate`` (admitted requests wait for it before answering), ``clock`` (the token bucket's time source).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        rps: float | None,
+        burst: int | None = None,
+        latency_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        seed: int = 0,
+        max_concurrent: int | None = None,
+        provider: str = "mock",
+        gate: threading.Event | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rps is not None and (isinstance(rps, bool) or not isinstance(rps, (int, float)) or not 0 < rps < math.inf):
+            raise ValueError(f"MockOpenAIServer.rps must be a finite number > 0, or None for unlimited, got {rps!r}")
+        if burst is not None and rps is None:
+            raise ValueError(f"MockOpenAIServer.burst needs rps (there is no bucket without a rate), got burst={burst!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"MockOpenAIServer.seed must be an int, got {seed!r}")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"MockOpenAIServer.port must be an int in [0, 65535], got {port!r}")
+        if not isinstance(provider, str) or not provider:
+            raise ValueError(f"MockOpenAIServer.provider must be a non-empty str, got {provider!r}")
+        self.rps = None if rps is None else float(rps)
+        self.burst = optional_int_param(burst, "burst") or (None if rps is None else max(1, math.ceil(rps)))
+        self.latency_ms = number_param(latency_ms, "latency_ms", minimum=0, maximum=3_600_000)
+        self.jitter_ms = number_param(jitter_ms, "jitter_ms", minimum=0, maximum=3_600_000)
+        self.max_concurrent_limit = optional_int_param(max_concurrent, "max_concurrent")
+        self.seed = seed
+        self.provider = provider
+        self._gate = gate
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stopping = threading.Event()  # wakes sleeping or gated handlers on stop()
+        self._tokens = float(self.burst or 0)
+        self._refilled_at = clock()
+        self._counts = dict.fromkeys(
+            ("requests", "ok", "rate_limited", "bad_requests", "errors", "concurrency_limited", "not_found", "max_concurrent"), 0
+        )
+        self._in_flight = 0
+        self._admitted = 0  # numbers the admitted requests: the latency draw's index
+        self._connections: set[socket.socket] = set()
+        self._handlers: list[threading.Thread] = []  # request threads (daemons, so never a reason to hang at exit)
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._httpd = _HTTPServer((host, port))
+        self._httpd.owner = self
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self) -> MockOpenAIServer:
+        with self._lock:
+            if self._thread is not None or self._closing:
+                raise RuntimeError("MockOpenAIServer.start: already started or stopped")
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": _POLL_INTERVAL_S}, name=SERVER_THREAD_NAME, daemon=True
+            )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close open (keep-alive) connections and join every thread. Idempotent."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True  # from now on a newly set-up connection closes itself (_register)
+            thread = self._thread
+        self._stopping.set()
+        if thread is not None:
+            self._httpd.shutdown()  # returns once serve_forever has exited: no request thread starts after it
+            thread.join()
+        with self._lock:
+            connections, handlers = list(self._connections), list(self._handlers)
+        for connection in connections:  # wakes handlers blocked reading the next request of a keep-alive connection
+            _shutdown_quietly(connection)
+        for handler in handlers:
+            handler.join()
+        self._httpd.server_close()
+
+    def __enter__(self) -> MockOpenAIServer:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.stop()
+
+    def stats(self) -> dict[str, int]:
+        """``requests`` (chat-completion POSTs) = ``ok`` + ``rate_limited`` + ``bad_requests`` + ``errors`` +
+        ``in_flight``; ``concurrency_limited`` is the part of ``rate_limited`` due to ``max_concurrent``;
+        ``max_concurrent`` is the most requests ever in flight at once (not the configured limit)."""
+        with self._lock:
+            return {**self._counts, "in_flight": self._in_flight}
+
+    def wait_for_in_flight(self, count: int, timeout: float | None = None) -> bool:
+        """Block until exactly ``count`` requests are in flight; False on timeout (for tests using ``gate``)."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._in_flight == count, timeout)
+
+    def __repr__(self) -> str:
+        stats = self.stats()
+        return (
+            f"<MockOpenAIServer {self.url} rps={self.rps} burst={self.burst} latency_ms={self.latency_ms:g}"
+            f"±{self.jitter_ms:g} max_concurrent_limit={self.max_concurrent_limit} requests={stats['requests']} "
+            f"ok={stats['ok']} rate_limited={stats['rate_limited']} in_flight={stats['in_flight']}>"
+        )
+
+    # -- called from the request threads --
+
+    def _register(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.add(connection)
+            closing = self._closing
+        if closing:  # accepted while stop() ran, after it took its snapshot
+            _shutdown_quietly(connection)
+
+    def _track(self, handler: threading.Thread) -> None:
+        with self._lock:
+            self._handlers = [thread for thread in self._handlers if thread.is_alive()]
+            self._handlers.append(handler)
+
+    def _unregister(self, connection: socket.socket) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+    def _count(self, *names: str) -> None:
+        with self._lock:
+            for name in names:
+                self._counts[name] += 1
+
+    def _complete(self, body: bytes) -> Reply:
+        request = parse_chat_request(body)
+        with self._lock:
+            self._counts["requests"] += 1
+            if isinstance(request, BadRequest):
+                self._counts["bad_requests"] += 1
+                return 400, error_body(request.message, "invalid_request_error", param=request.param), {}
+            if self.max_concurrent_limit is not None and self._in_flight >= self.max_concurrent_limit:
+                self._counts["rate_limited"] += 1
+                self._counts["concurrency_limited"] += 1
+                message = f"too many concurrent requests (limit {self.max_concurrent_limit})"
+                return 429, error_body(message, "rate_limit_exceeded", code="rate_limit_exceeded"), {"Retry-After": "1"}
+            wait = self._take_token_locked()
+            if wait is not None:
+                self._counts["rate_limited"] += 1
+                wait_ms = max(1, math.ceil(round(wait * 1000, 6)))
+                headers = {"Retry-After": str(max(1, math.ceil(wait))), "retry-after-ms": str(wait_ms)}
+                message = f"rate limit reached ({self.rps:g} requests/s, burst {self.burst}); retry in {wait_ms} ms"
+                return 429, error_body(message, "rate_limit_exceeded", code="rate_limit_exceeded"), headers
+            self._in_flight += 1
+            self._counts["max_concurrent"] = max(self._counts["max_concurrent"], self._in_flight)
+            index = self._admitted
+            self._admitted += 1
+            self._changed.notify_all()
+        outcome = "errors"
+        try:
+            self._hold(index)
+            reply = self._reply(request, index)
+            outcome = "ok"
+            return reply
+        finally:
+            with self._lock:  # counted together so that requests = ok + rate_limited + bad_requests + errors + in_flight
+                self._counts[outcome] += 1
+                self._in_flight -= 1
+                self._changed.notify_all()
+
+    def _take_token_locked(self) -> float | None:
+        """Take a token (None), or return the seconds until one is available."""
+        if self.rps is None or self.burst is None:
+            return None
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + max(0.0, now - self._refilled_at) * self.rps)
+        self._refilled_at = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return None
+        return (1.0 - self._tokens) / self.rps
+
+    def _hold(self, index: int) -> None:
+        """The simulated latency (deterministic per admitted request), then the test gate; both end on stop()."""
+        delay_ms = self.latency_ms
+        if self.jitter_ms:
+            digest = hashlib.blake2b(f"latency\0{self.seed}\0{index}".encode(), digest_size=8).digest()
+            delay_ms += (2.0 * int.from_bytes(digest, "big") / 2.0**64 - 1.0) * self.jitter_ms
+        if delay_ms > 0:
+            self._stopping.wait(delay_ms / 1000.0)
+        if self._gate is not None:
+            while not self._gate.wait(_POLL_INTERVAL_S) and not self._stopping.is_set():
+                pass
+
+    def _reply(self, request: ChatRequest, index: int) -> Reply:
+        endpoint = MockModelEndpoint(self.provider, [request.model], seed=self.seed)
+        text = endpoint.complete(request.model, request.prompt)
+        words = text.split()
+        finish_reason = "stop"
+        if request.max_tokens is not None and len(words) > request.max_tokens:
+            words, finish_reason = words[: request.max_tokens], "length"
+            text = " ".join(words)
+        prompt = request.prompt_tokens
+        payload = {
+            "id": f"chatcmpl-mock-{index}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)},
+        }
+        return 200, payload, {}
+
+
+def _shutdown_quietly(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the client or the handler
+        connection.shutdown(socket.SHUT_RDWR)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    owner: MockOpenAIServer
+    block_on_close = False  # MockOpenAIServer.stop() joins the request threads itself
+    request_queue_size = 1024  # the default listen backlog of 5 resets connections when a benchmark's clients start at once
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        handler = threading.Thread(
+            target=self.process_request_thread, args=(request, client_address), name=REQUEST_THREAD_NAME, daemon=True
+        )
+        self.owner._track(handler)
+        handler.start()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up (or stop() closing its connection) is normal here; anything else is a bug.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as real clients use; stop() closes idle connections
+    server_version = "threadsched-mock-openai"
+    sys_version = ""
+
+    @property
+    def owner(self) -> MockOpenAIServer:
+        return cast(_HTTPServer, self.server).owner
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: no request line, header or body is ever printed."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.owner._register(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.owner._unregister(self.connection)
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/health":
+            self._send(200, {"status": "ok"})
+        elif path == "/stats":
+            self._send(200, self.owner.stats())
+        else:
+            self._not_found_or_not_allowed(path, allow="POST" if path == CHAT_COMPLETIONS_PATH else None)
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        if path != CHAT_COMPLETIONS_PATH:
+            self.close_connection = True  # the body is left unread
+            self._not_found_or_not_allowed(path, allow="GET" if path in _GET_PATHS else None)
+            return
+        body = self._read_body()
+        if body is not None:
+            self._send(*self.owner._complete(body))
+
+    def _read_body(self) -> bytes | None:
+        length = self.headers.get("Content-Length")
+        problem = None
+        if self.headers.get("Transfer-Encoding") or length is None:
+            status, problem = 411, "a Content-Length header is required (chunked bodies are not supported)"
+        elif not length.isdigit():
+            status, problem = 400, "the Content-Length header is not a non-negative integer"
+        elif int(length) > MAX_BODY_BYTES:
+            status, problem = 413, f"request body larger than {MAX_BODY_BYTES} bytes"
+        if problem is None:
+            return self.rfile.read(int(cast(str, length)))
+        self.owner._count("requests", "bad_requests")
+        self.close_connection = True
+        self._send(status, error_body(problem, "invalid_request_error"))
+        return None
+
+    def _not_found_or_not_allowed(self, path: str, *, allow: str | None) -> None:
+        if allow is not None:
+            self._send(405, error_body(f"method {self.command} not allowed on {path}", "invalid_request_error"), {"Allow": allow})
+        else:
+            self.owner._count("not_found")
+            self._send(404, error_body(f"unknown path {path}", "invalid_request_error", code="not_found"))
+
+    def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+
+if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess in the tests
+    from .mock_server_cli import main
+
+    sys.exit(main())
