@@ -30,6 +30,7 @@ def json_safe(value: Any) -> Any:
 
 SCHEDULER_STREAM = "scheduler"
 ENGINE_STREAM = "engine"
+REQUEST_STREAM = "requests"  # request admission and the model request executor share one sequence
 
 
 @dataclass(frozen=True, slots=True)

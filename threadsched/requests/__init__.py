@@ -15,8 +15,10 @@ from .contracts import (
     RequestResourceKey,
     RequestResourceSnapshot,
 )
+from .controller import AdaptiveRequestAdmissionController
 
 __all__ = [
+    "AdaptiveRequestAdmissionController",
     "ProviderModelKey",
     "RequestAdmissionConfig",
     "RequestAdmissionDenied",

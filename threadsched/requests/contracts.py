@@ -113,7 +113,9 @@ class RequestAdmissionConfig:
     AIMD: a resource starts at ``initial_limit`` (default: the cap). A ``rate_limited`` release lowers it to
     ``max(1, floor(limit * decrease_factor))`` once per rate-limit wave and blocks new leases until the
     cooldown ends (``Retry-After`` when given, else ``default_cooldown_s``). After
-    ``successes_until_increase`` successes outside a cooldown, ``limit += increase_step`` up to the cap."""
+    ``successes_until_increase`` successes outside a cooldown, ``limit += increase_step`` up to the cap —
+    and, for ``ceiling_hold_s`` after a rate limit, only up to one below the limit at which it was hit (the
+    rate-limit ceiling), so once the limit has adapted it stops provoking 429s; 0 disables the hold."""
 
     caps: Mapping[ProviderModelKey, int]
     aliases: Mapping[ProviderModelKey, ProviderModelKey] = field(default_factory=lambda: MappingProxyType({}))
@@ -123,6 +125,7 @@ class RequestAdmissionConfig:
     successes_until_increase: int = 8
     default_cooldown_s: float = 1.0
     max_cooldown_s: float = 60.0
+    ceiling_hold_s: float = 120.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.caps, Mapping) or not self.caps:
@@ -142,7 +145,7 @@ class RequestAdmissionConfig:
         _positive_int(self.successes_until_increase, "successes_until_increase")
         if not isinstance(self.decrease_factor, (int, float)) or not 0 < self.decrease_factor < 1:
             raise ValueError(f"RequestAdmissionConfig.decrease_factor must be in (0, 1), got {self.decrease_factor!r}")
-        for name in ("default_cooldown_s", "max_cooldown_s"):
+        for name in ("default_cooldown_s", "max_cooldown_s", "ceiling_hold_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"RequestAdmissionConfig.{name} must be a finite number >= 0, got {value!r}")

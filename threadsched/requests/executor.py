@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-from ..events import LOGGER, EventSink, SchedulerEvent
+from ..events import LOGGER, REQUEST_STREAM, EventSink, SchedulerEvent
 from ..records import current_cancel_token, current_task_correlation
 from .contracts import (
     RequestAdmissionError,
@@ -73,8 +73,6 @@ __all__ = [
     "is_retryable",
     "parse_retry_after",
 ]
-
-REQUEST_STREAM = "requests"
 
 
 @dataclass(slots=True)
