@@ -27,6 +27,7 @@ from threadsched.engine import (
     parse_recipe,
 )
 from threadsched.engine.columns import (
+    LLM_RETRYABLE_ERRORS,
     BatchExecutor,
     CellExecutor,
     ColumnExecutor,
@@ -122,9 +123,9 @@ def test_demo_executors_expose_the_common_attributes() -> None:
     assert summary == {
         "topic": ("sampler", "batch", (), 1.0, None, ()),
         "angle": ("sampler", "batch", (), 1.0, None, ()),
-        "question": ("llm", "cell", ("topic", "angle"), 1.0, "llm:mock/writer", RETRYABLE_ERRORS),
-        "answer": ("llm", "cell", ("question",), 1.0, "llm:mock/writer", RETRYABLE_ERRORS),
-        "score": ("llm", "cell", ("question", "answer"), 2.0, "llm:slow/judge", RETRYABLE_ERRORS),
+        "question": ("llm", "cell", ("topic", "angle"), 1.0, "llm:mock/writer", LLM_RETRYABLE_ERRORS),
+        "answer": ("llm", "cell", ("question",), 1.0, "llm:mock/writer", LLM_RETRYABLE_ERRORS),
+        "score": ("llm", "cell", ("question", "answer"), 2.0, "llm:slow/judge", LLM_RETRYABLE_ERRORS),
         "label": ("template", "cell", ("topic", "score"), 1.0, None, ()),
     }
     assert "resource='llm:slow/judge'" in repr(executors["score"])

@@ -27,13 +27,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol
 
+from threadsched.engine.http_endpoint import HttpTransientError, build_http_endpoints
 from threadsched.engine.mock_provider import RETRYABLE_ERRORS, MockModelEndpoint
 from threadsched.engine.recipe import ColumnSpec, Recipe
 from threadsched.engine.recipe_validation import Scalar
 from threadsched.engine.templates import CompiledTemplate
 from threadsched.engine.user_code import UserCodeError, import_callable
+from threadsched.events import EventSink
 
 __all__ = [
     "BatchExecutor",
@@ -59,12 +61,31 @@ _PERSON = b"threadsched.smpl"  # blake2b personalisation (16 bytes): sampler dra
 _TWO_53 = float(2**53)
 
 
-def build_endpoints(recipe: Recipe, *, sleep: Callable[[float], None] = time.sleep) -> Mapping[str, MockModelEndpoint]:
-    """One endpoint per ``[providers.NAME]``, seeded with ``run.seed``; an unknown provider kind is a ValueError."""
-    endpoints: dict[str, MockModelEndpoint] = {}
+# What an llm column defers to a salvage round: a mock 503, or an HTTP call that failed after its retries.
+LLM_RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (*RETRYABLE_ERRORS, HttpTransientError)
+
+
+class ModelEndpoint(Protocol):
+    """What an llm column calls: ``MockModelEndpoint`` or ``HttpModelEndpoint``."""
+
+    @property
+    def models(self) -> tuple[str, ...]: ...
+
+    def complete(self, model: str, prompt: str, *, attempt: int = 1) -> str: ...
+
+
+def build_endpoints(
+    recipe: Recipe, *, sleep: Callable[[float], None] = time.sleep, events: EventSink | None = None
+) -> Mapping[str, ModelEndpoint]:
+    """One endpoint per ``[providers.NAME]``: mock ones seeded with ``run.seed`` (``sleep`` simulates their
+    latency), openai ones over HTTP through request admission (``events`` gets the request events; close
+    them with ``close_endpoints``). An unknown provider kind is a ValueError."""
+    endpoints: dict[str, ModelEndpoint] = {}
     for name, provider in recipe.providers.items():
+        if provider.kind == "openai":
+            continue
         if provider.kind != "mock":
-            raise ValueError(f"provider {name!r}: unsupported kind {provider.kind!r} (supported: mock)")
+            raise ValueError(f"provider {name!r}: unsupported kind {provider.kind!r} (supported: mock, openai)")
         endpoints[name] = MockModelEndpoint(
             name,
             provider.models,
@@ -75,7 +96,16 @@ def build_endpoints(recipe: Recipe, *, sleep: Callable[[float], None] = time.sle
             seed=recipe.run.seed,
             sleep=sleep,
         )
+    endpoints.update(build_http_endpoints(recipe, events))  # httpx (an extra) is imported only if one exists
     return MappingProxyType(endpoints)
+
+
+def close_endpoints(endpoints: Mapping[str, ModelEndpoint]) -> None:
+    """Release what endpoints hold (pooled HTTP connections); mock endpoints hold nothing."""
+    for endpoint in endpoints.values():
+        close = getattr(endpoint, "close", None)
+        if callable(close):
+            close()
 
 
 def sample_unit(seed: int, column: str, row_index: int) -> float:
@@ -187,11 +217,11 @@ class SamplerExecutor(BatchExecutor):
 class LlmExecutor(CellExecutor):
     """Renders the prompt and asks the model; the output is the completion text."""
 
-    endpoint: MockModelEndpoint = field(compare=False)
+    endpoint: ModelEndpoint = field(compare=False)
     prompt: CompiledTemplate
     model_name: str
     kind: ClassVar[str] = "llm"
-    retryable_errors: ClassVar[ErrorTypes] = RETRYABLE_ERRORS
+    retryable_errors: ClassVar[ErrorTypes] = LLM_RETRYABLE_ERRORS
 
     def run_cell(self, row: Row, *, attempt: int = 1) -> object:
         return self.endpoint.complete(self.model_name, self.prompt.render(row), attempt=attempt)
@@ -247,7 +277,7 @@ def _import_function(column: str, reference: str) -> Callable[..., object]:
         raise UserCodeError(f"column {column!r}: cannot load python function {exc}") from exc.__cause__
 
 
-def compile_column(spec: ColumnSpec, recipe: Recipe, endpoints: Mapping[str, MockModelEndpoint]) -> ColumnExecutor:
+def compile_column(spec: ColumnSpec, recipe: Recipe, endpoints: Mapping[str, ModelEndpoint]) -> ColumnExecutor:
     """The executor for ``spec`` (a column of ``recipe``); ValueError for what cannot be resolved."""
     if spec.kind == "sampler":
         return SamplerExecutor(spec, recipe.run.seed)
@@ -275,6 +305,6 @@ def compile_column(spec: ColumnSpec, recipe: Recipe, endpoints: Mapping[str, Moc
     raise ValueError(f"column {spec.name!r}: unsupported column kind {spec.kind!r}")
 
 
-def compile_columns(recipe: Recipe, endpoints: Mapping[str, MockModelEndpoint]) -> Mapping[str, ColumnExecutor]:
+def compile_columns(recipe: Recipe, endpoints: Mapping[str, ModelEndpoint]) -> Mapping[str, ColumnExecutor]:
     """Every column's executor, keyed by name in ``recipe.topological_order``."""
     return MappingProxyType({name: compile_column(recipe.column(name), recipe, endpoints) for name in recipe.topological_order})

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from threadsched.engine.capacity import CapacityPlan, configured_capacity
-from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor, build_endpoints, compile_columns
+from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_endpoints, compile_columns
 from threadsched.engine.progress import ProgressReporter, ProgressSnapshot
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
 from threadsched.engine.runner_counts import RunCounts
-from threadsched.engine.runner_events import EngineEvents, correlation_of, job_facts, new_run_id, open_event_log
+from threadsched.engine.runner_events import EngineEvents, LateBoundSink, correlation_of, job_facts, new_run_id, open_event_log
 from threadsched.engine.runner_output import (
     OutputWriter,
     RunResult,
@@ -51,7 +51,7 @@ from threadsched.engine.runner_output import (
     scheduled_result,
 )
 from threadsched.engine.runner_resume import ResumeError, prepare_output
-from threadsched.engine.runner_support import RootCells, Rows, RowStore, ancestors, root_cells
+from threadsched.engine.runner_support import RootCells, Rows, RowStore, ancestors, run_task
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 from threadsched.event_log import JsonlEventSink
 from threadsched.events import EventSink
@@ -82,7 +82,9 @@ class _Run:
         self.started = time.perf_counter()
         self.cancel = cancel if cancel is not None else threading.Event()
         self.stop_info: dict[str, Any] | None = None  # why the run stopped early (error rate or cancel)
-        self.executors: Mapping[str, ColumnExecutor] = compile_columns(recipe, build_endpoints(recipe, sleep=sleep))
+        self.request_events = LateBoundSink()  # request events of http providers: bound once the log is open
+        self.endpoints = build_endpoints(recipe, sleep=sleep, events=self.request_events)
+        self.executors: Mapping[str, ColumnExecutor] = compile_columns(recipe, self.endpoints)
         self.pre = compile_stage(recipe, "pre_batch")
         self.post = compile_stage(recipe, "post_batch")
         self.workers = workers or recipe.run.max_workers
@@ -113,6 +115,7 @@ class _Run:
         self.event_log: JsonlEventSink | None = None
         if event_log:  # after prepare_output, which removes a fresh run's stale events.jsonl
             events, self.event_log = open_event_log(out_dir, [events])
+        self.request_events.target = events
         try:
             self.scheduler = Scheduler(
                 self.workers, resource_limits=recipe.resource_limits, events=events, name="threadsched-engine", run_id=run_id
@@ -133,15 +136,10 @@ class _Run:
     def _work(self, key: TaskKey, attempt: int) -> object:
         if not self.tracker.mark_started(key):
             return _SKIPPED
-        executor = self.executors[key.column]
         rows = self.rows.inputs(key.column, key.row_group, key.row)
-        if key.row is not None:
-            assert isinstance(executor, CellExecutor)
-            return executor.run_cell(rows[0][1], attempt=attempt)
-        if isinstance(executor, BatchExecutor):
-            return executor.run_batch_rows(rows)
-        assert isinstance(executor, CellExecutor)
-        return root_cells(executor, rows, self.max_attempts)
+        return run_task(
+            self.executors[key.column], rows, cell=key.row is not None, attempt=attempt, max_attempts=self.max_attempts
+        )
 
     # -- main thread ----------------------------------------------------------------------------------------
 
@@ -299,6 +297,7 @@ class _Run:
         try:
             return self._execute()
         finally:
+            close_endpoints(self.endpoints)
             if self.event_log is not None:
                 self.event_log.close()
 

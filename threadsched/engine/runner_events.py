@@ -21,7 +21,7 @@ from threadsched.engine.tracker import TaskKey
 from threadsched.event_log import JsonlEventSink
 from threadsched.events import ENGINE_STREAM, LOGGER, EventSink, FanOutEventSink, SchedulerEvent
 
-__all__ = ["EngineEvents", "correlation_of", "job_facts", "new_run_id", "open_event_log"]
+__all__ = ["EngineEvents", "LateBoundSink", "correlation_of", "job_facts", "new_run_id", "open_event_log"]
 
 
 def new_run_id() -> str:
@@ -36,6 +36,19 @@ def correlation_of(key: TaskKey) -> dict[str, Any]:
         "row": key.row,
         "engine_task": key.task_id,
     }
+
+
+class LateBoundSink:
+    """Forwards to ``target`` once it is set (events before that are dropped): lets endpoints be built,
+    and a bad recipe rejected, before the run's event log exists."""
+
+    def __init__(self) -> None:
+        self.target: EventSink | None = None
+
+    def emit(self, event: SchedulerEvent) -> None:
+        target = self.target
+        if target is not None:
+            target.emit(event)
 
 
 def open_event_log(out_dir: Path, sinks: Sequence[EventSink | None]) -> tuple[EventSink | None, JsonlEventSink]:

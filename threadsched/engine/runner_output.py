@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from threadsched.engine.columns import build_endpoints, compile_columns
+from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_endpoints, compile_columns
 from threadsched.engine.processors import Processor, compile_processor, run_stage
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import compute_columns, default_max_attempts
@@ -248,7 +248,14 @@ def run_reference(recipe: Recipe, out_dir: Path, *, sleep: Callable[[float], Non
     Per row group: root columns, pre-batch processors, the other columns (topological order), post-batch
     processors, checkpoint. Writes the same files as ``run_recipe``; equal rows hash equal."""
     started = time.perf_counter()
-    executors = compile_columns(recipe, build_endpoints(recipe, sleep=sleep))
+    endpoints = build_endpoints(recipe, sleep=sleep)
+    try:
+        return _reference(recipe, out_dir, compile_columns(recipe, endpoints), started)
+    finally:
+        close_endpoints(endpoints)
+
+
+def _reference(recipe: Recipe, out_dir: Path, executors: Mapping[str, ColumnExecutor], started: float) -> RunResult:
     pre, post = compile_stage(recipe, "pre_batch"), compile_stage(recipe, "post_batch")
     roots = [name for name in recipe.topological_order if recipe.column(name).is_root]
     others = [name for name in recipe.topological_order if not recipe.column(name).is_root]

@@ -9,11 +9,11 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from threadsched.engine.columns import CellExecutor
+from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import Failure, with_retries
 
-__all__ = ["RootCells", "RowStore", "Rows", "ancestors", "root_cells"]
+__all__ = ["RootCells", "RowStore", "Rows", "ancestors", "root_cells", "run_task"]
 
 Rows = list[tuple[int, dict[str, object]]]
 
@@ -91,6 +91,17 @@ def ancestors(recipe: Recipe) -> dict[str, frozenset[str]]:
         deps = recipe.column(name).dependencies
         result[name] = frozenset(deps).union(*(result[dep] for dep in deps))
     return result
+
+
+def run_task(executor: ColumnExecutor, rows: Rows, *, cell: bool, attempt: int, max_attempts: int) -> object:
+    """A worker's task: one cell (``rows`` holds its row), a batch, or a root cell column over a row group."""
+    if cell:
+        assert isinstance(executor, CellExecutor)
+        return executor.run_cell(rows[0][1], attempt=attempt)
+    if isinstance(executor, BatchExecutor):
+        return executor.run_batch_rows(rows)
+    assert isinstance(executor, CellExecutor)
+    return root_cells(executor, rows, max_attempts)
 
 
 def root_cells(executor: CellExecutor, rows: Rows, max_attempts: int) -> RootCells:
