@@ -59,6 +59,7 @@ def test_every_row_completes_over_http_with_the_reference_hash(server: MockOpenA
     released = [event for event in requests if event.kind == "request_lease_released"]
     assert completed and len(acquired) == len(released) == len(completed)
     assert all(event.run_id == result.run_id for event in requests)
+    assert all(event.group == event.correlation["column"] for event in acquired)  # request fairness follows columns
     assert all(
         str(event.correlation.get("engine_task", "")).startswith(("question/", "answer/", "score/")) for event in completed
     )

@@ -19,6 +19,7 @@ from types import MappingProxyType
 
 from threadsched.engine.recipe import ProviderSpec, Recipe
 from threadsched.events import EventSink
+from threadsched.records import current_task_correlation
 from threadsched.requests.contracts import ProviderModelKey, RequestAdmissionConfig
 from threadsched.requests.controller import AdaptiveRequestAdmissionController
 from threadsched.requests.executor import ModelRequestError, ModelRequestExecutor, is_retryable
@@ -38,10 +39,17 @@ class HttpFatalError(Exception):
 class HttpModelEndpoint:
     """One openai provider: its models over one pooled transport. Safe to call from many worker threads."""
 
-    def __init__(self, spec: ProviderSpec, executor: ModelRequestExecutor, transport: OpenAIChatTransport) -> None:
+    def __init__(
+        self,
+        spec: ProviderSpec,
+        executor: ModelRequestExecutor,
+        transport: OpenAIChatTransport,
+        column_weights: Mapping[str, float] | None = None,
+    ) -> None:
         self.provider = spec.name
         self.models = spec.models
         self.transport = transport
+        self._weights = dict(column_weights or {})
         self._models = {model: OpenAIChatModel(executor, spec.name, model, timeout_s=spec.timeout_s) for model in spec.models}
 
     def complete(self, model: str, prompt: str, *, attempt: int = 1) -> str:
@@ -49,8 +57,11 @@ class HttpModelEndpoint:
         chat = self._models.get(model)
         if chat is None:
             raise ValueError(f"provider {self.provider!r} does not serve model {model!r} (serves: {', '.join(self.models)})")
+        # Request waiters are ordered by group weight: the group is the calling task's column.
+        column = current_task_correlation().get("column")
+        group = column if isinstance(column, str) else "default"
         try:
-            return chat.complete(prompt)
+            return chat.complete(prompt, group=group, weight=self._weights.get(group, 1.0))
         except ModelRequestError as error:
             kind = HttpTransientError if is_retryable(error.outcome, error.status) else HttpFatalError
             raise kind(
@@ -87,7 +98,8 @@ def build_http_endpoints(recipe: Recipe, events: EventSink | None = None) -> Map
                 max_connections=spec.max_parallel_requests or 4,
             )
             executor = ModelRequestExecutor(admission, transport, events=events, sequence=sequence)
-            endpoints[name] = HttpModelEndpoint(spec, executor, transport)
+            weights = {column.name: column.weight for column in recipe.columns}
+            endpoints[name] = HttpModelEndpoint(spec, executor, transport, weights)
     except BaseException:
         for endpoint in endpoints.values():
             endpoint.close()
