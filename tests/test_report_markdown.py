@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from test_report_metrics import Log, scenario
+from test_report_requests import request_scenario
 
 from threadsched.report.markdown import MAX_ROW_GROUP_ROWS, ReportContext, render_markdown
 from threadsched.report.metrics import compute_metrics
@@ -47,6 +48,28 @@ def test_scenario_report_has_facts_table_evidence_and_image() -> None:
     assert "| 1 | 1.000 | (open) | 3.000 | - |" in text
     assert "![timeline](timeline.png)" in text
     assert "## How to read this" in text
+    assert "## Model requests" not in text  # no request events
+
+
+def test_model_requests_section_follows_the_groups_table() -> None:
+    text = render_markdown(compute_metrics(request_scenario()), ReportContext(timeline_image="timeline.png"))
+    assert text.index("## Groups") < text.index("## Model requests") < text.index("## Evidence")
+    assert "4 model request attempts on 2 request resources; 3 queued for a request permit." in text
+    assert (
+        "| `p/judge:chat` | 1 | provider_failure 1 | 2 | 250.0 | 500.0 | 0.750 | 500.0 | 500.0 | 4 → 4 → 4 | 0 | 0 | 1 |" in text
+    )
+    assert (
+        "| `p/writer:chat` | 3 | rate_limited 1, success 2 | 1 | 0.0 | 200.0 | 0.200 | 500.0 | 600.0 | 2 → 1 → 2 | 1 | 1 | 2 |"
+        in text
+    )
+    assert "Waits that ended without a permit: `p/judge:chat` timeout 1." in text
+    assert "### Task lease wait vs request wait" in text
+    assert "| q | 2 | 0.0 | 500.0 | 0.500 | 3 | 1 | 0.0 | 200.0 | 0.200 |" in text
+    assert "| s | 1 | 0.0 | 0.0 | 0.000 | 1 | 2 | 250.0 | 500.0 | 0.750 |" in text
+    assert "which must be 0 (here 0)" in text
+    assert "the fourth panel shows per request resource the adaptive limit" in text
+    without_image = render_markdown(compute_metrics(request_scenario()))
+    assert "## Model requests" in without_image and "the fourth panel" not in without_image
 
 
 def test_violations_are_called_out() -> None:

@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 from test_report_metrics import Log, scenario
+from test_report_requests import request_scenario
 
-from threadsched.report.timeline import Mark, StepSeries, build_timeline, plot_timeline, stacked_on_grid, step_series
+from threadsched.report.timeline import (
+    Mark,
+    StepSeries,
+    build_timeline,
+    draw_timeline,
+    plot_timeline,
+    stacked_on_grid,
+    step_series,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -81,3 +90,32 @@ def test_plot_timeline_without_matplotlib_returns_none(tmp_path: Path, monkeypat
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert plot_timeline(build_timeline(scenario()), tmp_path / "timeline.png") is None
     assert not (tmp_path / "timeline.png").exists()
+
+
+def test_request_events_add_a_fourth_panel_sharing_time(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    three, four = Figure(), Figure()
+    draw_timeline(three, build_timeline(scenario()))
+    draw_timeline(four, build_timeline(scenario() + request_scenario()))
+    assert [ax.get_ylabel() for ax in three.axes] == ["leases held", "ready-queue depth", "row group"]
+    assert [ax.get_ylabel() for ax in four.axes] == ["leases held", "ready-queue depth", "row group", "model requests"]
+    requests_ax = four.axes[3]
+    assert requests_ax.get_shared_x_axes().joined(four.axes[0], requests_ax)
+    assert (three.axes[2].get_xlabel(), four.axes[2].get_xlabel(), requests_ax.get_xlabel()) == (
+        "seconds since first event",
+        "",
+        "seconds since first event",
+    )
+    legend = requests_ax.get_legend()
+    assert legend is not None
+    assert [text.get_text() for text in legend.get_texts()] == [
+        "p/judge:chat limit",
+        "p/judge:chat in flight",
+        "p/writer:chat limit",
+        "p/writer:chat in flight",
+        "p/writer:chat rate limited",
+    ]
+    path = plot_timeline(build_timeline(request_scenario()), tmp_path / "timeline.png")
+    assert path is not None and path.read_bytes().startswith(PNG_SIGNATURE)

@@ -1,8 +1,9 @@
 """``threadsched report OUT``: ``OUT/events.jsonl`` → ``OUT/report.md`` and ``OUT/timeline.png``.
 
-``write_report`` reads the run's events (or takes them), computes ``metrics.compute_metrics``, draws
-``timeline.plot_timeline`` when matplotlib (the ``plots`` extra) is installed, and renders
-``markdown.render_markdown``. ``run.json`` and ``capacity_plan.json`` next to the events add context.
+``write_report`` reads the run's events (or takes them), computes ``metrics.compute_metrics`` (with
+``requests.request_metrics`` for the model-request stream), draws ``timeline.plot_timeline`` when
+matplotlib (the ``plots`` extra) is installed, and renders ``markdown.render_markdown``. ``run.json`` and
+``capacity_plan.json`` next to the events add context.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from .intervals import int_field, mapping_field
 from .markdown import PLOTS_HINT, ReportContext, render_markdown
 from .metrics import GroupMetrics, ReportMetrics, ResourceUsage, WaitStats, compute_metrics
 from .overadmission import RootOverAdmission
+from .requests import GroupRequestWaits, RequestMetrics, RequestResourceMetrics
 from .timeline import Timeline, build_timeline, plot_timeline
 
 LOGGER = logging.getLogger("threadsched")
@@ -30,9 +32,12 @@ CAPACITY_PLAN_FILE = "capacity_plan.json"
 
 __all__ = [
     "GroupMetrics",
+    "GroupRequestWaits",
     "ReportContext",
     "ReportMetrics",
     "ReportResult",
+    "RequestMetrics",
+    "RequestResourceMetrics",
     "ResourceUsage",
     "RootOverAdmission",
     "Timeline",

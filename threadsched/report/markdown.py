@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .metrics import GroupMetrics, ReportMetrics, WaitStats
+from .requests import RequestMetrics
 
 MAX_ROW_GROUP_ROWS = 50
 MAX_PLAN_ENTRIES = 20
@@ -28,9 +29,22 @@ integral (lease-seconds) over limit times span. *Root over-admission* counts lea
 after the first downstream task became ready, while downstream work was waiting in the queue: many of
 them mean new rows are started instead of finishing old ones. *Hidden waiters* (workers started before
 their lease) must be 0, and every lease must be released exactly once. In the timeline, the top panel
-stacks the leases held per group, the middle one shows each group's ready-queue depth, and the bottom one
+stacks the leases held per group, the second one shows each group's ready-queue depth, and the third one
 the span of every row group from admission to checkpoint (hatched: never checkpointed) with retries (x)
-and drops (red v)."""
+and drops (red v); a run with model requests has a fourth one (see *Model requests*)."""
+
+REQUEST_WAIT = """\
+A *request wait* is a model call of a task that is already running (it holds its task lease and its worker)
+waiting for a request permit of its provider/model: the adaptive limit, the endpoint's cap or a rate-limit
+cooldown held it back. That is by design: request admission paces the calls to what the provider accepts,
+it is not missing scheduler capacity; what the scheduler made a task wait is its ready→lease time. Contrast
+*hidden waiters*, workers started before their task lease, which must be 0 (here {hidden}). Every attempt
+takes its own permit (a retry after a 429 waits again); the wait columns cover every attempt (0 when the
+permit was free) and every wait that gave up; *hold* runs from permit to release. The limit is lowered once
+per rate-limit wave and grows back on successes."""
+REQUESTS_PANEL = """
+In the timeline, the fourth panel shows per request resource the adaptive limit (dashed), the requests in
+flight (solid) and every rate-limited release (x)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,8 @@ def render_markdown(metrics: ReportMetrics, context: ReportContext | None = None
     if context.capacity_plan:
         lines += ["## Capacity plan", "", *_plan(context.capacity_plan), ""]
     lines += ["## Groups", "", *_group_table(metrics.groups), ""]
+    if metrics.requests is not None:
+        lines += ["## Model requests", "", *_requests(metrics.requests, metrics.hidden_waiters, context), ""]
     lines += ["## Evidence", "", *_evidence(metrics), ""]
     if metrics.row_groups:
         lines += ["## Row groups", "", *_row_groups(metrics), ""]
@@ -113,6 +129,45 @@ def _group_table(groups: tuple[GroupMetrics, ...]) -> list[str]:
         cells += [value for stats in waits for value in _ms(stats)]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _requests(requests: RequestMetrics, hidden: int, context: ReportContext) -> list[str]:
+    queued = sum(resource.queued for resource in requests.resources)
+    lines = [
+        f"{requests.attempts} model request attempts on {len(requests.resources)} request resources; "
+        f"{queued} queued for a request permit.",
+        "",
+        "| request resource | attempts | outcomes | queued | wait p50 ms | wait p95 ms | wait total s | hold p50 ms "
+        "| hold p95 ms | limit first → min → final | decreases | increases | max in flight |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for item in requests.resources:
+        outcomes = ", ".join(f"{outcome} {count}" for outcome, count in item.outcomes.items()) or "-"
+        limits = " → ".join(_scalar(limit) for limit in (item.first_limit, item.min_limit, item.final_limit))
+        cells = [f"`{_cell(item.resource)}`", str(item.attempts), _cell(outcomes), str(item.queued), *_ms(item.wait)]
+        cells += [f"{item.wait_seconds:.3f}", *_ms(item.hold), limits, str(item.decreases), str(item.increases)]
+        lines.append("| " + " | ".join([*cells, str(item.max_in_flight)]) + " |")
+    gave_up = [
+        f"`{_cell(item.resource)}` {_cell(reason)} {count}"
+        for item in requests.resources
+        for reason, count in item.gave_up.items()
+    ]
+    if gave_up:
+        lines += ["", f"Waits that ended without a permit: {', '.join(gave_up)}."]
+    lines += [
+        "",
+        "### Task lease wait vs request wait",
+        "",
+        "| group | task leases | ready→lease p50 ms | ready→lease p95 ms | ready→lease total s | request attempts "
+        "| queued | request wait p50 ms | request wait p95 ms | request wait total s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for group in requests.groups:
+        cells = [_cell(group.group), str(group.task_leases), *_ms(group.task_wait), f"{group.task_wait_seconds:.3f}"]
+        cells += [str(group.attempts), str(group.queued), *_ms(group.request_wait), f"{group.request_wait_seconds:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    panel = REQUESTS_PANEL if context.timeline_image else ""
+    return [*lines, "", REQUEST_WAIT.format(hidden=hidden) + panel]
 
 
 def _evidence(metrics: ReportMetrics) -> list[str]:

@@ -11,7 +11,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ..evidence import percentile
 from .intervals import (
     ENGINE,
     SCHEDULER,
@@ -31,19 +30,10 @@ from .intervals import (
     stream_of,
 )
 from .overadmission import RootOverAdmission, root_over_admission
+from .requests import RequestMetrics, request_metrics
+from .stats import WaitStats as WaitStats  # re-exported: its home before stats.py
 
 Signature = tuple[tuple[str, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class WaitStats:
-    count: int
-    p50: float
-    p95: float
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> WaitStats:
-        return cls(len(values), percentile(values, 50), percentile(values, 95))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +46,7 @@ class GroupMetrics:
     ready_queue_wait: WaitStats  # selected - ready_enqueued (first selection of the attempt)
     admission_wait: WaitStats  # task_lease_acquired - first selected
     ready_to_lease: WaitStats  # task_lease_acquired - ready_enqueued
+    ready_to_lease_seconds: float = 0.0  # their sum
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +80,7 @@ class ReportMetrics:
     drops: int
     salvage_redispatches: int
     row_groups: tuple[RowGroupSpan, ...]
+    requests: RequestMetrics | None = None  # None: no request events in the run
 
 
 def compute_metrics(
@@ -108,6 +100,7 @@ def compute_metrics(
     capacity = {**limits, **({SUBMISSION: effective_workers} if effective_workers else {})}
     gap = ready_idle_gap(queued, leases, capacity)
     span = bounds.span
+    groups = group_metrics(queued, leases)
     return ReportMetrics(
         run_id=_run_id(timeline),
         recipe_hash=_str_or_none(started.get("recipe_hash")),
@@ -116,7 +109,7 @@ def compute_metrics(
         workers=effective_workers,
         workers_inferred=known_workers is None and effective_workers is not None,
         resource_limits=limits,
-        groups=group_metrics(queued, leases),
+        groups=groups,
         ready_idle_gap_seconds=gap,
         ready_idle_gap_fraction=gap / span if span > 0 else 0.0,
         resources=resource_usage(leases, capacity, span),
@@ -132,6 +125,7 @@ def compute_metrics(
             dataclasses.replace(row_group, start=row_group.start - bounds.start, end=row_group.end - bounds.start)
             for row_group in row_group_spans(timeline, bounds.end)
         ),
+        requests=request_metrics(timeline, groups),
     )
 
 
@@ -167,6 +161,7 @@ def group_metrics(queued: Sequence[QueuedInterval], leases: Sequence[LeaseInterv
             ready_queue_wait=WaitStats.of(queue_waits[group]),
             admission_wait=WaitStats.of(admission_waits[group]),
             ready_to_lease=WaitStats.of(lease_waits[group]),
+            ready_to_lease_seconds=sum(lease_waits[group]),
         )
         for group in sorted(tasks.keys() | lease_counts.keys())
     )

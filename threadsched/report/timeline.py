@@ -1,13 +1,14 @@
 """The run timeline: plain step series (``build_timeline``) and their picture (``plot_timeline``).
 
-``plot_timeline`` is the only matplotlib user in the package. matplotlib is an optional extra, imported
-inside the function; it draws on an explicit Agg canvas through ``matplotlib.figure.Figure`` rather than
-pyplot, so the host's backend is left alone and no figure stays registered after saving.
+``plot_timeline`` (with ``draw_timeline``, which draws the panels on a given figure) is the only matplotlib
+user in the package. matplotlib is an optional extra, imported inside the function; it draws on an explicit
+Agg canvas through ``matplotlib.figure.Figure`` rather than pyplot, so the host's backend is left alone and
+no figure stays registered after saving. Step series live in ``series``; request series come from the
+``requests`` event stream (``report.requests``).
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -31,22 +32,15 @@ from .intervals import (
     run_bounds,
     stream_of,
 )
+from .requests import is_request_event, lease_delta, limit_points, request_resource
+from .series import StepSeries, level_series, stacked_on_grid, step_series
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
-
-@dataclass(frozen=True, slots=True)
-class StepSeries:
-    """A step function: ``values[i]`` holds from ``times[i]`` until ``times[i + 1]`` (seconds since start)."""
-
-    label: str
-    times: tuple[float, ...]
-    values: tuple[float, ...]
-
-    def at(self, time: float) -> float:
-        index = bisect.bisect_right(self.times, time) - 1
-        return self.values[index] if index >= 0 else 0.0
+__all__ = ["Mark", "RequestSeries", "StepSeries", "Timeline", "build_timeline", "draw_timeline", "plot_timeline"]
+__all__ += ["request_series", "stacked_on_grid", "step_series"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +49,16 @@ class Mark:
     kind: str  # "retry" | "drop"
     row_group: int | None
     group: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSeries:
+    """One request resource (``provider/model:domain``) over time."""
+
+    resource: str
+    limit: StepSeries  # the adaptive limit, from its first report on
+    in_flight: StepSeries  # request leases held
+    rate_limited: tuple[float, ...]  # times of the releases with outcome rate_limited
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +71,11 @@ class Timeline:
     queue_depth: tuple[StepSeries, ...]  # ready-queue depth, one series per group
     row_groups: tuple[RowGroupSpan, ...]
     marks: tuple[Mark, ...]
+    requests: tuple[RequestSeries, ...] = ()  # one per request resource; empty: no request events
 
     @property
     def empty(self) -> bool:
-        return not (self.leases or self.queue_depth or self.row_groups or self.marks)
+        return not (self.leases or self.queue_depth or self.row_groups or self.marks or self.requests)
 
 
 def build_timeline(events: Iterable[Event]) -> Timeline:
@@ -93,30 +98,35 @@ def build_timeline(events: Iterable[Event]) -> Timeline:
         queue_depth=tuple(step_series(group, queue_changes[group], bounds.span) for group in groups),
         row_groups=tuple(replace(row, start=row.start - origin, end=row.end - origin) for row in row_group_spans(timeline, end)),
         marks=tuple(_marks(timeline, origin)),
+        requests=request_series(timeline, origin, bounds.span),
     )
 
 
-def step_series(label: str, changes: Sequence[tuple[float, int]], span: float) -> StepSeries:
-    """Cumulative sum of ``(time, delta)`` changes as a step series from 0 to ``span``."""
-    times, values = [0.0], [0.0]
-    level = 0.0
-    for time, delta in sorted(changes):
-        level += delta
-        if time == times[-1]:
-            values[-1] = level
-        else:
-            times.append(time)
-            values.append(level)
-    if span > times[-1]:
-        times.append(span)
-        values.append(level)
-    return StepSeries(label, tuple(times), tuple(values))
-
-
-def stacked_on_grid(series: Sequence[StepSeries]) -> tuple[list[float], list[list[float]]]:
-    """A common time grid (every change of every series) and each series' value on it, for stacking."""
-    grid = sorted({time for item in series for time in item.times})
-    return grid, [[item.at(time) for time in grid] for item in series]
+def request_series(events: Sequence[Event], origin: float, span: float) -> tuple[RequestSeries, ...]:
+    """Per request resource of ``ordered`` events: its limit, leases in flight and rate-limited releases."""
+    limits: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    changes: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    rate_limited: dict[str, list[float]] = defaultdict(list)
+    held: set[tuple[str, object]] = set()
+    for event in events:
+        if not is_request_event(event):
+            continue
+        resource, at = request_resource(event), (captured_at(event) or origin) - origin
+        limits[resource] += [(at, float(limit)) for limit in limit_points(event)]
+        delta = lease_delta(event, held)
+        if delta:
+            changes[resource].append((at, delta))
+        if delta < 0 and event.get("reason") == "rate_limited":
+            rate_limited[resource].append(at)
+    return tuple(
+        RequestSeries(
+            resource,
+            level_series(resource, limits[resource], span),
+            step_series(resource, changes[resource], span),
+            tuple(rate_limited[resource]),
+        )
+        for resource in sorted(limits.keys() | changes.keys())
+    )
 
 
 def _marks(events: Sequence[Event], origin: float) -> list[Mark]:
@@ -136,8 +146,7 @@ def _marks(events: Sequence[Event], origin: float) -> list[Mark]:
 
 
 def plot_timeline(timeline: Timeline, path: Path) -> Path | None:
-    """Draw three stacked axes sharing time: leases held per group (stacked), ready-queue depth per group,
-    row-group spans with retry (x) and drop (red v) marks. ``None`` when matplotlib is not installed."""
+    """Draw the timeline (``draw_timeline``) into ``path`` as a PNG. ``None`` when matplotlib is not installed."""
     try:
         # The package itself first: its submodules may still be cached in sys.modules when it is blocked.
         import matplotlib
@@ -145,21 +154,31 @@ def plot_timeline(timeline: Timeline, path: Path) -> Path | None:
         from matplotlib.figure import Figure
     except ImportError:
         return None
-    colors = {group: f"C{index % 10}" for index, group in enumerate(timeline.groups)}
     with matplotlib.rc_context({"font.size": 9}):
-        fig = Figure(figsize=(11, 8), layout="constrained")
+        fig = Figure(figsize=(11, 10.5 if timeline.requests else 8), layout="constrained")
         FigureCanvasAgg(fig)
-        leases_ax, queue_ax, rows_ax = fig.subplots(3, 1, sharex=True, height_ratios=[2, 2, 1.5])
-        fig.suptitle(f"threadsched run {timeline.run_id}" if timeline.run_id else "threadsched run")
-        _draw_leases(leases_ax, timeline, colors)
-        _draw_queue(queue_ax, timeline, colors)
-        _draw_row_groups(rows_ax, timeline)
-        rows_ax.set_xlabel("seconds since first event")
-        rows_ax.set_xlim(0.0, max(timeline.span, 1e-3))
+        draw_timeline(fig, timeline)
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, format="png", dpi=100)
     fig.clear()  # drop the artists now; nothing else (no pyplot registry) holds the figure
     return path
+
+
+def draw_timeline(fig: Figure, timeline: Timeline) -> None:
+    """Stacked axes sharing time: leases held per group (stacked), ready-queue depth per group, row-group spans
+    with retry (x) and drop (red v) marks and, when the run made model requests, each request resource's
+    adaptive limit and requests in flight with rate-limited releases (x)."""
+    colors = {group: f"C{index % 10}" for index, group in enumerate(timeline.groups)}
+    heights = [2, 2, 1.5] + ([2] if timeline.requests else [])
+    axes = fig.subplots(len(heights), 1, sharex=True, height_ratios=heights, squeeze=False)[:, 0]
+    fig.suptitle(f"threadsched run {timeline.run_id}" if timeline.run_id else "threadsched run")
+    _draw_leases(axes[0], timeline, colors)
+    _draw_queue(axes[1], timeline, colors)
+    _draw_row_groups(axes[2], timeline)
+    if timeline.requests:
+        _draw_requests(axes[3], timeline.requests)
+    axes[-1].set_xlabel("seconds since first event")
+    axes[-1].set_xlim(0.0, max(timeline.span, 1e-3))
 
 
 def _draw_leases(ax: Axes, timeline: Timeline, colors: dict[str, str]) -> None:
@@ -208,4 +227,29 @@ def _draw_row_groups(ax: Axes, timeline: Timeline) -> None:
     if not timeline.row_groups and not timeline.marks:
         ax.text(0.5, 0.5, "no row groups in the events", transform=ax.transAxes, ha="center", va="center", color="gray")
     ax.set_ylabel("row group")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _draw_requests(ax: Axes, requests: Sequence[RequestSeries]) -> None:
+    """Per request resource: its adaptive limit (dashed step), requests in flight (solid step), x at each
+    rate-limited release (on the in-flight line)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for index, series in enumerate(requests):
+        color = f"C{index % 10}"
+        if series.limit.times:
+            ax.step(
+                series.limit.times,
+                series.limit.values,
+                where="post",
+                color=color,
+                linestyle="--",
+                label=f"{series.resource} limit",
+            )
+        ax.step(series.in_flight.times, series.in_flight.values, where="post", color=color, label=f"{series.resource} in flight")
+        if series.rate_limited:
+            heights = [series.in_flight.at(at) for at in series.rate_limited]
+            ax.scatter(series.rate_limited, heights, marker="x", color=color, zorder=3, label=f"{series.resource} rate limited")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", title="request resource")
+    ax.set_ylabel("model requests")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
