@@ -1,7 +1,8 @@
 """Run every benchmark (each in its own interpreter) and write one combined JSON.
 
     python bench/run_all.py                 # full: cycle, throughput (100k), memory (100k / 256 groups), engine,
-                                            # harness (bench/harness.py heavy_root vs its fifo/spawn_then_wait baselines)
+                                            # harness (bench/harness.py heavy_root vs its fifo/spawn_then_wait baselines),
+                                            # requests (adaptive request admission vs a rate-limited mock server)
     python bench/run_all.py --quick         # smaller sizes for a CI smoke run (still >= 5 runs each)
 
 Each benchmark writes ``bench/results/<name>.json`` as usual (or ``<results-dir>/<name>.json``); the
@@ -41,6 +42,7 @@ def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, l
             "memory": script("memory", "--tasks", "20000"),
             "engine": script("engine", "--quick"),
             "harness": harness("heavy_root", "--quick"),
+            "requests": script("request_admission", "--quick"),
         }
     return {
         "cycle": script("cycle"),
@@ -48,6 +50,7 @@ def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, l
         "memory": script("memory"),
         "engine": script("engine"),
         "harness": harness("heavy_root"),
+        "requests": script("request_admission"),
     }
 
 
@@ -123,6 +126,27 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "higher_is_better": True,
             }
         )
+    requests = results.get("requests")
+    if requests:
+        params = requests["params"]
+        window = f"{params['window_s']:g} s window after {params['warmup_s']:g} s warm-up"
+        if requests.get("quick"):
+            window += " (quick: the window holds the descent from the cap)"
+        rows.append(
+            {
+                "metric": f"requests: throughput / R, R={params['rps']:g} rps, {window}",
+                "value": requests["median_throughput_ratio"],
+                "target": requests["target"]["throughput_ratio_min"],
+                "higher_is_better": True,
+            }
+        )
+        rows.append(
+            {
+                "metric": f"requests: 429s as % of attempts, {window}",
+                "value": 100.0 * requests["median_rate_limited_share"],
+                "target": 100.0 * requests["target"]["rate_limited_share_max"],
+            }
+        )
     for row in rows:
         if row.get("higher_is_better"):
             row["meets_target"] = row["value"] >= row["target"]
@@ -139,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = base_parser(NAME, __doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes for CI smoke runs")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where each benchmark's JSON goes")
-    parser.add_argument("--only", nargs="+", choices=("cycle", "throughput", "memory", "engine", "harness"), default=None)
+    parser.add_argument(
+        "--only", nargs="+", choices=("cycle", "throughput", "memory", "engine", "harness", "requests"), default=None
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     runs = check_runs(args.runs)

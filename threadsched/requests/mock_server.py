@@ -298,6 +298,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real clients use; stop() closes idle connections
+    disable_nagle_algorithm = True  # else small responses wait ~40 ms for a delayed ACK
     server_version = "threadsched-mock-openai"
     sys_version = ""
 
