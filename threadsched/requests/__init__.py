@@ -16,9 +16,36 @@ from .contracts import (
     RequestResourceSnapshot,
 )
 from .controller import AdaptiveRequestAdmissionController
+from .executor import ModelRequestExecutor
+from .http_provider import OpenAIChatModel, OpenAIChatTransport
+from .outcomes import (
+    ModelRequest,
+    ModelRequestError,
+    ModelResponse,
+    ModelTransport,
+    RequestCancelledError,
+    RequestRetryPolicy,
+    TransportConnectionError,
+    TransportResponse,
+    TransportTimeout,
+    classify,
+)
 
 __all__ = [
     "AdaptiveRequestAdmissionController",
+    "ModelRequest",
+    "ModelRequestError",
+    "ModelRequestExecutor",
+    "ModelResponse",
+    "ModelTransport",
+    "OpenAIChatModel",
+    "OpenAIChatTransport",
+    "RequestCancelledError",
+    "RequestRetryPolicy",
+    "TransportConnectionError",
+    "TransportResponse",
+    "TransportTimeout",
+    "classify",
     "ProviderModelKey",
     "RequestAdmissionConfig",
     "RequestAdmissionDenied",
