@@ -460,3 +460,14 @@ def test_openai_base_url_must_be_http() -> None:
         parse_recipe(OPENAI.format(extra="").replace("http://127.0.0.1:8765", "ftp://host"))
     with pytest.raises(RecipeError, match=r"providers\.local\.base_url: missing required key 'base_url'"):
         parse_recipe(OPENAI.format(extra="").replace('base_url = "http://127.0.0.1:8765"', ""))
+
+
+def test_run_policy_is_validated_and_never_changes_the_hash() -> None:
+    strict = parse_recipe(OPENAI.format(extra=""))
+    assert strict.run.policy == "strict"
+    drf = parse_recipe(OPENAI.format(extra="").replace("records = 4", 'records = 4\npolicy = "drf"'))
+    assert drf.run.policy == "drf" and drf.recipe_hash == strict.recipe_hash  # a scheduling choice, not content
+    with pytest.raises(
+        RecipeError, match=r"run\.policy: unknown value 'fastest' \(expected one of: strict, bounded_borrow, drf\)"
+    ):
+        parse_recipe(OPENAI.format(extra="").replace("records = 4", 'records = 4\npolicy = "fastest"'))

@@ -257,3 +257,21 @@ def test_parallel_branches_with_fatal_failures_match_reference(tmp_path: Path, w
     assert_healthy(result)
     assert result.output_hash == reference.output_hash
     assert set(result.dropped) == set(reference.dropped)
+
+
+@pytest.mark.parametrize("policy", ["strict", "bounded_borrow", "drf"])
+def test_every_policy_writes_the_reference_output(tmp_path: Path, policy: str) -> None:
+    recipe = small_recipe(failure_rate=0.2, salvage=3)
+    reference = run_reference(recipe, tmp_path / "reference", sleep=no_sleep)
+    sink = MemoryEventSink()
+    result = run_recipe(recipe, tmp_path / policy, workers=3, sleep=no_sleep, events=sink, policy=policy)
+    assert_healthy(result)
+    assert result.output_hash == reference.output_hash
+    started = next(event for event in sink.events if event.kind == "scheduler_job_started")
+    assert started.diagnostics["policy"] == policy
+
+
+def test_an_unknown_policy_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="policy must be one of strict, bounded_borrow, drf or None, got 'fifo'"):
+        run_recipe(small_recipe(), tmp_path, policy="fifo")
+    assert not any(tmp_path.iterdir())

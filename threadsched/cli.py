@@ -22,6 +22,7 @@ from types import FrameType
 
 from .bench_command import add_bench_parser, run_bench
 from .demo import SCALES, render_plain, render_rich, run_demo
+from .policies import POLICY_NAMES
 from .requests.mock_server_cli import add_mock_provider_parser, run_mock_provider
 
 
@@ -56,6 +57,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress and no table: errors and the totals only")
     parser.add_argument("--plain", action="store_true", help="plain text progress and summary even when rich is installed")
     parser.add_argument("--no-events", action="store_true", help="do not write OUT/events.jsonl (nor the report)")
+    parser.add_argument(
+        "--policy", choices=POLICY_NAMES, default=None, help="admission policy (default: the recipe's run.policy, else strict)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
                 cancel=cancel,
                 progress=progress,
                 event_log=not args.no_events,
+                policy=args.policy,
             )
     except (RecipeError, UserCodeError, ProcessorError) as error:
         # --resume against another recipe's checkpoints, or a python function that cannot be loaded

@@ -29,6 +29,7 @@ from threadsched.engine.recipe_validation import (
     ValidationContext,
     topological_order,
 )
+from threadsched.policies import POLICY_NAMES
 
 __all__ = [
     "COLUMN_KINDS",
@@ -75,6 +76,7 @@ class RunSettings:
     error_rate_shutdown: float | None = None
     error_rate_min_window: int = 20
     output: str = "threadsched-out"
+    policy: str = "strict"  # admission policy (threadsched.policies.POLICY_NAMES); not part of the hash
     # the keys the recipe wrote (the others are defaults): capacity plans name each value's source
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -199,7 +201,7 @@ def _canonical_json(
 ) -> str:
     document = {
         "format": _FORMAT,
-        "run": {key: value for key, value in asdict(run).items() if key != "given"},
+        "run": {key: value for key, value in asdict(run).items() if key not in _UNHASHED_RUN_KEYS},
         "resources": dict(resources),
         "providers": {name: _hashed_provider(spec) for name, spec in providers.items()},
         "columns": [asdict(column) for column in columns],
@@ -211,6 +213,7 @@ def _canonical_json(
 # -- [run] and [resources] ---------------------------------------------------------------------------
 
 _RUN_KEYS = tuple(name for name in RunSettings.__dataclass_fields__ if name != "given")
+_UNHASHED_RUN_KEYS = ("given", "policy")  # scheduling choices that never change the output
 
 
 def _parse_run(ctx: ValidationContext, raw: object) -> RunSettings:
@@ -234,6 +237,7 @@ def _parse_run(ctx: ValidationContext, raw: object) -> RunSettings:
         else ctx.number(shutdown, (*path, "error_rate_shutdown"), minimum=0.0, maximum=1.0, exclusive_minimum=True),
         error_rate_min_window=integer("error_rate_min_window", 1),
         output=ctx.string(table.get("output", defaults.output), (*path, "output")),
+        policy=ctx.choice(table.get("policy", defaults.policy), (*path, "policy"), POLICY_NAMES),
         given=frozenset(table),
     )
 

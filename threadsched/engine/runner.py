@@ -56,6 +56,7 @@ from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult
 from threadsched.event_log import JsonlEventSink
 from threadsched.events import EventSink
 from threadsched.futures import TaskFuture
+from threadsched.policies import POLICY_NAMES, make_policy
 from threadsched.scheduler import DEFAULT_GROUP, Scheduler, TaskGroup
 
 __all__ = ["ResumeError", "RunResult", "run_recipe", "run_reference"]
@@ -76,6 +77,7 @@ class _Run:
         progress: ProgressReporter | None,
         capacity_sources: Mapping[str, str] | None,
         event_log: bool,
+        policy: str | None,
     ) -> None:
         self.recipe = recipe
         self.progress = progress
@@ -117,8 +119,10 @@ class _Run:
             events, self.event_log = open_event_log(out_dir, [events])
         self.request_events.target = events
         try:
+            self.policy = policy or recipe.run.policy
+            limits, name = recipe.resource_limits, "threadsched-engine"
             self.scheduler = Scheduler(
-                self.workers, resource_limits=recipe.resource_limits, events=events, name="threadsched-engine", run_id=run_id
+                self.workers, resource_limits=limits, policy=make_policy(self.policy), events=events, name=name, run_id=run_id
             )
             self.groups: dict[str, TaskGroup] = {}
             for name, ex in self.executors.items():
@@ -303,7 +307,7 @@ class _Run:
 
     def _execute(self) -> RunResult:
         started = self.started = time.perf_counter()
-        self.events.job_started(job_facts(self.recipe, self.workers, self.skipped))
+        self.events.job_started({**job_facts(self.recipe, self.workers, self.skipped), "policy": self.policy})
         if self.progress is not None:
             self.progress.start(self._progress_snapshot())
         try:
@@ -374,6 +378,7 @@ def run_recipe(
     progress: ProgressReporter | None = None,
     capacity_sources: Mapping[str, str] | None = None,
     event_log: bool = False,
+    policy: str | None = None,
 ) -> RunResult:
     """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``:
     ``row_groups/rg-NNNNN.jsonl`` (atomic, as each row group completes), ``dataset.jsonl``, ``run.json`` and
@@ -388,5 +393,7 @@ def run_recipe(
     gets a snapshot at the start, after every batch of completions, and at the end."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
-    run = _Run(recipe, Path(out_dir), workers, events, sleep, resume, cancel, progress, capacity_sources, event_log)
+    if policy is not None and policy not in POLICY_NAMES:
+        raise ValueError(f"policy must be one of {', '.join(POLICY_NAMES)} or None, got {policy!r}")
+    run = _Run(recipe, Path(out_dir), workers, events, sleep, resume, cancel, progress, capacity_sources, event_log, policy)
     return run.run()
