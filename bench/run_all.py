@@ -43,6 +43,8 @@ def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, l
             "engine": script("engine", "--quick"),
             "harness": harness("heavy_root", "--quick"),
             "requests": script("request_admission", "--quick"),
+            "policy_bounded_borrow": script("policy_bounded_borrow", "--quick"),
+            "policy_drf": script("policy_drf", "--quick"),
         }
     return {
         "cycle": script("cycle"),
@@ -51,6 +53,8 @@ def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, l
         "engine": script("engine"),
         "harness": harness("heavy_root"),
         "requests": script("request_admission"),
+        "policy_bounded_borrow": script("policy_bounded_borrow"),
+        "policy_drf": script("policy_drf"),
     }
 
 
@@ -147,11 +151,37 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "target": 100.0 * requests["target"]["rate_limited_share_max"],
             }
         )
+    rows.extend(policy_rows(results))
     for row in rows:
         if row.get("higher_is_better"):
             row["meets_target"] = row["value"] >= row["target"]
         else:
             row["meets_target"] = row["value"] <= row["target"]
+    return rows
+
+
+def policy_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 6: each policy against strict on its own workload, in the same run."""
+    rows: list[dict[str, Any]] = []
+    borrow = results.get("policy_bounded_borrow")
+    if borrow:
+        ratios, targets = borrow["ratios"], borrow["targets"]
+        for metric, key, target, higher in (
+            ("heavy_root p95 downstream gap, strict / bounded_borrow", "gap_p95_strict_over_borrow", "gap_ratio_min", True),
+            ("heavy_root first row, strict / bounded_borrow", "first_row_strict_over_borrow", "first_row_ratio_min", True),
+            ("heavy_root wall, bounded_borrow / strict", "wall_borrow_over_strict", "wall_ratio_max", False),
+        ):
+            rows.append({"metric": metric, "value": ratios[key], "target": targets[target], "higher_is_better": higher})
+    drf = results.get("policy_drf")
+    if drf:
+        strict_error = 100.0 * drf["policies"]["strict"]["median_relative_error"]
+        rows.append(
+            {
+                "metric": f"two-resource mix: drf dominant-share ratio error vs weights, % (strict: {strict_error:.1f}%)",
+                "value": 100.0 * drf["policies"]["drf"]["median_relative_error"],
+                "target": 100.0 * drf["target"]["relative_error_max"],
+            }
+        )
     return rows
 
 
@@ -164,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes for CI smoke runs")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where each benchmark's JSON goes")
     parser.add_argument(
-        "--only", nargs="+", choices=("cycle", "throughput", "memory", "engine", "harness", "requests"), default=None
+        "--only",
+        nargs="+",
+        choices=("cycle", "throughput", "memory", "engine", "harness", "requests", "policy_bounded_borrow", "policy_drf"),
+        default=None,
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
