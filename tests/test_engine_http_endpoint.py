@@ -100,3 +100,21 @@ def test_a_refused_request_is_fatal_and_a_transient_one_retryable(tmp_path: Path
         finally:
             close_endpoints(endpoints)
     assert HttpTransientError in LLM_RETRYABLE_ERRORS and HttpFatalError not in LLM_RETRYABLE_ERRORS
+
+
+def test_runs_with_http_providers_lease_tasks_provider_aware() -> None:
+    from test_engine_runner import small_recipe
+
+    from threadsched.engine.http_endpoint import scheduler_policy
+    from threadsched.policies.drf import DominantResourceFairPolicy
+    from threadsched.policies.provider_aware import ProviderAwarePolicy
+    from threadsched.policy import StrictFairPolicy
+
+    assert isinstance(scheduler_policy("strict", build_endpoints(small_recipe())), StrictFairPolicy)  # mock only
+    with MockOpenAIServer(port=0, rps=None, seed=3) as server:
+        endpoints = build_endpoints(example(server.url, records=2))
+        try:
+            policy = scheduler_policy("drf", endpoints)
+            assert isinstance(policy, ProviderAwarePolicy) and isinstance(policy.inner, DominantResourceFairPolicy)
+        finally:
+            close_endpoints(endpoints)

@@ -19,13 +19,16 @@ from types import MappingProxyType
 
 from threadsched.engine.recipe import ProviderSpec, Recipe
 from threadsched.events import EventSink
+from threadsched.policies import make_policy
+from threadsched.policies.provider_aware import provider_aware_policy_for
+from threadsched.policy import TaskAdmissionPolicy
 from threadsched.records import current_task_correlation
 from threadsched.requests.contracts import ProviderModelKey, RequestAdmissionConfig
 from threadsched.requests.controller import AdaptiveRequestAdmissionController
 from threadsched.requests.executor import ModelRequestError, ModelRequestExecutor, is_retryable
 from threadsched.requests.http_provider import OpenAIChatModel, OpenAIChatTransport
 
-__all__ = ["HttpFatalError", "HttpModelEndpoint", "HttpTransientError", "build_http_endpoints"]
+__all__ = ["HttpFatalError", "HttpModelEndpoint", "HttpTransientError", "build_http_endpoints", "scheduler_policy"]
 
 
 class HttpTransientError(Exception):
@@ -45,10 +48,12 @@ class HttpModelEndpoint:
         executor: ModelRequestExecutor,
         transport: OpenAIChatTransport,
         column_weights: Mapping[str, float] | None = None,
+        admission: AdaptiveRequestAdmissionController | None = None,
     ) -> None:
         self.provider = spec.name
         self.models = spec.models
         self.transport = transport
+        self.admission = admission  # read-only for provider-aware task leases
         self._weights = dict(column_weights or {})
         self._models = {model: OpenAIChatModel(executor, spec.name, model, timeout_s=spec.timeout_s) for model in spec.models}
 
@@ -75,6 +80,15 @@ class HttpModelEndpoint:
         return f"<HttpModelEndpoint {self.provider!r} models={list(self.models)!r} {self.transport!r}>"
 
 
+def scheduler_policy(name: str, endpoints: Mapping[str, object]) -> TaskAdmissionPolicy:
+    """The run's task admission policy: ``name`` (``threadsched.policies``), made provider-aware when the
+    run calls HTTP providers, so tasks for a provider in a rate-limit cooldown (or at its adaptive limit)
+    are not leased while other work is ready (``ProviderAwarePolicy``)."""
+    policy = make_policy(name)
+    admission = next((e.admission for e in endpoints.values() if isinstance(e, HttpModelEndpoint)), None)
+    return policy if admission is None else provider_aware_policy_for(admission, policy)
+
+
 def build_http_endpoints(recipe: Recipe, events: EventSink | None = None) -> Mapping[str, HttpModelEndpoint]:
     """An endpoint per openai provider of ``recipe``, sharing one request admission controller."""
     providers = {name: spec for name, spec in recipe.providers.items() if spec.kind == "openai"}
@@ -99,7 +113,7 @@ def build_http_endpoints(recipe: Recipe, events: EventSink | None = None) -> Map
             )
             executor = ModelRequestExecutor(admission, transport, events=events, sequence=sequence)
             weights = {column.name: column.weight for column in recipe.columns}
-            endpoints[name] = HttpModelEndpoint(spec, executor, transport, weights)
+            endpoints[name] = HttpModelEndpoint(spec, executor, transport, weights, admission)
     except BaseException:
         for endpoint in endpoints.values():
             endpoint.close()

@@ -35,6 +35,7 @@ from typing import Any
 
 from threadsched.engine.capacity import CapacityPlan, configured_capacity
 from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_endpoints, compile_columns
+from threadsched.engine.http_endpoint import scheduler_policy
 from threadsched.engine.progress import ProgressReporter, ProgressSnapshot
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
@@ -56,11 +57,12 @@ from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult
 from threadsched.event_log import JsonlEventSink
 from threadsched.events import EventSink
 from threadsched.futures import TaskFuture
-from threadsched.policies import POLICY_NAMES, make_policy
+from threadsched.policies import POLICY_NAMES
 from threadsched.scheduler import DEFAULT_GROUP, Scheduler, TaskGroup
 
 __all__ = ["ResumeError", "RunResult", "run_recipe", "run_reference"]
 
+_NAME = "threadsched-engine"
 _SKIPPED = object()  # a worker found its task stale (its row was dropped while it was queued)
 
 
@@ -120,9 +122,9 @@ class _Run:
         self.request_events.target = events
         try:
             self.policy = policy or recipe.run.policy
-            limits, name = recipe.resource_limits, "threadsched-engine"
+            chosen = scheduler_policy(self.policy, self.endpoints)  # provider-aware when it calls HTTP providers
             self.scheduler = Scheduler(
-                self.workers, resource_limits=limits, policy=make_policy(self.policy), events=events, name=name, run_id=run_id
+                self.workers, resource_limits=recipe.resource_limits, policy=chosen, events=events, name=_NAME, run_id=run_id
             )
             self.groups: dict[str, TaskGroup] = {}
             for name, ex in self.executors.items():
@@ -383,14 +385,13 @@ def run_recipe(
     """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``:
     ``row_groups/rg-NNNNN.jsonl`` (atomic, as each row group completes), ``dataset.jsonl``, ``run.json`` and
     ``capacity_plan.json`` (``capacity_sources`` relabels sources); with ``event_log`` also ``events.jsonl``
-    (the scheduler's and the engine's events, besides ``events``). The scheduler is always shut down.
-
-    ``resume=True`` skips the row groups an earlier run of the same recipe checkpointed (see
-    ``runner_resume``; a different recipe raises ``ResumeError``). Setting ``cancel`` (e.g. from a signal
-    handler or a python column) or an error rate over ``run.error_rate_shutdown`` stops gracefully: queued
-    work is cancelled, running work finishes, complete row groups are checkpointed, and the result is
-    flagged ``cancelled`` / ``early_shutdown`` (``run.json`` says why). ``progress`` (see ``engine.progress``)
-    gets a snapshot at the start, after every batch of completions, and at the end."""
+    (the scheduler's, the engine's and the requests' events, besides ``events``). ``policy`` overrides
+    ``run.policy``. The scheduler is always shut down. ``resume=True`` skips the row groups an earlier run of
+    the same recipe checkpointed (``runner_resume``; another recipe raises ``ResumeError``). ``cancel`` (set
+    from a signal handler, say) or an error rate over ``run.error_rate_shutdown`` stops gracefully: queued
+    work is cancelled, running work finishes, complete row groups are checkpointed, and the result is flagged
+    ``cancelled`` / ``early_shutdown`` (``run.json`` says why). ``progress`` (``engine.progress``) gets a
+    snapshot at the start, after every batch of completions, and at the end."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     if policy is not None and policy not in POLICY_NAMES:

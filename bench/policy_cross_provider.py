@@ -1,0 +1,345 @@
+"""Policy: cross_provider_cooldown — provider A answers 429 for a while, provider B is healthy.
+
+The issue's target: B's throughput (completed tasks/s) while A is throttled, under ``ProviderAwarePolicy``,
+is >= 90 % of B's throughput when B runs alone. One run of one mode:
+
+* Two ``MockOpenAIServer``s over real HTTP on 127.0.0.1, both answering after L ms (default 20). A is built
+  with ``rps=1, burst=1``: after its first request it answers nearly everything with 429 and a
+  ``retry-after-ms`` of up to 1 s, so request admission halves A's limit (down to 1) and keeps A in cooldown
+  most of the time — "throttled for a while" is the whole run here, and the measured window lies inside
+  it (the mock's rate cannot be changed while it serves; a server that 429s for the whole run is the
+  harshest, and simplest, version of the phase). B has no rate limit.
+* One ``AdaptiveRequestAdmissionController`` with both provider/models, cap C each (default 6, library AIMD
+  defaults), one ``OpenAIChatTransport`` + ``ModelRequestExecutor`` (default retries: 4 attempts, back-off
+  >= Retry-After) per provider — the engine's shape for ``kind = "openai"`` providers.
+* A ``Scheduler`` with W workers (default 8) and resources ``llm:A/m`` and ``llm:B/m``, hard limit C each
+  (the engine's default: a provider's ``max_parallel_requests``). W < 2C, so the providers compete for
+  workers. Each task is one ``OpenAIChatModel.complete`` call through the executor (group ``A`` or ``B``,
+  equal weights). A feeder thread per provider keeps Q (default 2W) of its tasks outstanding (queued or
+  running): a steady supply of ready work for both.
+* Modes, interleaved in every run (rotating order, fresh servers/controllers each): ``strict``
+  (``StrictFairPolicy``: fair alternation, so A tasks take workers and then sit in request admission or
+  back-off), ``provider_aware`` (``provider_aware_policy_for(controller)``), ``b_alone`` (only B's feeder).
+* Two windows, B's completed tasks counted from their completion times: the *onset* (the first
+  ``--warmup`` seconds, default 6: A's first 429 wave) and the *steady* window after it (``--window``,
+  default 5), which the target judges. Why two: at the onset A's limit is still its cap, so up to C A tasks
+  are admitted before A has answered anything; their 429s then keep those workers busy through the
+  executor's in-task back-offs (up to 4 attempts, >= Retry-After each: several seconds) — no admission
+  policy can take back a running task. Once those drain, provider-aware admits A tasks only outside A's
+  cooldown and within A's adaptive limit (1), so B has the remaining workers. Both ratios are reported.
+* A sampler (every 20 ms, a measurement only, in the steady window) records request waiters per provider
+  and the workers leased to A tasks; a request-event sink counts
+  ``request_wait_started`` per provider (every time a request had to queue in request admission).
+* Stop: feeders stop, outstanding futures are cancelled (their tokens end executor back-offs), the request
+  controller is shut down (ends admission waits), the scheduler shut down, servers and transports closed.
+
+Medians over ``--runs`` (>= 5) runs; each run costs 3 x (onset + window) + teardown (~35 s by default).
+``--quick`` is a smoke run (1 run, 0.5 s + 1 s, no verdict worth reading).
+
+    python bench/policy_cross_provider.py             # 5 runs, W=8, C=6, L=20 ms, 6 s onset + 5 s window
+    python bench/policy_cross_provider.py --quick
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import threading
+import time
+from collections import Counter
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from common import base_parser, check_runs, print_table, summarize, write_json
+
+from threadsched import Scheduler, StrictFairPolicy, TaskAdmissionPolicy
+from threadsched.events import SchedulerEvent
+from threadsched.policies.provider_aware import provider_aware_policy_for
+from threadsched.requests import (
+    AdaptiveRequestAdmissionController,
+    ProviderModelKey,
+    RequestAdmissionConfig,
+    RequestResourceKey,
+)
+from threadsched.requests.executor import ModelRequestExecutor
+from threadsched.requests.http_provider import OpenAIChatModel, OpenAIChatTransport
+from threadsched.requests.mock_server import MockOpenAIServer
+
+NAME = "policy_cross_provider"
+SCENARIO = "cross_provider_cooldown"
+TARGET_RATIO_MIN = 0.9
+MODES = ("strict", "provider_aware", "b_alone")
+PROVIDERS = ("A", "B")
+MODEL = "m"
+FEEDER_THREAD_PREFIX = "bench-cross-provider-feeder"
+SAMPLE_INTERVAL_S = 0.02
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Params:
+    workers: int = 8
+    cap: int = 6
+    latency_ms: float = 20.0
+    a_rps: float = 1.0
+    queue_depth: int | None = None  # outstanding tasks per provider (default 2 * workers)
+    warmup_s: float = 6.0
+    window_s: float = 5.0
+    seed: int = 0
+
+    @property
+    def depth(self) -> int:
+        return self.queue_depth if self.queue_depth is not None else 2 * self.workers
+
+
+class _RequestWaits:
+    """Request-event sink: ``request_wait_started`` counted per provider."""
+
+    def __init__(self) -> None:
+        self.waits: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def emit(self, event: SchedulerEvent) -> None:
+        if event.kind == "request_wait_started" and event.resources:
+            provider = next(iter(event.resources)).partition("/")[0]
+            with self._lock:
+                self.waits[provider] += 1
+
+
+def _feeder(submit: Any, depth: int, stop: threading.Event, outstanding: set[Future[Any]], lock: threading.Lock) -> None:
+    """Keep ``depth`` tasks outstanding: a slot is freed by each task's done-callback."""
+    slots = threading.Semaphore(depth)
+
+    def done(future: Future[Any]) -> None:
+        with lock:
+            outstanding.discard(future)
+        slots.release()
+
+    while not stop.is_set():
+        if not slots.acquire(timeout=0.05):
+            continue
+        if stop.is_set():
+            break
+        future = submit()
+        with lock:
+            outstanding.add(future)
+        future.add_done_callback(done)
+
+
+def run_mode(params: Params, mode: str, run: int = 0) -> dict[str, Any]:
+    """One run of one mode; returns B's window throughput and the pressure evidence."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    servers = {
+        "A": MockOpenAIServer(rps=params.a_rps, burst=1, latency_ms=params.latency_ms, seed=params.seed + run, provider="A"),
+        "B": MockOpenAIServer(rps=None, latency_ms=params.latency_ms, seed=params.seed + run, provider="B"),
+    }
+    sink = _RequestWaits()
+    caps = {ProviderModelKey(p, MODEL): params.cap for p in PROVIDERS}
+    requests = AdaptiveRequestAdmissionController(RequestAdmissionConfig(caps=caps), events=sink)
+    transports: dict[str, OpenAIChatTransport] = {}
+    stop = threading.Event()
+    outstanding: set[Future[Any]] = set()
+    lock = threading.Lock()
+    feeders: list[threading.Thread] = []
+    completions: dict[str, list[float]] = {p: [] for p in PROVIDERS}
+    failures: Counter[str] = Counter()
+    samples: list[tuple[int, int, int]] = []  # (A waiters, B waiters, workers leased to A tasks)
+    policy: TaskAdmissionPolicy = provider_aware_policy_for(requests) if mode == "provider_aware" else StrictFairPolicy()
+    limits = {f"llm:{p}/{MODEL}": params.cap for p in PROVIDERS}
+    scheduler = Scheduler(params.workers, resource_limits=limits, policy=policy, name=f"bench-xp-{mode}")
+    try:
+        for server in servers.values():
+            server.start()
+        models: dict[str, OpenAIChatModel] = {}
+        for p in PROVIDERS:
+            transports[p] = OpenAIChatTransport(servers[p].url, timeout_s=30.0, max_connections=params.cap)
+            executor = ModelRequestExecutor(requests, transports[p], events=sink, sequence=requests.sequence)
+            models[p] = OpenAIChatModel(executor, p, MODEL)
+        prompts = itertools.count()
+
+        def call(provider: str) -> None:
+            try:
+                models[provider].complete(f"prompt {next(prompts)}", group=provider)
+            except Exception:
+                failures[provider] += 1  # Counter += under the GIL: a bench tally, good enough
+                raise
+            completions[provider].append(time.monotonic())
+
+        providers = ("B",) if mode == "b_alone" else PROVIDERS
+        for p in providers:
+            group = scheduler.group(p, resources={f"llm:{p}/{MODEL}": 1})
+            thread = threading.Thread(
+                target=_feeder,
+                args=(lambda g=group, p=p: g.submit(call, p), params.depth, stop, outstanding, lock),
+                name=f"{FEEDER_THREAD_PREFIX}-{p}",
+                daemon=True,
+            )
+            feeders.append(thread)
+            thread.start()
+        keys = {p: RequestResourceKey(p, MODEL) for p in PROVIDERS}
+        start = time.monotonic()
+        window_start, window_end = start + params.warmup_s, start + params.warmup_s + params.window_s
+        while (now := time.monotonic()) < window_end:
+            if now >= window_start:
+                leased = scheduler.controller.view().leased_resources.get(f"llm:A/{MODEL}", 0)
+                samples.append((requests.snapshot(keys["A"]).waiters, requests.snapshot(keys["B"]).waiters, leased))
+            time.sleep(SAMPLE_INTERVAL_S)
+        final = {p: asdict(requests.snapshot(keys[p])) for p in PROVIDERS}
+    finally:
+        stop.set()
+        for thread in feeders:
+            thread.join(SHUTDOWN_TIMEOUT_S)
+        with lock:
+            pending = list(outstanding)
+        for future in pending:
+            future.cancel()  # a running task's token is set: its executor back-off ends at once
+        requests.shutdown()
+        report = scheduler.shutdown(wait=True, cancel_futures=True, timeout=SHUTDOWN_TIMEOUT_S)
+        for transport in transports.values():
+            transport.close()
+        for server in servers.values():
+            server.stop()
+    b_done = sum(window_start <= t < window_end for t in completions["B"])
+    b_onset = sum(start <= t < window_start for t in completions["B"])
+    a_done = sum(window_start <= t < window_end for t in completions["A"])
+    waiters_a = [s[0] for s in samples] or [0]
+    waiters_b = [s[1] for s in samples] or [0]
+    leased_a = [s[2] for s in samples] or [0]
+    return {
+        "mode": mode,
+        "run": run,
+        "b_tasks_per_s": b_done / params.window_s,
+        "b_tasks_per_s_onset": b_onset / params.warmup_s,
+        "a_tasks_per_s": a_done / params.window_s,
+        "b_request_waiters_max": max(waiters_b),
+        "b_request_waiters_mean": statistics.fmean(waiters_b),
+        "a_request_waiters_max": max(waiters_a),
+        "a_request_waiters_mean": statistics.fmean(waiters_a),
+        "workers_leased_to_a_mean": statistics.fmean(leased_a),
+        "request_waits_started": {p: sink.waits.get(p, 0) for p in PROVIDERS},
+        "task_failures": dict(failures),
+        "server_stats": {p: servers[p].stats() for p in PROVIDERS},
+        "final_request_snapshots": final,
+        "shutdown_clean": report.clean,
+    }
+
+
+def summarize_runs(params: Params, samples: list[dict[str, Any]], *, quick: bool = False) -> dict[str, Any]:
+    by_mode = {mode: [s for s in samples if s["mode"] == mode] for mode in MODES}
+    present = {mode: rows for mode, rows in by_mode.items() if rows}
+
+    def median(mode: str, key: str) -> float:
+        return float(statistics.median(row[key] for row in present[mode]))
+
+    summary: dict[str, Any] = {}
+    for mode, rows in present.items():
+        summary[mode] = {
+            "b_tasks_per_s": summarize([row["b_tasks_per_s"] for row in rows]),
+            "b_tasks_per_s_onset": summarize([row["b_tasks_per_s_onset"] for row in rows]),
+            "a_tasks_per_s": summarize([row["a_tasks_per_s"] for row in rows]),
+            "b_request_waiters_max": max(row["b_request_waiters_max"] for row in rows),
+            "b_request_waiters_mean": median(mode, "b_request_waiters_mean"),
+            "a_request_waiters_mean": median(mode, "a_request_waiters_mean"),
+            "workers_leased_to_a_mean": median(mode, "workers_leased_to_a_mean"),
+            "b_request_waits_started": max(row["request_waits_started"]["B"] for row in rows),
+        }
+    alone = median("b_alone", "b_tasks_per_s") if "b_alone" in present else 0.0
+    ratios = {mode: (median(mode, "b_tasks_per_s") / alone if alone else 0.0) for mode in present if mode != "b_alone"}
+    alone_onset = median("b_alone", "b_tasks_per_s_onset") if "b_alone" in present else 0.0
+    onset = {
+        mode: (median(mode, "b_tasks_per_s_onset") / alone_onset if alone_onset else 0.0) for mode in present if mode != "b_alone"
+    }
+    pa_ratio = ratios.get("provider_aware", 0.0)
+    return {
+        "scenario": SCENARIO,
+        "params": asdict(params),
+        "quick": quick,
+        "target": {"b_throughput_ratio_min": TARGET_RATIO_MIN},
+        "b_throughput_ratio_vs_alone": ratios,
+        "b_throughput_ratio_vs_alone_onset": onset,
+        "met": pa_ratio >= TARGET_RATIO_MIN,
+        "summary": summary,
+        "runs": samples,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    defaults = Params()
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 run, 0.5 s warm-up + 1 s window")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="scheduler workers W")
+    parser.add_argument("--cap", type=int, default=defaults.cap, help="per-provider request cap = llm: hard limit C")
+    parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms, help="server latency L")
+    parser.add_argument("--a-rps", type=float, default=defaults.a_rps, help="provider A's rate limit (throttled)")
+    parser.add_argument("--warmup", type=float, default=None, help="onset (warm-up) seconds (default 6, quick 0.5)")
+    parser.add_argument("--window", type=float, default=None, help="steady window seconds (default 5, quick 1)")
+    args = parser.parse_args(argv)
+    runs = 1 if args.quick else check_runs(args.runs)
+    params = Params(
+        workers=args.workers,
+        cap=args.cap,
+        latency_ms=args.latency_ms,
+        a_rps=args.a_rps,
+        warmup_s=args.warmup if args.warmup is not None else (0.5 if args.quick else defaults.warmup_s),
+        window_s=args.window if args.window is not None else (1.0 if args.quick else defaults.window_s),
+    )
+    print(
+        f"{SCENARIO}: W={params.workers} workers, cap C={params.cap}, L={params.latency_ms:g} ms, A at {params.a_rps:g} rps, "
+        f"depth {params.depth}/provider, warm-up {params.warmup_s:g} s + window {params.window_s:g} s, {runs} runs",
+        flush=True,
+    )
+    samples: list[dict[str, Any]] = []
+    for run in range(runs):
+        for index in range(len(MODES)):
+            mode = MODES[(run + index) % len(MODES)]  # interleaved, rotating order
+            sample = run_mode(params, mode, run)
+            samples.append(sample)
+            print(
+                f"  run {run + 1}/{runs} {mode:>14}: B {sample['b_tasks_per_s']:.1f}/s, A {sample['a_tasks_per_s']:.1f}/s, "
+                f"B waiters max {sample['b_request_waiters_max']}, A waiters mean {sample['a_request_waiters_mean']:.2f}, "
+                f"workers on A {sample['workers_leased_to_a_mean']:.2f}",
+                flush=True,
+            )
+    payload = summarize_runs(params, samples, quick=args.quick)
+    rows = []
+    for mode, row in payload["summary"].items():
+        ratio = payload["b_throughput_ratio_vs_alone"].get(mode, 1.0)
+        onset = payload["b_throughput_ratio_vs_alone_onset"].get(mode, 1.0)
+        rows.append(
+            [
+                mode,
+                row["b_tasks_per_s"]["median"],
+                ratio,
+                row["b_tasks_per_s_onset"]["median"],
+                onset,
+                row["a_tasks_per_s"]["median"],
+                row["b_request_waiters_max"],
+                row["b_request_waits_started"],
+                row["a_request_waiters_mean"],
+                row["workers_leased_to_a_mean"],
+            ]
+        )
+    columns = [
+        "mode",
+        "B tasks/s",
+        "vs alone",
+        "B onset/s",
+        "onset vs alone",
+        "A tasks/s",
+        "B waiters max",
+        "B waits",
+        "A waiters",
+        "workers on A",
+    ]
+    print_table(f"{SCENARIO} (medians over {runs} runs)", columns, rows)
+    pa = payload["b_throughput_ratio_vs_alone"].get("provider_aware", 0.0)
+    print(f"provider_aware B / B alone = {pa:.3f} (target >= {TARGET_RATIO_MIN}): {'ok' if payload['met'] else 'MISS'}")
+    path = write_json(NAME, payload, args.out)
+    print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
