@@ -16,6 +16,10 @@ from .errors import AdmissionStalledError, TaskTimeoutError
 from .event_log import JsonlEventSink, read_events
 from .events import EventSink, FanOutEventSink, MemoryEventSink, SchedulerEvent
 from .futures import CancelToken, TaskFuture
+from .policies import POLICY_NAMES, make_policy
+from .policies.bounded_borrow import BoundedBorrowConfig, BoundedBorrowPolicy
+from .policies.drf import DominantResourceFairPolicy
+from .policies.provider_aware import ProviderAwarePolicy, ProviderPressure
 from .policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 from .queue import FairTaskQueue, QueueSelection, QueueView
 from .records import SchedulerSnapshot, ShutdownReport, current_cancel_token, current_task_correlation
@@ -25,7 +29,14 @@ from .scheduler import Scheduler, TaskGroup
 __version__ = "0.1.0"
 
 __all__ = [
+    "POLICY_NAMES",
     "SUBMISSION",
+    "BoundedBorrowConfig",
+    "BoundedBorrowPolicy",
+    "DominantResourceFairPolicy",
+    "ProviderAwarePolicy",
+    "ProviderPressure",
+    "make_policy",
     "AdmissionStalledError",
     "CancelToken",
     "EventSink",
