@@ -4,18 +4,29 @@
     python bench/harness.py heavy_root --quick              # CI smoke: small knobs, 2 iterations, no warm-up
     python bench/harness.py hidden_waiter --workers 16 --limit tight/model=2 --latency-ms 5
     python bench/harness.py heavy_root --baseline main --candidate HEAD    # A/B of two git refs
+    python bench/harness.py heavy_root --policies strict,bounded_borrow,drf    # threadsched once per policy
+    python bench/harness.py two_resource_mix --quick        # DRF vs strict on a two-resource mix
+    python bench/harness.py cross_provider_cooldown --quick # provider-aware vs strict vs B alone
 
 Scenarios and knobs: ``bench/scenarios.py``. Implementations (``--impl``): ``threadsched`` (``run_recipe``),
 ``fifo`` and ``spawn_then_wait`` (``bench/baselines.py``: the same executors, processors, retries and
 row-group admission, different ways of handing ready work to threads). Each iteration runs every
 implementation once, the order alternating between iterations so that they share the machine's state;
-warm-ups are not recorded. Artifacts (``--out``, default ``bench/results/harness/SCENARIO/``):
+warm-ups are not recorded. ``--policies strict,bounded_borrow`` (default ``strict``) runs threadsched once
+per listed admission policy per iteration, as ``threadsched`` (strict), ``threadsched[bounded_borrow]``,
+``threadsched[drf]``; the summary compares each non-strict policy with strict (``policy_comparison``: wall,
+p95 downstream gap, time to the first complete row) and, on heavy_root with bounded_borrow, states the
+issue's targets (``targets``: reported, never gates; see ``harness_policies``). ``two_resource_mix`` and
+``cross_provider_cooldown`` are policy workloads without a recipe (``harness_workloads``: their
+implementations are fixed, ``--impl``/``--policies`` do not apply; ``--warmup-s``/``--window-s`` set their
+run lengths). Artifacts (``--out``, default ``bench/results/harness/SCENARIO/``):
 ``summary.json``, ``iterations.csv``, ``summary.md`` (see ``harness_report``).
 
-Gates stated in the summary: threadsched has no hidden waiters and spawn_then_wait has some; no lease is
+Gates stated in the summary: every threadsched implementation has no hidden waiters and spawn_then_wait has some; no lease is
 left after any iteration; every implementation and iteration writes the same output hash; on heavy_root
 the p95 downstream ready-to-lease gap of threadsched is at least 3x smaller than fifo's. Exit code 0 when
-every gate passes, 1 otherwise (the failed gates are printed), 2 for bad arguments.
+every gate passes, 1 otherwise (the failed gates are printed), 2 for bad arguments. The policy workloads
+gate a clean scheduler shutdown in every iteration.
 """
 
 from __future__ import annotations
@@ -30,8 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from common import BENCH_DIR, git_sha, machine_info
-from harness_impls import IMPLEMENTATIONS, Sample, run_cycle_sample, run_sample
+from harness_impls import IMPLEMENTATIONS, STRICT, Sample, impl_policy, run_cycle_sample, run_sample
+from harness_policies import COMPARED_METRICS, expand_implementations, heavy_root_targets, parse_policies, policy_comparison
 from harness_report import evaluate_gates, numeric_metrics, ratios, stats, validate_summary, write_artifacts
+from harness_workloads import WORKLOADS, params_dict
 from scenarios import SCENARIOS, Knobs, Scenario, get_scenario, recipe_text
 
 from threadsched.engine import Recipe, parse_recipe
@@ -66,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmups", type=int, default=None, help=f"untimed rounds first (default {DEFAULT_WARMUPS}; quick 0)")
     parser.add_argument("--iterations", type=int, default=None, help=f"measured rounds (default {DEFAULT_ITERATIONS}; quick 2)")
     parser.add_argument("--impl", default=",".join(IMPLEMENTATIONS), help="comma-separated implementations to run")
+    parser.add_argument(
+        "--policies",
+        default=STRICT,
+        help="comma-separated admission policies of threadsched (strict, bounded_borrow, drf; default strict)",
+    )
+    parser.add_argument("--warmup-s", type=float, default=None, help="policy workloads: each run's unmeasured warm-up")
+    parser.add_argument("--window-s", type=float, default=None, help="policy workloads: each run's measured window")
     parser.add_argument("--out", type=Path, default=None, help="artifact directory (default bench/results/harness/SCENARIO)")
     parser.add_argument("--quick", action="store_true", help="the scenario's small CI knobs")
     parser.add_argument("--baseline", default=None, metavar="REF", help="A/B: git ref of the baseline (needs --candidate)")
@@ -141,53 +161,79 @@ def run_harness(
     out_dir: Path,
     quick: bool = False,
     overrides: Mapping[str, Any] | None = None,
+    policies: Sequence[str] = (STRICT,),
+    workload_overrides: Mapping[str, Any] | None = None,
     command_line: Sequence[str] = (),
     sleep: Callable[[float], None] = time.sleep,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run ``scenario`` and write its artifacts into ``out_dir``; returns the summary document."""
+    """Run ``scenario`` and write its artifacts into ``out_dir``; returns the summary document.
+
+    ``policies``: threadsched's admission policies (recipe scenarios); ``workload_overrides``: ``warmup_s`` /
+    ``window_s`` of a policy workload (``harness_workloads``)."""
     overrides = dict(overrides or {})
     recipe: Recipe | None = None
+    workload = WORKLOADS.get(scenario.id)
+    params: Any = None
     if scenario.has_recipe:
         recipe = parse_recipe(recipe_text(scenario, knobs), source=f"<bench scenario {scenario.id}>")
-        implementations = list(implementations)
+        implementations = expand_implementations(implementations, policies)
+    elif workload is not None:
+        params = workload.make_params(knobs, quick, dict(workload_overrides or {}))
+        implementations = list(workload.implementations)  # fixed: the policies (and modes) it compares
     else:
         implementations = ["threadsched"]  # cycle: no recipe, no baselines
 
-    def once(impl: str) -> Sample:
+    def once(impl: str, index: int) -> Sample:
+        if workload is not None:
+            return workload.run(impl, params, index)
         if recipe is None:
             return run_cycle_sample(knobs.records)
         return run_sample(impl, recipe, sleep=sleep, capacity_sources=capacity_sources(overrides))
 
     for warmup in range(warmups):
         for impl in implementations if warmup % 2 == 0 else implementations[::-1]:
-            once(impl)
+            once(impl, -1 - warmup)
     samples: list[Sample] = []
     rows: list[dict[str, Any]] = []
     for iteration in range(iterations):
         order = implementations if iteration % 2 == 0 else implementations[::-1]
         for position, impl in enumerate(order):
-            sample = once(impl)
+            sample = once(impl, iteration)
             samples.append(sample)
             rows.append({"implementation": impl, "iteration": iteration + 1, "order": position + 1, **sample.metrics})
             gap = sample.metrics.get("downstream_gap_p95_s")
             extra = f" downstream gap p95 {gap * 1e3:8.2f} ms" if gap is not None else ""
             echo(
-                f"  {scenario.id} iteration {iteration + 1}/{iterations} {impl:16s} wall {sample.metrics['wall_s']:.3f} s{extra}"
+                f"  {scenario.id} iteration {iteration + 1}/{iterations} {impl:28s} wall {sample.metrics['wall_s']:.3f} s{extra}"
             )
     by_impl: dict[str, dict[str, dict[str, float]]] = {}
     for impl in implementations:
         impl_rows = [row for row in rows if row["implementation"] == impl]
-        by_impl[impl] = {metric: stats([row[metric] for row in impl_rows]) for metric in numeric_metrics(impl_rows)}
-    threadsched_samples = [sample for sample in samples if sample.implementation == "threadsched"]
-    last = threadsched_samples[-1] if threadsched_samples else None
+        by_impl[impl] = {
+            metric: stats([row[metric] for row in impl_rows if metric in row]) for metric in numeric_metrics(impl_rows)
+        }
+    # the capacity plan and final snapshot: the last strict run (else the last run of any policy)
+    threadsched_samples = [sample for sample in samples if impl_policy(sample.implementation) is not None]
+    strict_samples = [sample for sample in threadsched_samples if sample.implementation == "threadsched"]
+    last = (strict_samples or threadsched_samples or [None])[-1]
     if last is not None and last.capacity_plan is not None:
         plan = {**last.capacity_plan, "source_file": "capacity_plan.json"}
     elif recipe is not None:
         plan = fallback_capacity_plan(recipe, overrides)
+    elif params is not None:
+        plan = {"configured": {name: {"value": value, "source": "workload"} for name, value in params_dict(params).items()}}
     else:
         plan = {"configured": {"records": {"value": knobs.records, "source": "benchmark_override" if overrides else "recipe"}}}
     gates = evaluate_gates(scenario.id, rows, by_impl)
+    workload_section: dict[str, Any] = {}
+    targets: list[dict[str, Any]] = []
+    if workload is not None:
+        comparison = policy_comparison(by_impl, workload.compared_metrics)
+        workload_section, targets = workload.report(by_impl, params)
+    else:
+        comparison = policy_comparison(by_impl, COMPARED_METRICS)
+        targets = heavy_root_targets(by_impl) if scenario.id == "heavy_root" else []
     machine = machine_info()
     import threadsched
 
@@ -202,6 +248,7 @@ def run_harness(
             "knobs_overridden": sorted(overrides),
             "quick": quick,
             "recipe_hash": recipe.recipe_hash if recipe is not None else None,
+            **({"params": params_dict(params)} if params is not None else {}),
         },
         "git_sha": git_sha() or "unknown",
         "machine": machine,
@@ -211,13 +258,17 @@ def run_harness(
         "warmups": warmups,
         "iterations": iterations,
         "capacity_plan": plan,
-        "final_snapshots": {"threadsched": dict(last.counters)} if last is not None else {},
+        "policies": [impl_policy(impl) for impl in implementations if impl_policy(impl) is not None],
+        "final_snapshots": {last.implementation: dict(last.counters)} if last is not None else {},
         "output_hashes": {impl: _last_hash(rows, impl) for impl in implementations},
         "stats": by_impl,
         "per_column_gaps": column_gaps(samples),
         "ratios": ratios(by_impl),
+        "policy_comparison": comparison,
+        "workload": workload_section,
         "gates": gates,
         "all_gates_passed": all(gate["passed"] for gate in gates),
+        "targets": targets,
     }
     errors = validate_summary(document)
     if errors:
@@ -235,12 +286,17 @@ def print_summary(document: Mapping[str, Any], out_dir: Path) -> None:
     for impl, per in document["stats"].items():
         wall = per["wall_s"]
         gap = per.get("downstream_gap_p95_s")
-        text = f"  {impl:16s} wall p50 {wall['p50']:.3f} s (min {wall['min']:.3f}, max {wall['max']:.3f})"
+        text = f"  {impl:28s} wall p50 {wall['p50']:.3f} s (min {wall['min']:.3f}, max {wall['max']:.3f})"
         if gap is not None:
             text += f"  downstream gap p95 (p50 over iterations) {gap['p50'] * 1e3:.2f} ms"
         print(text)
+    for policy, per in document.get("policy_comparison", {}).items():
+        cells = [f"{metric} {row['policy_over_strict']:.3f}" for metric, row in per.items() if row["policy_over_strict"]]
+        print(f"  {policy} / strict (p50): " + ", ".join(cells))
     for gate in document["gates"]:
         print(f"  [{'PASS' if gate['passed'] else 'FAIL'}] {gate['name']}: {gate['detail']}")
+    for entry in document.get("targets", []):
+        print(f"  [target {'met' if entry['passed'] else 'MISSED'}] {entry['name']}: {entry['detail']}")
     print(f"wrote {out_dir / 'summary.json'}, iterations.csv, summary.md")
 
 
@@ -255,11 +311,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = knob_overrides(args, scenario)
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        policies = parse_policies(args.policies)
+    except ValueError as exc:
+        parser.error(str(exc))
+    workload_overrides = {name: getattr(args, name) for name in ("warmup_s", "window_s") if getattr(args, name) is not None}
+    if workload_overrides and scenario.id not in WORKLOADS:
+        parser.error(f"--warmup-s/--window-s apply to the policy workloads ({', '.join(WORKLOADS)}) only")
+    if any(value <= 0 for value in workload_overrides.values()):
+        parser.error("--warmup-s and --window-s must be > 0")
     implementations = [name.strip() for name in args.impl.split(",") if name.strip()]
     unknown = [name for name in implementations if name not in IMPLEMENTATIONS]
     if unknown or not implementations:
         parser.error(f"--impl: unknown implementation(s) {unknown} (known: {', '.join(IMPLEMENTATIONS)})")
-    warmups = args.warmups if args.warmups is not None else (0 if args.quick else DEFAULT_WARMUPS)
+    default_warmups = DEFAULT_WARMUPS if scenario.default_warmups is None else scenario.default_warmups
+    warmups = args.warmups if args.warmups is not None else (0 if args.quick else default_warmups)
     iterations = (
         args.iterations if args.iterations is not None else (scenario.quick_iterations if args.quick else DEFAULT_ITERATIONS)
     )
@@ -281,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir=out_dir,
         quick=args.quick,
         overrides=overrides,
+        policies=policies,
+        workload_overrides=workload_overrides,
         command_line=[sys.executable, str(Path(__file__).resolve()), *argv],
     )
     print_summary(document, out_dir)

@@ -4,10 +4,15 @@
   events (``evidence.ready_to_lease_waits``: ``ready_enqueued`` -> ``task_lease_acquired``, per column).
 * ``fifo`` / ``spawn_then_wait``: ``baselines.run_baseline`` (ready = taken from the tracker's frontier,
   lease = semaphores acquired).
+* ``threadsched[POLICY]``: the same under ``run_recipe(..., policy=POLICY)`` (``threadsched.policies``);
+  plain ``threadsched`` is the ``strict`` policy (``--policies`` in ``bench/harness.py``).
 * ``cycle``: ``bench/cycle.py``'s ``run_cycles`` at G=1 and G=256 (threadsched only; no recipe).
 
 Gap metrics per sample: ``gap_p50_s``/``gap_p95_s`` over every task, ``downstream_gap_p50_s``/
 ``downstream_gap_p95_s`` over the tasks of non-root columns (the cells that wait behind the roots).
+threadsched samples also carry ``first_row_s``: time to the first complete row, the first
+``row_group_checkpointed`` event minus ``scheduler_job_started`` (both from the run's events; left out when
+the run checkpointed nothing).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import inspect
 import json
 import tempfile
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +29,14 @@ from typing import Any
 from baselines import run_baseline
 
 from threadsched.engine import Recipe, run_recipe
-from threadsched.events import MemoryEventSink
+from threadsched.events import MemoryEventSink, SchedulerEvent
 from threadsched.evidence import hidden_waiters, percentile, ready_to_lease_waits
 from threadsched.scheduler import DEFAULT_GROUP
 
-__all__ = ["IMPLEMENTATIONS", "Sample", "run_cycle_sample", "run_sample"]
+__all__ = ["IMPLEMENTATIONS", "STRICT", "Sample", "impl_policy", "policy_impl", "run_cycle_sample", "run_sample"]
 
 IMPLEMENTATIONS = ("threadsched", "fifo", "spawn_then_wait")
+STRICT = "strict"
 CYCLE_GROUPS = (1, 256)
 
 
@@ -43,6 +49,20 @@ class Sample:
     waits: dict[str, tuple[float, ...]] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     capacity_plan: dict[str, Any] | None = None
+
+
+def policy_impl(policy: str) -> str:
+    """The implementation name of threadsched under ``policy``: ``threadsched`` for strict."""
+    return "threadsched" if policy == STRICT else f"threadsched[{policy}]"
+
+
+def impl_policy(implementation: str) -> str | None:
+    """The policy of a threadsched implementation name (``strict`` for ``threadsched``); None otherwise."""
+    if implementation == "threadsched":
+        return STRICT
+    if implementation.startswith("threadsched[") and implementation.endswith("]"):
+        return implementation[len("threadsched[") : -1]
+    return None
 
 
 def gap_metrics(recipe: Recipe, waits: Mapping[str, tuple[float, ...]]) -> dict[str, float]:
@@ -65,13 +85,26 @@ def _supports_capacity_sources() -> bool:
     return "capacity_sources" in inspect.signature(run_recipe).parameters
 
 
+def first_row_seconds(events: Sequence[SchedulerEvent]) -> float | None:
+    """First ``row_group_checkpointed`` minus ``scheduler_job_started`` (None without both)."""
+    started = next((event.captured_at for event in events if event.kind == "scheduler_job_started"), None)
+    first = next((event.captured_at for event in events if event.kind == "row_group_checkpointed"), None)
+    return first - started if started is not None and first is not None else None
+
+
 def run_threadsched(
-    recipe: Recipe, *, sleep: Callable[[float], None] = time.sleep, capacity_sources: Mapping[str, str] | None = None
+    recipe: Recipe,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    capacity_sources: Mapping[str, str] | None = None,
+    policy: str = STRICT,
 ) -> Sample:
     sink = MemoryEventSink()
     extra: dict[str, Any] = {}
     if capacity_sources and _supports_capacity_sources():
         extra["capacity_sources"] = dict(capacity_sources)
+    if policy != STRICT:  # strict is run_recipe's default: older refs (A/B) without ``policy=`` keep working
+        extra["policy"] = policy
     with tempfile.TemporaryDirectory(prefix="bench-harness-threadsched-") as out:
         started = time.perf_counter()
         result = run_recipe(recipe, Path(out), events=sink, sleep=sleep, **extra)
@@ -82,9 +115,11 @@ def run_threadsched(
     columns = _column_of(recipe)
     waits = {columns.get(group, str(group)): tuple(found.waits) for group, found in ready_to_lease_waits(events).items()}
     from_events = hidden_waiters(events)
+    first_row = first_row_seconds(events)
     metrics: dict[str, Any] = {
         "wall_s": wall,
         **gap_metrics(recipe, waits),
+        **({"first_row_s": first_row} if first_row is not None else {}),
         "hidden_waiters": max(result.hidden_waiters, from_events),
         "hidden_waiters_counter": result.hidden_waiters,
         "hidden_waiters_events": from_events,
@@ -94,7 +129,7 @@ def run_threadsched(
         "tasks": int(result.counters.get("tasks_submitted", 0)),
         "output_hash": result.output_hash,
     }
-    return Sample("threadsched", metrics, waits, {k: int(v) for k, v in result.counters.items()}, plan)
+    return Sample(policy_impl(policy), metrics, waits, {k: int(v) for k, v in result.counters.items()}, plan)
 
 
 def run_baseline_sample(kind: str, recipe: Recipe, *, sleep: Callable[[float], None] = time.sleep) -> Sample:
@@ -122,8 +157,9 @@ def run_sample(
     sleep: Callable[[float], None] = time.sleep,
     capacity_sources: Mapping[str, str] | None = None,
 ) -> Sample:
-    if implementation == "threadsched":
-        return run_threadsched(recipe, sleep=sleep, capacity_sources=capacity_sources)
+    policy = impl_policy(implementation)
+    if policy is not None:
+        return run_threadsched(recipe, sleep=sleep, capacity_sources=capacity_sources, policy=policy)
     if implementation in IMPLEMENTATIONS:
         return run_baseline_sample(implementation, recipe, sleep=sleep)
     raise ValueError(f"unknown implementation {implementation!r} (known: {', '.join(IMPLEMENTATIONS)})")

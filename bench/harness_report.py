@@ -5,7 +5,10 @@ Artifacts (schema ``SCHEMA_VERSION``) in the output directory:
 * ``summary.json``: scenario id and knobs, harness version, git SHA, machine, command line, capacity plan,
   final snapshots (the last threadsched run's counters), output hashes, per-implementation statistics
   (mean, p50, p95, min, max, stdev over the iterations) of every numeric metric, per-column gaps, ratios
-  threadsched vs each baseline, and the gates (``[{name, passed, detail}]``);
+  threadsched vs each baseline, and the gates (``[{name, passed, detail}]``); optional sections (absent in
+  older summaries, still schema "1"): ``policy_comparison`` and ``targets`` (``harness_policies``: every
+  non-strict policy against strict; the issue's targets, reported, never gates), ``workload`` (the policy
+  workloads' own results, ``harness_workloads``) and ``scenario.params`` (a workload's parameters);
 * ``iterations.csv``: one row per implementation x iteration;
 * ``summary.md``: the same as tables.
 
@@ -21,6 +24,9 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from harness_impls import impl_policy
+from harness_policies import validate_policy_sections
 
 from threadsched.evidence import percentile
 
@@ -70,13 +76,14 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def ratios(by_impl: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, dict[str, dict[str, float | None]]]:
-    """Per baseline and headline metric: threadsched's p50 / the baseline's p50, and the inverse."""
+    """Per baseline and headline metric: threadsched's p50 / the baseline's p50, and the inverse (the other
+    policies of threadsched are compared with strict in ``policy_comparison`` instead)."""
     if "threadsched" not in by_impl:
         return {}
     ours = by_impl["threadsched"]
     result: dict[str, dict[str, dict[str, float | None]]] = {}
     for baseline, theirs in by_impl.items():
-        if baseline == "threadsched":
+        if impl_policy(baseline) is not None:
             continue
         result[baseline] = {
             metric: {
@@ -101,10 +108,20 @@ def evaluate_gates(
     for row in rows:
         per_impl.setdefault(row["implementation"], []).append(row)
     gates: list[dict[str, Any]] = []
-    if "threadsched" in per_impl:
-        counts = [int(row["hidden_waiters"]) for row in per_impl["threadsched"]]
+    waiters = {
+        impl: [int(row["hidden_waiters"]) for row in items if "hidden_waiters" in row]
+        for impl, items in per_impl.items()
+        if impl_policy(impl) is not None
+    }
+    waiters = {impl: counts for impl, counts in waiters.items() if counts}
+    if waiters:  # every threadsched implementation (one per policy)
+        detail = "; ".join(f"{impl}: {counts}" for impl, counts in waiters.items())
         gates.append(
-            _gate("threadsched_hidden_waiters_zero", not any(counts), f"threadsched hidden waiters per iteration: {counts}")
+            _gate(
+                "threadsched_hidden_waiters_zero",
+                not any(any(counts) for counts in waiters.values()),
+                f"hidden waiters per iteration: {detail}",
+            )
         )
     if "spawn_then_wait" in per_impl:
         counts = [int(row["hidden_waiters"]) for row in per_impl["spawn_then_wait"]]
@@ -115,14 +132,29 @@ def evaluate_gates(
                 f"spawn_then_wait workers that parked on a model semaphore, per iteration: {counts}",
             )
         )
-    leases = {impl: [int(row["active_leases_after"]) for row in items] for impl, items in per_impl.items()}
-    gates.append(
-        _gate(
-            "zero_active_leases_after_every_iteration",
-            not any(any(values) for values in leases.values()),
-            f"active leases after each iteration: {leases}",
+    leases = {
+        impl: [int(row["active_leases_after"]) for row in items if "active_leases_after" in row]
+        for impl, items in per_impl.items()
+    }
+    leases = {impl: values for impl, values in leases.items() if values}
+    if leases:
+        gates.append(
+            _gate(
+                "zero_active_leases_after_every_iteration",
+                not any(any(values) for values in leases.values()),
+                f"active leases after each iteration: {leases}",
+            )
         )
-    )
+    clean = {impl: [int(row["shutdown_clean"]) for row in items if "shutdown_clean" in row] for impl, items in per_impl.items()}
+    clean = {impl: values for impl, values in clean.items() if values}
+    if clean:  # the policy workloads: a scheduler shut down with no lease or task left
+        gates.append(
+            _gate(
+                "clean_shutdown_every_iteration",
+                all(all(values) for values in clean.values()),
+                f"clean scheduler shutdown (1) per iteration: {clean}",
+            )
+        )
     hashes = {
         impl: sorted({str(row["output_hash"]) for row in items if row.get("output_hash")}) for impl, items in per_impl.items()
     }
@@ -235,7 +267,7 @@ def validate_summary(document: Any) -> list[str]:
     )
     if passed is not None and not consistent:
         errors.append("all_gates_passed: disagrees with gates[].passed")
-    return errors
+    return errors + validate_policy_sections(document)
 
 
 # -- writers -------------------------------------------------------------------------------------------
@@ -283,6 +315,40 @@ def summary_markdown(document: Mapping[str, Any]) -> str:
         "|---|---|---|",
         *(f"| {g['name']} | {'PASS' if g['passed'] else 'FAIL'} | {g['detail']} |" for g in document["gates"]),
     ]
+    if document.get("targets"):
+        lines += [
+            "",
+            "## Targets (reported, not gates)",
+            "",
+            "The issue's targets for the admission policies. A missed target is shown here and in `summary.json`",
+            "(`targets[].passed: false`) but does not fail the run: the exit code and `all_gates_passed` follow the",
+            "gates only, so CI stays green while the numbers stay visible.",
+            "",
+            "| target | result | value | threshold | detail |",
+            "|---|---|---|---|---|",
+        ]
+        for t in document["targets"]:
+            value = _fmt(t["value"])
+            result = "met" if t["passed"] else "MISSED"
+            lines.append(f"| {t['name']} | {result} | {value} | {t['comparison']} {t['threshold']:g} | {t['detail']} |")
+    if document.get("policy_comparison"):
+        lines += [
+            "",
+            "## Policies against strict (p50 over iterations)",
+            "",
+            "| policy | metric | policy | strict | policy / strict | strict / policy |",
+            "|---|---|---|---|---|---|",
+        ]
+        for policy, per in document["policy_comparison"].items():
+            for metric, row in per.items():
+                cells = [_fmt(row["policy_p50"], metric), _fmt(row["strict_p50"], metric)]
+                cells += [_fmt(row["policy_over_strict"]), _fmt(row["strict_over_policy"])]
+                lines.append(f"| {policy} | {metric} | " + " | ".join(cells) + " |")
+    if document.get("workload"):
+        lines += ["", "## Workload", ""]
+        for key, value in document["workload"].items():
+            shown = json.dumps(value, sort_keys=True, default=str) if isinstance(value, (dict, list)) else _fmt(value)
+            lines.append(f"* {key}: `{shown}`" if isinstance(value, (dict, list)) else f"* {key}: {shown}")
     metrics = list(dict.fromkeys(m for per in document["stats"].values() for m in per))
     for metric in metrics:
         lines += ["", f"## {metric}", "", "| implementation | " + " | ".join(STAT_KEYS) + " |", "|---" * 7 + "|"]

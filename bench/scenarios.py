@@ -20,6 +20,10 @@ Scenarios (``SCENARIOS``):
 * ``hidden_waiter``: one model with a limit far below the worker count, so a spawn-then-wait pool parks
   workers on the model semaphore.
 * ``cycle``: no recipe: ``bench/cycle.py``'s select -> acquire -> commit -> release cycle (threadsched only).
+* ``two_resource_mix``: no recipe: ``bench/policy_drf.py``'s two-resource mixed workload on a bare
+  ``Scheduler``, strict against drf (``bench/harness_workloads.py``).
+* ``cross_provider_cooldown``: no recipe: ``bench/policy_cross_provider.py``'s two mock HTTP providers, A
+  throttled, strict and provider_aware against B alone (``bench/harness_workloads.py``).
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class Scenario:
     processors: tuple[dict[str, Any], ...] = ()
     has_recipe: bool = True
     quick_iterations: int = 2
+    default_warmups: int | None = None  # None: the harness default
 
     def knobs(self, *, quick: bool, overrides: Mapping[str, Any]) -> Knobs:
         knobs = replace(self.defaults, **dict(self.quick)) if quick else self.defaults
@@ -216,6 +221,24 @@ SCENARIOS: dict[str, Scenario] = {
             Knobs(records=10_000, buffer_size=1, row_groups_in_flight=1, workers=1),
             {"records": 1_000},
             has_recipe=False,
+        ),
+        Scenario(
+            "two_resource_mix",
+            "two groups on cpu+mem (A weight 1 needs cpu 1/mem 3, B weight 2 needs cpu 3/mem 1): dominant shares, "
+            "strict vs drf (knobs: workers, seed)",
+            Knobs(records=1, buffer_size=1, row_groups_in_flight=1, workers=32, seed=1),
+            {},
+            has_recipe=False,
+            default_warmups=0,
+        ),
+        Scenario(
+            "cross_provider_cooldown",
+            "two mock HTTP providers, A throttled (429 + cooldown): B's throughput under strict and provider_aware "
+            "vs B alone (knobs: workers, latency_ms, seed)",
+            Knobs(records=1, buffer_size=1, row_groups_in_flight=1, workers=8, latency_ms=20.0, seed=0),
+            {},
+            has_recipe=False,
+            default_warmups=0,
         ),
         Scenario(
             "heavy_root",

@@ -26,6 +26,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from baselines import BASELINES, run_baseline  # noqa: E402
+from harness import main as harness_main  # noqa: E402
 from harness import run_harness, validate_summary  # noqa: E402
 from harness_impls import IMPLEMENTATIONS, run_sample  # noqa: E402
 from scenarios import SCENARIOS, Scenario, recipe_text  # noqa: E402
@@ -211,3 +212,160 @@ def test_ab_mode_runs_both_refs_in_worktrees_and_removes_them(tmp_path: Path) ->
         assert "threadsched-ab-" in summary["machine"]["threadsched_source"]  # PYTHONPATH=<worktree> was used
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert "threadsched-ab-" not in worktrees
+
+
+# -- admission policies (issue 6): --policies, policy comparison, targets, the policy workloads --------------
+
+ALL_POLICIES = ("strict", "bounded_borrow", "drf")
+POLICY_IMPLS = ("threadsched", "threadsched[bounded_borrow]", "threadsched[drf]")
+
+
+@pytest.fixture(scope="module")
+def heavy_root_policies_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
+    """heavy_root, tiny and at zero latency, with threadsched under every policy next to the baselines."""
+    scenario = SCENARIOS["heavy_root"]
+    overrides = {**ZERO_LATENCY, "records": 30}
+    knobs = scenario.knobs(quick=True, overrides=overrides)
+    out = tmp_path_factory.mktemp("harness-policies") / "heavy_root"
+    document = run_harness(
+        scenario,
+        knobs,
+        implementations=IMPLEMENTATIONS,
+        warmups=0,
+        iterations=2,
+        out_dir=out,
+        quick=True,
+        overrides=overrides,
+        policies=ALL_POLICIES,
+        command_line=["test"],
+        echo=lambda _line: None,
+    )
+    expected = reference_hash(parse_recipe(recipe_text(scenario, knobs)), out.parent / "reference")
+    return document, out, expected
+
+
+def test_every_policy_writes_the_reference_output_and_passes_the_threadsched_gates(
+    heavy_root_policies_run: tuple[dict[str, Any], Path, str],
+) -> None:
+    document, out, expected = heavy_root_policies_run
+    implementations = [*POLICY_IMPLS, "fifo", "spawn_then_wait"]
+    assert document["implementations"] == implementations
+    assert document["policies"] == list(ALL_POLICIES)
+    assert document["output_hashes"] == dict.fromkeys(implementations, expected)
+    gates = {gate["name"]: gate for gate in document["gates"]}
+    for name in ("equal_output_hashes", "zero_active_leases_after_every_iteration", "threadsched_hidden_waiters_zero"):
+        assert gates[name]["passed"], gates[name]
+    for impl in POLICY_IMPLS:  # the hidden-waiter gate covers every threadsched implementation
+        assert impl in gates["threadsched_hidden_waiters_zero"]["detail"]
+        assert "first_row_s" in document["stats"][impl]
+    assert "first_row_s" not in document["stats"]["fifo"]
+    assert set(document["ratios"]) == set(BASELINES)  # policies are compared with strict, not as baselines
+    summary = json.loads((out / "summary.json").read_text())
+    assert validate_summary(summary) == [] and summary["schema_version"] == "1"
+    with (out / "iterations.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * len(implementations)
+    assert [row["implementation"] for row in rows[:5]] == [row["implementation"] for row in rows[5:]][::-1]
+
+
+def test_policy_comparison_rows_and_heavy_root_targets(heavy_root_policies_run: tuple[dict[str, Any], Path, str]) -> None:
+    document, out, _expected = heavy_root_policies_run
+    comparison = document["policy_comparison"]
+    assert set(comparison) == {"bounded_borrow", "drf"}
+    for rows in comparison.values():
+        assert set(rows) == {"wall_s", "downstream_gap_p95_s", "first_row_s"}
+        for row in rows.values():
+            assert set(row) == {"policy_p50", "strict_p50", "policy_over_strict", "strict_over_policy"}
+    targets = {entry["name"]: entry for entry in document["targets"]}
+    assert set(targets) == {
+        "bounded_borrow_downstream_gap_p95_2x_smaller_than_strict",
+        "bounded_borrow_first_row_2x_sooner_than_strict",
+        "bounded_borrow_wall_at_most_5pct_worse_than_strict",
+    }
+    assert all(entry["kind"] == "target" and isinstance(entry["passed"], bool) for entry in targets.values())
+    # targets are reported, never gates: all_gates_passed follows the gates alone
+    assert document["all_gates_passed"] == all(gate["passed"] for gate in document["gates"])
+    assert not set(targets) & {gate["name"] for gate in document["gates"]}
+    markdown = (out / "summary.md").read_text()
+    assert "## Targets (reported, not gates)" in markdown and "## Policies against strict" in markdown
+
+
+def test_strict_only_summaries_have_no_policy_rows(heavy_root_run: tuple[dict[str, Any], Path, str]) -> None:
+    document = heavy_root_run[0]
+    assert document["policies"] == ["strict"]
+    assert document["policy_comparison"] == {} and document["targets"] == []
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "field"),
+    [
+        (lambda d: d["targets"][0].__setitem__("passed", "no"), "targets[0].passed"),
+        (lambda d: d["targets"][0].__setitem__("comparison", "=="), "targets[0].comparison"),
+        (lambda d: d["targets"][1].__setitem__("passed", not d["targets"][1]["passed"]), "targets[1].passed"),
+        (lambda d: d["policy_comparison"]["drf"]["wall_s"].pop("strict_p50"), "policy_comparison.drf.wall_s.strict_p50"),
+        (lambda d: d["policy_comparison"]["drf"]["wall_s"].__setitem__("policy_p50", "x"), "policy_comparison.drf.wall_s"),
+        (lambda d: d.__setitem__("workload", []), "workload"),
+    ],
+)
+def test_validate_summary_names_a_corrupted_policy_field(
+    heavy_root_policies_run: tuple[dict[str, Any], Path, str], corrupt: Any, field: str
+) -> None:
+    document = copy.deepcopy(heavy_root_policies_run[0])
+    corrupt(document)
+    errors = validate_summary(document)
+    assert errors and any(error.startswith(field) for error in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("scenario_id", "lengths", "implementations", "target_name"),
+    [
+        (
+            "two_resource_mix",
+            {"warmup_s": 0.05, "window_s": 0.2},
+            ["threadsched", "threadsched[drf]"],
+            "drf_dominant_shares_within_10pct_of_weights",
+        ),
+        (
+            "cross_provider_cooldown",
+            {"warmup_s": 0.2, "window_s": 0.3},
+            ["threadsched", "threadsched[provider_aware]", "b_alone"],
+            "provider_aware_b_throughput_at_least_90pct_of_b_alone",
+        ),
+    ],
+)
+def test_policy_workloads_write_valid_summaries_with_their_targets(
+    tmp_path: Path, scenario_id: str, lengths: dict[str, float], implementations: list[str], target_name: str
+) -> None:
+    scenario = SCENARIOS[scenario_id]
+    overrides = {"latency_ms": 5.0} if scenario_id == "cross_provider_cooldown" else {}
+    document = run_harness(
+        scenario,
+        scenario.knobs(quick=True, overrides=overrides),
+        implementations=IMPLEMENTATIONS,  # ignored: a workload's implementations are fixed
+        warmups=0,
+        iterations=1,
+        out_dir=tmp_path,
+        quick=True,
+        overrides=overrides,
+        workload_overrides=lengths,
+        echo=lambda _line: None,
+    )
+    assert document["implementations"] == implementations
+    assert document["scenario"]["params"]["window_s"] == lengths["window_s"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert validate_summary(summary) == []
+    assert [entry["name"] for entry in summary["targets"]] == [target_name]
+    assert summary["targets"][0]["value"] is not None
+    gates = {gate["name"]: gate for gate in summary["gates"]}
+    assert gates["clean_shutdown_every_iteration"]["passed"], gates
+    policy = implementations[1].removeprefix("threadsched[").removesuffix("]")
+    assert list(summary["policy_comparison"]) == [policy] and summary["policy_comparison"][policy]
+    assert summary["workload"] and "## Targets (reported, not gates)" in (tmp_path / "summary.md").read_text()
+
+
+def test_policies_option_rejects_an_unknown_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as raised:
+        harness_main(["heavy_root", "--policies", "strict,nope"])
+    assert raised.value.code == 2 and "nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        harness_main(["heavy_root", "--window-s", "1"])  # workload lengths on a recipe scenario

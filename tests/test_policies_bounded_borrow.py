@@ -186,8 +186,14 @@ def test_leasing_groups_count_as_peers_with_their_weight() -> None:
 # -- lone group ------------------------------------------------------------------------------------
 
 
+def share_gpu(h: Harness) -> None:
+    """Another group leased gpu once: from now on the resource is shared, so the derived reserve applies."""
+    assert h.controller.release(h.lease(TaskGroupSpec("earlier"), {"gpu": 1})).released
+
+
 def test_lone_group_borrows_up_to_the_derived_ceiling() -> None:
     h = Harness(gpu=4)
+    share_gpu(h)
     lone = TaskGroupSpec("lone")
     for _ in range(3):
         h.queue_task(lone, {"gpu": 1})  # its own queued work is not a peer
@@ -325,10 +331,21 @@ def test_duplicate_release_repays_nothing() -> None:
 )
 def test_ceilings(config: BoundedBorrowConfig, expected: int) -> None:
     h = Harness(config=config, gpu=8)
+    share_gpu(h)
     a = TaskGroupSpec("a")
     outcomes = [reason(h.attempt(a, {"gpu": 1})) for _ in range(9)]
     assert outcomes.count("lease") == expected
     assert h.debt().get(("a", "gpu"), 0) == expected - 4
+
+
+def test_a_resource_no_other_group_uses_keeps_no_reserve() -> None:
+    h = Harness(gpu=4)
+    lone = TaskGroupSpec("lone")
+    leases = [h.lease(lone, {"gpu": 1}) for _ in range(4)]  # all of it: no reserve on an unshared model
+    assert rule(h.attempt(lone, {"gpu": 1})) == "no_capacity:None"  # only the hard limit stops it
+    assert h.controller.release(leases[0]).released
+    h.queue_task(TaskGroupSpec("other"), {"gpu": 1})  # someone else asks for it now: shared after all
+    assert rule(h.attempt(lone, {"gpu": 1})) != "lease"
 
 
 def test_submission_is_shared_like_any_resource() -> None:

@@ -10,7 +10,9 @@ For each resource ``r`` an item requests (``submission`` included: it is the wor
   first task runs whatever its amount), which keeps multi-unit requests live.
 * **Within share** (``leased == 0`` or ``leased + amount <= share_units``): allowed.
 * **Borrowing** beyond that is allowed only while no peer *waits* for ``r`` and only up to the group's
-  **ceiling**: explicit per ``(group, resource)``, else ``default_ceiling``, else ``limit(r) - reserve``;
+  **ceiling**: explicit per ``(group, resource)``, else ``default_ceiling``, else ``limit(r) - reserve``
+  (the reserve only on a resource another group uses: the worker slot, or one another group leased or
+  asks for — a model only one column calls keeps no idle reserve);
   never below ``share_units`` and never below 1, so a lone group stays live even when ``limit(r) == 1``.
 * Units borrowed are **debt** (``PolicyStateDelta.debt_changes``, applied by the controller in the
   acquire transaction; ``TaskAdmissionView.policy_debt_by_group_resource``). Every release of ``r`` by the
@@ -46,6 +48,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ..contracts import SUBMISSION
 from ..policy import NO_CHANGE, PolicyDecision, PolicyStateDelta
 
 if TYPE_CHECKING:
@@ -94,14 +97,16 @@ class BoundedBorrowConfig:
         if isinstance(reserve, bool) or not isinstance(reserve, int) or reserve < 0:
             raise ValueError(f"BoundedBorrowConfig.reserve must be an int >= 0, got {reserve!r}")
 
-    def ceiling(self, group: Hashable, resource: str, limit: int) -> int:
-        """The configured ceiling (before the never-below-share clamp)."""
+    def ceiling(self, group: Hashable, resource: str, limit: int, *, shared: bool = True) -> int:
+        """The configured ceiling (before the never-below-share clamp). The derived one keeps ``reserve``
+        units free only on a ``shared`` resource: one no other group has used or asks for gains nothing
+        from a reserve, so a group alone on its model may use all of it."""
         explicit = self.ceilings.get((group, resource))
         if explicit is not None:
             return explicit
         if self.default_ceiling is not None:
             return self.default_ceiling
-        return limit - self.reserve
+        return limit - self.reserve if shared else limit
 
 
 class _Shares:
@@ -131,6 +136,7 @@ class BoundedBorrowPolicy:
         # Both changed only in on_acquire/on_release, under the controller's lock (see the module doc).
         self._debt: dict[tuple[int, Hashable, str], int] = {}
         self._leasing: dict[Hashable, list[float]] = {}  # group -> [weight, active leases]
+        self._users: dict[str, set[Hashable]] = {}  # resource -> up to two groups that leased it
 
     # -- evaluate (pure) -------------------------------------------------------------------------
 
@@ -167,7 +173,8 @@ class BoundedBorrowPolicy:
                 continue
             if peer is not None:
                 return PolicyDecision(False, "group_cap", None, {**facts, "rule": "share", "waiting_peer": repr(peer)})
-            ceiling = max(self.config.ceiling(key, resource, share.limit), units, 1)
+            shared = self._shared(key, resource, queue_view)
+            ceiling = max(self.config.ceiling(key, resource, share.limit, shared=shared), units, 1)
             if leased + amount > ceiling:
                 return PolicyDecision(False, "group_cap", None, {**facts, "rule": "ceiling", "ceiling": ceiling})
             borrowed[resource] = min(amount, leased + amount - units)
@@ -243,8 +250,19 @@ class BoundedBorrowPolicy:
 
     # -- transaction hooks (under the controller lock) ---------------------------------------------
 
+    def _shared(self, key: Hashable, resource: str, queue_view: QueueView) -> bool:
+        """Whether another group uses ``resource``: the worker slot always; else a group that leased it
+        before (``_users``) or asks for it now."""
+        if resource == SUBMISSION or any(user != key for user in self._users.get(resource, ())):
+            return True
+        return any(peer != key for peer in queue_view.queued_peer_demand_by_resource.get(resource, ()))
+
     def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
         group = lease.item.group
+        for resource in lease.resources:
+            users = self._users.setdefault(resource, set())
+            if len(users) < 2:  # two users are enough to know a resource is shared
+                users.add(group.key)
         record = self._leasing.get(group.key)
         if record is None:
             self._leasing[group.key] = [group.weight, 1]
