@@ -16,6 +16,7 @@ from .errors import AdmissionStalledError, TaskTimeoutError
 from .event_log import JsonlEventSink, read_events
 from .events import EventSink, FanOutEventSink, MemoryEventSink, SchedulerEvent
 from .futures import CancelToken, TaskFuture
+from .leased_executor import Lane, LeasedExecutor
 from .policies import POLICY_NAMES, make_policy
 from .policies.bounded_borrow import BoundedBorrowConfig, BoundedBorrowPolicy
 from .policies.drf import DominantResourceFairPolicy
@@ -43,6 +44,8 @@ __all__ = [
     "FairTaskQueue",
     "FanOutEventSink",
     "JsonlEventSink",
+    "Lane",
+    "LeasedExecutor",
     "MemoryEventSink",
     "PolicyDecision",
     "PolicyStateDelta",

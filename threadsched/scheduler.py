@@ -81,7 +81,10 @@ class Scheduler:
         events: EventSink | None = None,
         name: str = "threadsched",
         run_id: str | None = None,
+        owns_executor: bool | None = None,
     ) -> None:
+        """``owns_executor`` (default: True only for the built-in pool): shut ``executor`` down when the
+        scheduler's work is done (``LeasedExecutor`` hands over the pool it built)."""
         if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1):
             raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
         if not isinstance(name, str) or not name:
@@ -97,7 +100,8 @@ class Scheduler:
             TaskAdmissionConfig(submission_capacity=capacity, resource_limits=dict(resource_limits or {})), policy
         )
         self._queue = FairTaskQueue()
-        owns_executor = executor is None
+        if owns_executor is None:
+            owns_executor = executor is None
         if executor is None:
             executor = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix=f"{name}-worker")
         self._name = name
