@@ -45,6 +45,7 @@ def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, l
             "requests": script("request_admission", "--quick"),
             "policy_bounded_borrow": script("policy_bounded_borrow", "--quick"),
             "policy_drf": script("policy_drf", "--quick"),
+            "leased_executor": script("leased_executor", "--quick"),
         }
     return {
         "cycle": script("cycle"),
@@ -55,6 +56,7 @@ def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, l
         "requests": script("request_admission"),
         "policy_bounded_borrow": script("policy_bounded_borrow"),
         "policy_drf": script("policy_drf"),
+        "leased_executor": script("leased_executor"),
     }
 
 
@@ -152,6 +154,15 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     rows.extend(policy_rows(results))
+    leased = results.get("leased_executor")
+    if leased:
+        rows.append(
+            {
+                "metric": f"LeasedExecutor / ThreadPoolExecutor wall, {leased['tasks']} no-op tasks, W={leased['workers']}",
+                "value": leased["ratio_leased_over_threadpool"],
+                "target": leased["target"]["ratio_max"],
+            }
+        )
     for row in rows:
         if row.get("higher_is_better"):
             row["meets_target"] = row["value"] >= row["target"]
@@ -196,7 +207,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=("cycle", "throughput", "memory", "engine", "harness", "requests", "policy_bounded_borrow", "policy_drf"),
+        choices=(
+            "cycle",
+            "throughput",
+            "memory",
+            "engine",
+            "harness",
+            "requests",
+            "policy_bounded_borrow",
+            "policy_drf",
+            "leased_executor",
+        ),
         default=None,
     )
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

@@ -1,0 +1,109 @@
+"""Throughput of the drop-in facade: no-op tasks through ``threadsched.LeasedExecutor`` vs. the stdlib
+``ThreadPoolExecutor`` it replaces, in the same process (issue 7).
+
+Both get the same worker count W; the main thread submits every task, then waits for all futures. Wall
+time runs from the first submit until every future is done (construction and shutdown are reported
+apart). The implementations alternate run by run (and which goes first alternates), medians over runs.
+Target: median(leased) <= 1.3 x median(threadpool). Unlike ``bench/throughput.py`` the baseline is the
+plain pool (no semaphore gate): it is what code switching by one line used before.
+
+    python bench/leased_executor.py                   # 100k tasks, W=8, 5 runs each
+    python bench/leased_executor.py --quick           # 10k tasks (CI)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+from common import base_parser, check_runs, fmt_s, print_table, summarize, verdict, write_json
+from throughput import _check, noop
+
+import threadsched
+
+NAME = "leased_executor"
+TARGET_RATIO = 1.3
+
+
+def _run(make: Callable[[int], cf.Executor], tasks: int, workers: int, label: str) -> dict[str, float]:
+    t0 = time.perf_counter()
+    executor = make(workers)
+    submit = executor.submit
+    c1, t1 = time.process_time(), time.perf_counter()
+    futures = [submit(noop) for _ in range(tasks)]
+    t2 = time.perf_counter()
+    cf.wait(futures)
+    t3, c3 = time.perf_counter(), time.process_time()
+    executor.shutdown(wait=True)
+    t4 = time.perf_counter()
+    _check(futures, label)
+    return {"wall": t3 - t1, "cpu": c3 - c1, "submit": t2 - t1, "construct": t1 - t0, "shutdown": t4 - t3}
+
+
+IMPLEMENTATIONS: dict[str, Callable[[int, int], dict[str, float]]] = {
+    "leased": lambda tasks, workers: _run(threadsched.LeasedExecutor, tasks, workers, "leased"),
+    "threadpool": lambda tasks, workers: _run(cf.ThreadPoolExecutor, tasks, workers, "threadpool"),
+}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=None, help="no-op tasks per run (default 100000; 10000 with --quick)")
+    parser.add_argument("--workers", "-w", type=int, default=8, help="worker threads W for both (default 8)")
+    parser.add_argument("--quick", action="store_true", help="10k tasks (CI smoke run)")
+    args = parser.parse_args(argv)
+    runs = check_runs(args.runs)
+    tasks = args.tasks or (10_000 if args.quick else 100_000)
+    workers = args.workers
+    names = list(IMPLEMENTATIONS)
+    for name in names:  # warm-up, untimed
+        IMPLEMENTATIONS[name](min(tasks, 2_000), workers)
+    phases: dict[str, dict[str, list[float]]] = {name: {} for name in names}
+    for run in range(runs):
+        for name in names if run % 2 == 0 else names[::-1]:
+            gc.collect()
+            timings = IMPLEMENTATIONS[name](tasks, workers)
+            for phase, seconds in timings.items():
+                phases[name].setdefault(phase, []).append(seconds)
+            print(f"  run {run + 1}/{runs} {name:10s} wall {fmt_s(timings['wall'])}", flush=True)
+    summaries = {name: {phase: summarize(values) for phase, values in by_phase.items()} for name, by_phase in phases.items()}
+    ratio = summaries["leased"]["wall"]["median"] / summaries["threadpool"]["wall"]["median"]
+    cpu_ratio = summaries["leased"]["cpu"]["median"] / summaries["threadpool"]["cpu"]["median"]
+    print_table(
+        f"{tasks} no-op tasks, W={workers}, medians of {runs} interleaved runs",
+        ["impl", "wall p50", "min", "max", "tasks/s", "cpu p50"],
+        [
+            [
+                name,
+                fmt_s(summaries[name]["wall"]["median"]),
+                fmt_s(summaries[name]["wall"]["min"]),
+                fmt_s(summaries[name]["wall"]["max"]),
+                f"{tasks / summaries[name]['wall']['median']:,.0f}/s",
+                fmt_s(summaries[name]["cpu"]["median"]),
+            ]
+            for name in names
+        ],
+    )
+    print(f"  leased/threadpool wall = {ratio:.2f} (target <= {TARGET_RATIO}) {verdict(ratio, TARGET_RATIO)}")
+    payload = {
+        "description": "no-op tasks, first submit -> all futures done; LeasedExecutor vs ThreadPoolExecutor",
+        "quick": args.quick,
+        "tasks": tasks,
+        "workers": workers,
+        "runs": runs,
+        "results": summaries,
+        "ratio_leased_over_threadpool": ratio,
+        "cpu_ratio_leased_over_threadpool": cpu_ratio,
+        "target": {"ratio_max": TARGET_RATIO},
+        "meets_target": ratio <= TARGET_RATIO,
+    }
+    path = write_json(NAME, payload, args.out)
+    print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
