@@ -11,11 +11,13 @@ not a terminal, with ``--plain`` or without rich; only the totals with ``--quiet
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
@@ -59,6 +61,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-events", action="store_true", help="do not write OUT/events.jsonl (nor the report)")
     parser.add_argument(
         "--policy", choices=POLICY_NAMES, default=None, help="admission policy (default: the recipe's run.policy, else strict)"
+    )
+    parser.add_argument(
+        "--dask",
+        metavar="ADDRESS|local",
+        default=None,
+        help="run the tasks on a Dask cluster: a scheduler address, or 'local' for a two-process LocalCluster "
+        "(needs the [dask] extra; same output)",
     )
 
 
@@ -120,6 +129,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.reference and args.resume:
         print("threadsched: --resume cannot be combined with --reference", file=sys.stderr)
         return 2
+    if args.reference and args.dask is not None:
+        print("threadsched: --dask cannot be combined with --reference", file=sys.stderr)
+        return 2
     out = args.out if args.out is not None else Path(recipe.run.output)
     cancel = threading.Event()
     restore = _cancel_on_sigint(cancel)
@@ -128,16 +140,21 @@ def _run(args: argparse.Namespace) -> int:
             result = run_reference(recipe, out)
         else:
             progress = progress_for(sys.stderr, quiet=args.quiet, plain=args.plain)
-            result = run_recipe(
-                recipe,
-                out,
-                workers=args.workers,
-                resume=args.resume,
-                cancel=cancel,
-                progress=progress,
-                event_log=not args.no_events,
-                policy=args.policy,
-            )
+            with _backend(args.dask, args.workers or recipe.run.max_workers) as executor:
+                result = run_recipe(
+                    recipe,
+                    out,
+                    workers=args.workers or _backend_workers(executor, args.dask),
+                    resume=args.resume,
+                    cancel=cancel,
+                    progress=progress,
+                    event_log=not args.no_events,
+                    policy=args.policy,
+                    executor=executor,
+                )
+    except ImportError as error:  # --dask without the [dask] extra
+        print(f"threadsched: {error}", file=sys.stderr)
+        return 2
     except (RecipeError, UserCodeError, ProcessorError) as error:
         # --resume against another recipe's checkpoints, or a python function that cannot be loaded
         # (columns and processors are compiled before anything is written or run).
@@ -164,6 +181,27 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1 if result.early_shutdown else 130
     return 0 if result.hidden_waiters == 0 and result.final_active_leases == 0 else 1
+
+
+@contextlib.contextmanager
+def _backend(dask: str | None, threads: int) -> Iterator[Executor | None]:
+    """``--dask``: a ``DaskExecutor`` for the run (its client, and a local cluster, closed after it); else None."""
+    if dask is None:
+        yield None
+        return
+    from .backends.dask import connect
+
+    with connect(dask, threads=threads) as executor:
+        yield executor
+
+
+def _backend_workers(executor: Executor | None, dask: str | None) -> int | None:
+    """Without ``--workers``: all the threads of a remote cluster (``local`` was sized from the recipe)."""
+    if executor is None:
+        return None
+    from .backends.dask import LOCAL, DaskExecutor
+
+    return executor.max_workers if isinstance(executor, DaskExecutor) and dask != LOCAL else None
 
 
 def _report(out: Path, *, quiet: bool = False) -> int:

@@ -84,25 +84,32 @@ class LeasedExecutor(Executor):
         resource_limits: Mapping[str, int] | None = None,
         policy: TaskAdmissionPolicy | None = None,
         events: EventSink | None = None,
+        executor: Executor | Any = None,
     ) -> None:
-        if max_workers is None:
-            max_workers = default_max_workers()
-        if max_workers <= 0:
+        """``executor``: run the tasks elsewhere — another ``Executor`` or a ``distributed.Client`` (its
+        cluster; ``threadsched.backends.dask``) — instead of a pool built here; ``max_workers`` then
+        defaults to its worker count, and ``thread_name_prefix``/``initializer`` do not apply."""
+        if executor is not None and (initializer is not None or initargs):
+            raise ValueError("initializer and initargs apply to the built-in pool, not to a given executor")
+        if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
         name = f"LeasedExecutor-{self._counter()}"
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix or name, initializer, initargs)
-        # The pool is ours alone: the scheduler shuts it down once its dispatcher has spawned the last
-        # task (also after shutdown(wait=False) or when this executor is dropped).
+        self._pool: ThreadPoolExecutor | None = None
+        if executor is None:
+            max_workers = max_workers or default_max_workers()
+            executor = self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix or name, initializer, initargs)
+        # A pool built here is ours alone: the scheduler shuts it down once its dispatcher has spawned the
+        # last task (also after shutdown(wait=False) or when this executor is dropped). A given one is not.
         self._scheduler = Scheduler(
             max_workers,
             resource_limits=resource_limits,
             policy=policy,
-            executor=self._pool,
+            executor=executor,
             events=events,
             name=name,
-            owns_executor=True,
+            owns_executor=self._pool is not None,
         )
         _live_cores.add(self._scheduler._core)
         self._default_group = self._scheduler.group(DEFAULT_GROUP)
@@ -120,7 +127,7 @@ class LeasedExecutor(Executor):
             # The stdlib accepts anything and fails the future with the TypeError of the call.
             fn, args = _call, (fn, *args)
         with self._shutdown_lock, _global_shutdown_lock:
-            broken = self._pool._broken
+            broken = self._pool._broken if self._pool is not None else False
             if broken:
                 raise BrokenThreadPool(broken)
             if self._shutdown:
@@ -128,7 +135,7 @@ class LeasedExecutor(Executor):
             if _interpreter_shutdown:
                 # Like the stdlib: the pool's workers, once they have exited at interpreter shutdown, have
                 # flagged it as shut down, and from then on a submit reports a plain shutdown.
-                if self._pool._threads and self._pool._shutdown:
+                if self._pool is not None and self._pool._threads and self._pool._shutdown:
                     raise RuntimeError("cannot schedule new futures after shutdown")
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             return group.submit(fn, *args, **kwargs)

@@ -90,6 +90,11 @@ class Scheduler:
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         if executor is not None and not isinstance(executor, Executor):
+            from .backends.dask import as_executor, is_dask_client  # never imports distributed itself
+
+            if is_dask_client(executor):  # a distributed.Client runs the tasks on its cluster
+                executor = as_executor(executor)
+        if executor is not None and not isinstance(executor, Executor):
             raise TypeError(f"executor must be a concurrent.futures.Executor, got {executor!r}")
         if events is not None and not callable(getattr(events, "emit", None)):
             raise TypeError(f"events must have an emit(event) method, got {events!r}")

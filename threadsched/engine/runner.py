@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from threadsched.engine.http_endpoint import scheduler_policy
 from threadsched.engine.progress import ProgressReporter, ProgressSnapshot
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
+from threadsched.engine.runner_backend import SKIPPED, EngineTasks
 from threadsched.engine.runner_counts import RunCounts
 from threadsched.engine.runner_events import EngineEvents, LateBoundSink, correlation_of, job_facts, new_run_id, open_event_log
 from threadsched.engine.runner_output import (
@@ -52,7 +53,7 @@ from threadsched.engine.runner_output import (
     scheduled_result,
 )
 from threadsched.engine.runner_resume import ResumeError, prepare_output
-from threadsched.engine.runner_support import RootCells, Rows, RowStore, ancestors, run_task
+from threadsched.engine.runner_support import RootCells, Rows, RowStore, ancestors
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 from threadsched.event_log import JsonlEventSink
 from threadsched.events import EventSink
@@ -63,7 +64,6 @@ from threadsched.scheduler import DEFAULT_GROUP, Scheduler, TaskGroup
 __all__ = ["ResumeError", "RunResult", "run_recipe", "run_reference"]
 
 _NAME = "threadsched-engine"
-_SKIPPED = object()  # a worker found its task stale (its row was dropped while it was queued)
 
 
 class _Run:
@@ -80,6 +80,7 @@ class _Run:
         capacity_sources: Mapping[str, str] | None,
         event_log: bool,
         policy: str | None,
+        executor: Executor | None = None,
     ) -> None:
         self.recipe = recipe
         self.progress = progress
@@ -108,6 +109,8 @@ class _Run:
         self.writer.adopt(self.skipped)
         self.max_row_groups_open = 0
         self.rows = RowStore(self.ancestors)
+        remote = executor is not None  # tasks run elsewhere: picklable calls with their inputs (runner_backend)
+        self.tasks = EngineTasks(recipe, self.tracker, self.rows, self.executors, self.max_attempts, remote=remote)
         self._completions: queue.SimpleQueue[tuple[TaskKey, Future[Any]]] = queue.SimpleQueue()
         self._inflight: dict[TaskKey, TaskFuture] = {}
         self._cancelled: set[TaskKey] = set()
@@ -123,8 +126,9 @@ class _Run:
         try:
             self.policy = policy or recipe.run.policy
             chosen = scheduler_policy(self.policy, self.endpoints)  # provider-aware when it calls HTTP providers
+            limits = recipe.resource_limits
             self.scheduler = Scheduler(
-                self.workers, resource_limits=recipe.resource_limits, policy=chosen, events=events, name=_NAME, run_id=run_id
+                self.workers, resource_limits=limits, policy=chosen, executor=executor, events=events, name=_NAME, run_id=run_id
             )
             self.groups: dict[str, TaskGroup] = {}
             for name, ex in self.executors.items():
@@ -136,16 +140,6 @@ class _Run:
                 self.event_log.close()
             raise
         self.events = EngineEvents(events, run_id, {name: group.key for name, group in self.groups.items()})
-
-    # -- workers ------------------------------------------------------------------------------------------
-
-    def _work(self, key: TaskKey, attempt: int) -> object:
-        if not self.tracker.mark_started(key):
-            return _SKIPPED
-        rows = self.rows.inputs(key.column, key.row_group, key.row)
-        return run_task(
-            self.executors[key.column], rows, cell=key.row is not None, attempt=attempt, max_attempts=self.max_attempts
-        )
 
     # -- main thread ----------------------------------------------------------------------------------------
 
@@ -163,12 +157,13 @@ class _Run:
                     events.row_group_admitted(key.row_group)
             attempt = self._attempts.get(key, 1)
             group = self.groups[key.column]
+            fn, args = self.tasks.call(key, attempt)
             if events is None:
-                future = group.submit(self._work, key, attempt)
+                future = group.submit(fn, *args)
             else:
                 if attempt == 1:
                     events.dependency_ready((key,))
-                future = group.submit_correlated(correlation_of(key), self._work, key, attempt)
+                future = group.submit_correlated(correlation_of(key), fn, *args)
             self._inflight[key] = future
             future.add_done_callback(functools.partial(self._on_done, key))
         self.engine_counters["tasks_submitted"] += len(frontier)
@@ -198,7 +193,7 @@ class _Run:
         error = future.exception()
         if error is None:
             result = future.result()
-            self.counts.finished(skipped=result is _SKIPPED)
+            self.counts.finished(skipped=result is SKIPPED)
             self._record_success(key, result)
             return
         self.counts.finished()
@@ -217,7 +212,7 @@ class _Run:
         self._apply_drop(self.tracker.mark_failed_permanent(key, reason))
 
     def _record_success(self, key: TaskKey, result: object) -> None:
-        if result is _SKIPPED:
+        if result is SKIPPED:
             return
         self._attempts.pop(key, None)
         if isinstance(result, RootCells):
@@ -381,6 +376,7 @@ def run_recipe(
     capacity_sources: Mapping[str, str] | None = None,
     event_log: bool = False,
     policy: str | None = None,
+    executor: Executor | None = None,
 ) -> RunResult:
     """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``:
     ``row_groups/rg-NNNNN.jsonl`` (atomic, as each row group completes), ``dataset.jsonl``, ``run.json`` and
@@ -391,10 +387,14 @@ def run_recipe(
     from a signal handler, say) or an error rate over ``run.error_rate_shutdown`` stops gracefully: queued
     work is cancelled, running work finishes, complete row groups are checkpointed, and the result is flagged
     ``cancelled`` / ``early_shutdown`` (``run.json`` says why). ``progress`` (``engine.progress``) gets a
-    snapshot at the start, after every batch of completions, and at the end."""
+    snapshot at the start, after every batch of completions, and at the end. ``executor`` (say a
+    ``threadsched.backends.dask.DaskExecutor``; the caller owns it) runs the tasks in other processes
+    (``runner_backend``): the same output, ``workers`` (default ``run.max_workers``) tasks at a time."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     if policy is not None and policy not in POLICY_NAMES:
         raise ValueError(f"policy must be one of {', '.join(POLICY_NAMES)} or None, got {policy!r}")
-    run = _Run(recipe, Path(out_dir), workers, events, sleep, resume, cancel, progress, capacity_sources, event_log, policy)
+    run = _Run(
+        recipe, Path(out_dir), workers, events, sleep, resume, cancel, progress, capacity_sources, event_log, policy, executor
+    )
     return run.run()
