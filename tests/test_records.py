@@ -55,3 +55,24 @@ def test_current_task_correlation_names_the_running_task_and_its_correlation() -
         tagged = scheduler.group("g").submit_correlated({"column": "c"}, lambda: dict(current_task_correlation())).result()
     assert plain == {"run_id": "run-9", "task_id": "t1", "execution_id": "t1#1"}
     assert tagged == {"column": "c", "run_id": "run-9", "task_id": "t2", "execution_id": "t2#1"}
+
+
+def test_failed_work_is_freed_by_reference_counting_alone() -> None:
+    """A failing task's traceback must not lead back to its record or the pool's work item (a cycle)."""
+
+    def fail(payload: Payload) -> None:
+        raise ValueError("boom")
+
+    gc.disable()
+    try:
+        with Scheduler(2, name="rec3") as scheduler:
+            payload = Payload()
+            payload_ref = weakref.ref(payload)
+            future = scheduler.submit(fail, payload)
+            wait([future], timeout=20)
+            error = future.exception()
+            assert isinstance(error, ValueError) and error.__traceback__ is not None  # the traceback is kept
+        del payload, future, error
+        assert payload_ref() is None
+    finally:
+        gc.enable()

@@ -30,7 +30,7 @@ from .errors import AdmissionStalledError, TaskTimeoutError
 from .events import EventSink
 from .futures import TaskFuture
 from .queue import FairTaskQueue
-from .records import COUNTER_NAMES, Execution, TaskRecord
+from .records import COUNTER_NAMES, Execution, TaskRecord, invoke_detached
 
 LOGGER = logging.getLogger("threadsched")
 
@@ -277,9 +277,7 @@ class DispatcherCore(CompletionMixin):
         running.add(execution)
         execution.started = True
         try:
-            execution.value = record.invoke(self._run_id)
-        except BaseException as error:
-            execution.error = error
+            execution.value, execution.error = invoke_detached(record, self._run_id)
         finally:
             running.discard(execution)
 

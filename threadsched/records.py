@@ -8,7 +8,7 @@ so finished work is freed by reference counting alone.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -95,10 +95,43 @@ class TaskRecord:
 def _invoke_in_context(record: TaskRecord, run_id: str | None) -> Any:
     CURRENT_CANCEL_TOKEN.set(record.future.cancel_token)
     current = _CURRENT_TASK.set((record, run_id))
+    fn, args, kwargs = record.fn, record.args, record.kwargs
+    del record  # this frame stays in a failing task's traceback (see invoke_detached)
     try:
-        return record.fn(*record.args, **record.kwargs)
+        return fn(*args, **kwargs)
     finally:
         _CURRENT_TASK.reset(current)  # the record's own context must not keep the record alive (a cycle)
+
+
+def invoke_detached(record: TaskRecord, run_id: str | None) -> tuple[Any, BaseException | None]:
+    """Run ``record`` like ``invoke`` and return ``(value, error)`` instead of raising.
+
+    A failing task's traceback keeps every frame it passed through, and each frame its caller (``f_back``).
+    So the error is caught in a generator — a finished generator's frame has no caller — and no frame on
+    the way holds the record (whose future holds the error). Then nothing in the traceback leads back to
+    the record or to the pool's work item: failed work is freed by reference counting, as in the stdlib."""
+    context, holder = record.context, [record]
+    del record
+    steps = _detached(context, holder, run_id)
+    try:
+        return next(steps)
+    finally:
+        steps.close()
+
+
+def _detached(
+    context: contextvars.Context, holder: list[TaskRecord], run_id: str | None
+) -> Generator[tuple[Any, BaseException | None], None, None]:
+    try:
+        value = context.run(_invoke_from_holder, holder, run_id)
+    except BaseException as error:
+        yield None, error
+    else:
+        yield value, None
+
+
+def _invoke_from_holder(holder: list[TaskRecord], run_id: str | None) -> Any:
+    return _invoke_in_context(holder.pop(), run_id)
 
 
 class Execution:
