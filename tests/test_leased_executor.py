@@ -146,3 +146,27 @@ def test_repr_and_statistics() -> None:
         assert executor.statistics()["completed"] == 1
         assert "max_workers=3" in repr(executor) and "shutdown=False" in repr(executor)
     assert "shutdown=True" in repr(executor)
+
+
+def test_cancel_futures_leaves_no_pending_task_behind_after_shutdown() -> None:
+    import threading
+
+    from threadsched import LeasedExecutor
+
+    gate, started = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return gate.wait()
+
+    pool = LeasedExecutor(max_workers=1)
+    try:
+        running = pool.submit(hold)
+        assert started.wait(30)
+        pending = [pool.submit(int, "1") for _ in range(50)]
+        pool.shutdown(wait=False, cancel_futures=True)
+        assert all(future.cancelled() for future in pending)  # at once, as the stdlib does
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
+    assert running.result() is True

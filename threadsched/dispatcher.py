@@ -169,6 +169,11 @@ class DispatcherCore(CompletionMixin):
                 else:
                     items.append(record.schedulable())
         self.queue.enqueue(items)
+        if items:
+            with self._lock:
+                late = self._cancel_pending
+            if late:  # shutdown(cancel_futures=True) drained the queue while these were in transit
+                cancelled.extend(item.payload for item in self.queue.drain())
         for record in cancelled:
             self._cancel_record(record)
         if self._sink is not None:
