@@ -86,11 +86,6 @@ class TaskRecord:
         """Id of the current attempt: ``<task id>#<attempt>``."""
         return f"{self.task_id}#{self.attempt}"
 
-    def invoke(self, run_id: str | None = None) -> Any:
-        """Run the function inside the context captured at submit, with its cancel token and identity
-        (``current_task_correlation``) visible."""
-        return self.context.run(_invoke_in_context, self, run_id)
-
 
 def _invoke_in_context(record: TaskRecord, run_id: str | None) -> Any:
     CURRENT_CANCEL_TOKEN.set(record.future.cancel_token)
@@ -104,7 +99,8 @@ def _invoke_in_context(record: TaskRecord, run_id: str | None) -> Any:
 
 
 def invoke_detached(record: TaskRecord, run_id: str | None) -> tuple[Any, BaseException | None]:
-    """Run ``record`` like ``invoke`` and return ``(value, error)`` instead of raising.
+    """Run ``record``'s function inside the context captured at submit, with its cancel token and identity
+    (``current_task_correlation``) visible; return ``(value, error)`` instead of raising.
 
     A failing task's traceback keeps every frame it passed through, and each frame its caller (``f_back``).
     So the error is caught in a generator — a finished generator's frame has no caller — and no frame on
