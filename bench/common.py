@@ -41,6 +41,27 @@ def summarize(samples: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def interleave(
+    runs: int, implementations: Mapping[str, Callable[[], dict[str, Any]]], label: str = ""
+) -> dict[str, list[dict[str, Any]]]:
+    """Each implementation once per run, the order alternating run by run (so they share the machine's
+    noise); a garbage collection before each, outside its timing. Samples must have a ``wall`` entry."""
+    names = list(implementations)
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for run in range(runs):
+        for name in names if run % 2 == 0 else names[::-1]:
+            gc.collect()
+            sample = implementations[name]()
+            samples[name].append(sample)
+            print(f"  {label}run {run + 1}/{runs} {name:18s} wall {fmt_s(sample['wall'])}", flush=True)
+    return samples
+
+
+def phase_summaries(samples: Mapping[str, list[dict[str, float]]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per implementation, ``summarize`` of every timed phase its samples report."""
+    return {name: {phase: summarize([sample[phase] for sample in runs]) for phase in runs[0]} for name, runs in samples.items()}
+
+
 def time_call(fn: Callable[[], Any], *, collect: bool = True) -> tuple[float, Any]:
     """Wall time of one call of ``fn`` (``time.perf_counter``) and its return value.
 

@@ -34,11 +34,11 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import base_parser, check_runs, fmt_s, fmt_us, print_table, summarize, write_json
+from common import base_parser, check_runs, fmt_s, fmt_us, interleave, print_table, summarize, write_json
 
 import threadsched
 from threadsched.engine import (
@@ -221,20 +221,6 @@ def run_column_baseline(recipe: Recipe, workers: int, *, honour_limits: bool = T
 # -- measurement -------------------------------------------------------------------------------------------
 
 
-def interleave(
-    runs: int, implementations: Mapping[str, Callable[[], dict[str, Any]]], label: str
-) -> dict[str, list[dict[str, Any]]]:
-    names = list(implementations)
-    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
-    for run in range(runs):
-        order = names if run % 2 == 0 else names[::-1]
-        for name in order:
-            sample = implementations[name]()
-            samples[name].append(sample)
-            print(f"  {label} run {run + 1}/{runs} {name:18s} wall {fmt_s(sample['wall'])}", flush=True)
-    return samples
-
-
 def phase_summary(samples: list[dict[str, Any]], keys: tuple[str, ...]) -> dict[str, Any]:
     return {key: summarize([float(sample[key]) for sample in samples]) for key in keys}
 
@@ -247,7 +233,7 @@ def measure_overhead(records: int, noop_tasks: int, workers: int, runs: int) -> 
     samples = interleave(
         runs,
         {"engine": lambda: run_engine(recipe, workers), "bare_scheduler": lambda: run_bare_scheduler(noop_tasks, workers)},
-        "overhead",
+        "overhead ",
     )
     hashes = {sample["output_hash"] for sample in samples["engine"]}
     if len(hashes) != 1:
@@ -287,7 +273,7 @@ def measure_pipeline(records: int, workers: int, runs: int) -> dict[str, Any]:
             "column_baseline": lambda: run_column_baseline(recipe, workers, honour_limits=True),
             "column_baseline_nolim": lambda: run_column_baseline(recipe, workers, honour_limits=False),
         },
-        "pipeline",
+        "pipeline ",
     )
     hashes = {name: {sample["output_hash"] for sample in items} for name, items in samples.items()}
     if any(found != hashes["engine"] for found in hashes.values()) or len(hashes["engine"]) != 1:

@@ -14,12 +14,12 @@ plain pool (no semaphore gate): it is what code switching by one line used befor
 from __future__ import annotations
 
 import concurrent.futures as cf
-import gc
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
-from common import base_parser, check_runs, fmt_s, print_table, summarize, verdict, write_json
+from common import base_parser, check_runs, fmt_s, interleave, phase_summaries, print_table, verdict, write_json
 from throughput import _check, noop
 
 import threadsched
@@ -61,15 +61,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     names = list(IMPLEMENTATIONS)
     for name in names:  # warm-up, untimed
         IMPLEMENTATIONS[name](min(tasks, 2_000), workers)
-    phases: dict[str, dict[str, list[float]]] = {name: {} for name in names}
-    for run in range(runs):
-        for name in names if run % 2 == 0 else names[::-1]:
-            gc.collect()
-            timings = IMPLEMENTATIONS[name](tasks, workers)
-            for phase, seconds in timings.items():
-                phases[name].setdefault(phase, []).append(seconds)
-            print(f"  run {run + 1}/{runs} {name:10s} wall {fmt_s(timings['wall'])}", flush=True)
-    summaries = {name: {phase: summarize(values) for phase, values in by_phase.items()} for name, by_phase in phases.items()}
+    summaries = phase_summaries(
+        interleave(runs, {name: functools.partial(IMPLEMENTATIONS[name], tasks, workers) for name in names})
+    )
     ratio = summaries["leased"]["wall"]["median"] / summaries["threadpool"]["wall"]["median"]
     cpu_ratio = summaries["leased"]["cpu"]["median"] / summaries["threadpool"]["cpu"]["median"]
     print_table(

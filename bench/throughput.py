@@ -22,13 +22,13 @@ item 7): median(scheduler) <= 1.3 x median(baseline).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import gc
+import functools
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from common import base_parser, check_runs, fmt_s, print_table, summarize, verdict, write_json
+from common import base_parser, check_runs, fmt_s, interleave, phase_summaries, print_table, verdict, write_json
 
 import threadsched
 
@@ -106,16 +106,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # Warm-up (imports, thread start-up code paths), untimed.
     for name in names:
         IMPLEMENTATIONS[name](min(tasks, 2_000), workers)
-    phases: dict[str, dict[str, list[float]]] = {name: {} for name in names}
-    for run in range(runs):
-        order = names if run % 2 == 0 else names[::-1]
-        for name in order:
-            gc.collect()
-            timings = IMPLEMENTATIONS[name](tasks, workers)
-            for phase, seconds in timings.items():
-                phases[name].setdefault(phase, []).append(seconds)
-            print(f"  run {run + 1}/{runs} {name:9s} wall {fmt_s(timings['wall'])}", flush=True)
-    summaries = {name: {phase: summarize(values) for phase, values in by_phase.items()} for name, by_phase in phases.items()}
+    summaries = phase_summaries(
+        interleave(runs, {name: functools.partial(IMPLEMENTATIONS[name], tasks, workers) for name in names})
+    )
     sched, base = summaries["scheduler"]["wall"]["median"], summaries["baseline"]["wall"]["median"]
     ratio = sched / base
     cpu_ratio = summaries["scheduler"]["cpu"]["median"] / summaries["baseline"]["cpu"]["median"]
