@@ -40,7 +40,7 @@ from typing import Any
 from threadsched.engine import BatchExecutor, CellExecutor, Recipe, build_endpoints, compile_columns
 from threadsched.engine.reference import Failure, default_max_attempts, with_retries
 from threadsched.engine.runner_output import OutputWriter, apply_stage, compile_stage, row_group_range
-from threadsched.engine.runner_support import RootCells, Rows, ancestors, root_cells
+from threadsched.engine.runner_support import RootCells, Rows, RowStore, ancestors, root_cells
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 
 __all__ = ["BASELINES", "BaselineResult", "run_baseline"]
@@ -118,8 +118,8 @@ class _BaselineRun:
         )
         self.writer = OutputWriter(out_dir)
         self.book = _LeaseBook({**recipe.resource_limits, "submission": workers})
-        self._lock = threading.Lock()  # guards _rows, _stale and _waits
-        self._rows: dict[int, dict[int, dict[str, object]]] = {}
+        self._lock = threading.Lock()  # guards _stale and _waits
+        self.rows = RowStore(self.ancestors)  # the engine's row store: its own lock
         self._stale: set[TaskKey] = set()
         self._waits: dict[str, list[float]] = collections.defaultdict(list)
         self._completions: queue.SimpleQueue[tuple[TaskKey, object]] = queue.SimpleQueue()
@@ -144,11 +144,7 @@ class _BaselineRun:
         if not self.tracker.mark_started(key):
             return _SKIPPED
         executor = self.executors[key.column]
-        wanted = self.ancestors[key.column]
-        with self._lock:
-            group = self._rows[key.row_group]
-            indices = sorted(group) if key.row is None else [key.row]
-            rows: Rows = [(i, {c: v for c, v in group[i].items() if c in wanted}) for i in indices]
+        rows = self.rows.inputs(key.column, key.row_group, key.row)
         if key.row is not None:
             assert isinstance(executor, CellExecutor)
             row = rows[0][1]
@@ -206,9 +202,7 @@ class _BaselineRun:
     def _dispatch(self, keys: tuple[TaskKey, ...], pool: cf.ThreadPoolExecutor) -> None:
         now = time.perf_counter()
         for key in keys:
-            if key.row_group not in self._rows:
-                with self._lock:
-                    self._rows[key.row_group] = {i: {} for i in row_group_range(self.recipe, key.row_group)}
+            self.rows.open(key.row_group, row_group_range(self.recipe, key.row_group))
             self._inflight.add(key)
         self.tasks += len(keys)
         if self.kind == "spawn_then_wait":
@@ -238,28 +232,15 @@ class _BaselineRun:
             outcome = outcome.values
         if self.tracker.mark_complete(key) is not Outcome.RECORDED:
             return
-        with self._lock:
-            group = self._rows[key.row_group]
-            if key.row is not None:
-                if key.row in group:
-                    group[key.row][key.column] = outcome
-            else:
-                assert isinstance(outcome, dict)
-                for row, values in group.items():
-                    if row in outcome:
-                        values[key.column] = outcome[row]
+        self.rows.write(key.column, key.row_group, key.row, outcome)
 
     def _apply_drop(self, dropped: DropResult) -> None:
+        self.rows.drop(dropped.rows)
         with self._lock:
-            for row_group, row in dropped.rows:
-                self._rows.get(row_group, {}).pop(row, None)
             self._stale.update(dropped.stale)
 
     def _group_rows(self, row_group: int) -> Rows:
-        alive = self.tracker.alive_rows(row_group)
-        with self._lock:
-            group = self._rows.get(row_group, {})
-            return [(i, dict(group[i])) for i in alive]
+        return self.rows.copies(row_group, self.tracker.alive_rows(row_group))
 
     def _drop_rows(self, row_group: int, reasons: Mapping[int, str]) -> None:
         for row, reason in sorted(reasons.items()):
@@ -278,8 +259,7 @@ class _BaselineRun:
                 self._drop_rows(row_group, apply_stage(self.post, self._group_rows(row_group), "post_batch"))
                 self.writer.write_row_group(row_group, self._group_rows(row_group))
                 self.tracker.mark_checkpointed(row_group)
-                with self._lock:
-                    self._rows.pop(row_group, None)
+                self.rows.close(row_group)
 
     def _loop(self, pool: cf.ThreadPoolExecutor) -> None:
         while True:
