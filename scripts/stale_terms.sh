@@ -19,9 +19,11 @@ fi
 # Every .acquire( outside admission.py must be non-blocking; docstrings/comments mentioning it are fine.
 # Request admission (requests/) is a different layer: a running task waits there for a *request* permit
 # by design (DESIGN §2), never for scheduler capacity, so its admission.acquire(...) calls are allowed.
+# The dispatcher thread sleeps on its own wake-up lock (dispatcher.py ``self._wake``): not a worker, not capacity.
 blocking=$(grep -rnE --include='*.py' '\.acquire\(' "$root" \
     | grep -vE '^[^:]*/admission\.py:' \
     | grep -vE '^[^:]*/requests/[a-z_]+\.py:[0-9]+:.*\b_?admission\.acquire\(' \
+    | grep -vE '^[^:]*/dispatcher\.py:[0-9]+:.*\bself\._wake\.acquire\(' \
     | grep -vE 'acquire\(blocking=False\)|acquire\(False\)' \
     | grep -vE ':[0-9]+:\s*(#|""")' || true)
 if [[ -n "$blocking" ]]; then

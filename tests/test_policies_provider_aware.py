@@ -107,9 +107,9 @@ def controller(policy: ProviderAwarePolicy, limits: Mapping[str, int] | None = N
 
 def acquire(ctl: TaskAdmissionController, item: SchedulableTask) -> TaskAdmissionLease | TaskAdmissionDenied:
     view = FairTaskQueue().view()
-    eligible = ctl.is_eligible(item, view)
-    outcome = ctl.try_acquire(item, view)
-    assert eligible == isinstance(outcome, TaskAdmissionLease), (eligible, outcome)
+    approval = ctl.approve(item, view)  # what the dispatcher does: the decision travels in the selection
+    outcome = ctl.try_acquire(item, view, approval)
+    assert (approval is not None) == isinstance(outcome, TaskAdmissionLease), (approval, outcome)
     return outcome
 
 
@@ -236,7 +236,7 @@ def test_unknown_and_non_llm_resources_fall_through_to_the_inner_policy() -> Non
     item = task("g", {A: 1, "gpu": 1})
     lease = acquire(ctl, item)
     assert isinstance(lease, TaskAdmissionLease)
-    assert fake.reads == [A]  # one decision (try_acquire reuses is_eligible's); "gpu" is never asked about
+    assert fake.reads == [A]  # one decision (try_acquire reuses the approval); "gpu" is never asked about
     assert ("evaluate", item.task_id) in inner.calls
 
 

@@ -39,7 +39,8 @@ from .queue import QueueView
 _POLICY_REASONS: Final = frozenset({"group_cap", "borrow_debt"})
 _generations = itertools.count(1)
 LOGGER = logging.getLogger("threadsched")
-_ALLOWED: Final = PolicyDecision(allowed=True)
+Approval = tuple[PolicyDecision, int]
+"""What ``approve`` returns: the allowing decision and the controller state version it was made in."""
 
 
 class TaskAdmissionController:
@@ -61,12 +62,11 @@ class TaskAdmissionController:
         self._release_diagnostics: dict[str, int] = {}
         self._policy_counters: dict[str, int] = {}
         self._shut_down = False
-        # Bumped by every acquire/release, so an is_eligible approval is reused only while current.
+        # Bumped by every acquire/release: an approval (``approve``) is trusted by try_acquire only while current.
         self._version = 0
-        self._approved: SchedulableTask | None = None
-        self._approved_view: QueueView | None = None
-        self._approved_decision: PolicyDecision = _ALLOWED
-        self._approved_version = -1
+        # Resources other than submission with no unit free: the queue skips heads that need one.
+        self._exhausted: frozenset[str] = frozenset()
+        self._policy_error_logged = False
         self._live_view = TaskAdmissionView(
             resource_limits=self._limits,
             resources_available=MappingProxyType(self._available),
@@ -110,27 +110,34 @@ class TaskAdmissionController:
 
     def is_eligible(self, item: SchedulableTask, queue_view: QueueView) -> bool:
         with self._lock:
+            return not isinstance(self._decide_locked(item, queue_view), TaskAdmissionDenied)
+
+    def approve(self, item: SchedulableTask, queue_view: QueueView) -> Approval | None:
+        """``is_eligible`` for ``FairTaskQueue.select_next``: the policy's decision and the state version it
+        was made in, which the queue carries in ``QueueSelection.decision`` to ``try_acquire``."""
+        with self._lock:
             decision = self._decide_locked(item, queue_view)
             if isinstance(decision, TaskAdmissionDenied):
-                return False
-            # try_acquire of this same item on this same view with no state change in between reuses
-            # this decision (the dispatcher always calls them back to back).
-            self._approved = item
-            self._approved_view = queue_view
-            self._approved_decision = decision
-            self._approved_version = self._version
-            return True
+                return None
+            return decision, self._version
 
-    def try_acquire(self, item: SchedulableTask, queue_view: QueueView) -> TaskAdmissionLease | TaskAdmissionDenied:
+    def exhausted_resources(self) -> frozenset[str]:
+        """Resources other than ``submission`` with no unit free right now (a hint; an atomic read)."""
+        return self._exhausted
+
+    def try_acquire(
+        self, item: SchedulableTask, queue_view: QueueView, approval: Approval | None = None
+    ) -> TaskAdmissionLease | TaskAdmissionDenied:
+        """Lease ``item``'s resources, all or nothing. ``approval`` (from ``approve`` on this item) spares a
+        second policy evaluation when nothing was acquired or released since."""
         with self._lock:
-            if self._approved is item and self._approved_view is queue_view and self._approved_version == self._version:
-                decision = self._approved_decision
+            if approval is not None and approval[1] == self._version:
+                decision = approval[0]
             else:
                 outcome = self._decide_locked(item, queue_view)
                 if isinstance(outcome, TaskAdmissionDenied):
                     return outcome
                 decision = outcome
-            self._approved = self._approved_view = None
             request = item.resource_request
             amounts = request.amounts
             pairs = request.pairs
@@ -145,7 +152,10 @@ class TaskAdmissionController:
             if group_leased is None:
                 group_leased = self._leased_by_group[key] = {}
             for resource, amount in pairs:
-                self._available[resource] -= amount
+                free = self._available[resource] - amount
+                self._available[resource] = free
+                if not free and resource != SUBMISSION:
+                    self._exhausted = self._exhausted | {resource}
                 self._leased[resource] += amount
                 if self._leased[resource] > self._peak_leased[resource]:
                     self._peak_leased[resource] = self._leased[resource]
@@ -180,6 +190,8 @@ class TaskAdmissionController:
             group_leased = self._leased_by_group[key]
             for resource, amount in lease.resources.items():
                 self._semaphores[resource].release(amount)
+                if not self._available[resource] and resource != SUBMISSION:
+                    self._exhausted = self._exhausted - {resource}
                 self._available[resource] += amount
                 self._leased[resource] -= amount
                 left = group_leased[resource] - amount
@@ -298,7 +310,12 @@ class TaskAdmissionController:
         # The live view is this controller's own object, valid only during evaluate: refreshing its
         # one scalar in place avoids building a view per decision.
         object.__setattr__(live, "active_lease_count", len(self._active))
-        decision = self._policy.evaluate(item, queue_view, live)
+        try:
+            decision = self._policy.evaluate(item, queue_view, live)
+        except Exception as error:
+            # A broken policy denies (counted, logged) instead of taking the dispatcher down with it.
+            self._count_policy_error_locked("evaluate")
+            return TaskAdmissionDenied(item, "policy_denial", diagnostics={"policy_error": type(error).__name__})
         if decision.allowed:
             return decision
         reason: DenialReason = decision.reason if decision.reason in _POLICY_REASONS else "policy_denial"  # type: ignore[assignment]
@@ -319,9 +336,18 @@ class TaskAdmissionController:
             self._semaphores[resource].release(amount)
 
     def _policy_failed_locked(self, hook: str) -> PolicyStateDelta:
-        LOGGER.error("threadsched: %r.%s raised; its state change is dropped", self._policy, hook, exc_info=True)
-        self._policy_counters["policy_errors"] = self._policy_counters.get("policy_errors", 0) + 1
+        self._count_policy_error_locked(hook)
         return NO_CHANGE
+
+    def _count_policy_error_locked(self, hook: str) -> None:
+        """Count every policy error; log the first with its traceback (a policy failing on every call must
+        not flood the log), later ones at debug level."""
+        self._policy_counters["policy_errors"] = self._policy_counters.get("policy_errors", 0) + 1
+        if not self._policy_error_logged:
+            self._policy_error_logged = True
+            LOGGER.error("threadsched: %r.%s raised; treated as a denial / no state change", self._policy, hook, exc_info=True)
+        else:
+            LOGGER.debug("threadsched: %r.%s raised again", self._policy, hook, exc_info=True)
 
     def _apply_delta_locked(self, delta: PolicyStateDelta) -> None:
         if delta is NO_CHANGE:

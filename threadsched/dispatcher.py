@@ -1,71 +1,85 @@
-"""The dispatcher thread: select → lease → commit → spawn, and the terminal paths.
+"""The dispatcher thread: select → lease → commit → launch, and every terminal path.
 
-The dispatcher thread is the one place where tasks are selected, leased, committed and handed
-to the executor. Executor done-callbacks (any thread, possibly inline in the dispatcher) only
-release the lease, record the outcome and signal. Producers append to an inbox and notify only
-when the dispatcher may be asleep (``_idle``); the dispatcher moves the inbox into the queue in
+The dispatcher thread is the one place where tasks are selected, leased, committed and handed to
+the executor (through a launcher, ``launch.py``). Whatever thread finishes an attempt calls
+``complete``: it releases the lease (the lease's own flag makes that exactly once), records the
+outcome, wakes the dispatcher and resolves the future, in that order, so a caller woken by a
+future already sees the lease returned.
+
+Hand-off: producers append to an inbox and wake the dispatcher only when it is asleep (``_idle``).
+It sleeps on ``_wake``, a lock that is held while it is awake and released by whoever wakes it, so a
+burst of submits or completions costs one wake-up. The dispatcher moves the inbox into the queue in
 batches and admits as many tasks as it can per wake-up.
 
-Lock order: ``DispatcherCore._lock`` is never held while calling the queue, the controller,
-the executor, an event sink or user code; it guards the inbox hand-off, deadlines, counters,
-in-flight and overdue bookkeeping. Queue and controller locks are their own (see those modules).
+An executor that holds the scheduler (a ``LeasedExecutor`` is its own pool) is pinned only while
+there is work not yet finished, so an abandoned executor is freed by reference counting alone.
+
+Lock order: ``DispatcherCore._lock`` is a leaf for everything that matters: it is never held while
+calling the queue, the controller, a launcher, an event sink or user code. It guards the inbox
+hand-off, the deadline heaps, counters and overdue bookkeeping.
 """
 
 from __future__ import annotations
 
-import heapq
+import contextvars
 import itertools
 import logging
 import random
 import threading
-import time
 from collections import deque
-from concurrent.futures import Executor
-from functools import partial
+from collections.abc import Callable, Mapping
+from concurrent.futures import CancelledError
+from time import monotonic
+from typing import Any
 
 from .admission import TaskAdmissionController, TaskAdmissionDenied, TaskAdmissionLease
-from .completion import CompletionMixin
 from .contracts import SchedulableTask
+from .deadlines import DeadlineHeaps
+from .emitter import EventEmitter
 from .errors import AdmissionStalledError, TaskTimeoutError
-from .events import EventSink
-from .futures import TaskFuture
+from .futures import CancelToken, TaskFuture
+from .launch import Launcher
+from .outcomes import COUNTER_OF_OUTCOME, classify_outcome
 from .queue import FairTaskQueue
-from .records import COUNTER_NAMES, Execution, TaskRecord, invoke_detached
+from .records import COUNTER_NAMES, Execution, GroupSettings, TaskRecord
 
 LOGGER = logging.getLogger("threadsched")
 
+__all__ = ["DispatcherCore"]
 
-class DispatcherCore(CompletionMixin):
+
+class DispatcherCore:
     def __init__(
         self,
         queue: FairTaskQueue,
         controller: TaskAdmissionController,
-        executor: Executor,
+        launcher: Launcher,
+        *,
         owns_executor: bool,
-        events: EventSink | None,
+        pin_executor: bool,
+        emitter: EventEmitter,
         name: str,
-        run_id: str | None = None,
     ) -> None:
         self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
+        self._wake = threading.Lock()
+        self._wake.acquire()  # held while awake; released once to wake a sleeping dispatcher
         self.queue = queue
         self.controller = controller
-        self._executor = executor
+        self._launcher = launcher
         self._owns_executor = owns_executor
-        self._sink = events
-        self._run_id = run_id
-        self._sequence = itertools.count()
+        self._pin_executor = pin_executor
+        self._pin: object = None
+        self._emitter = emitter
+        self.run_id = emitter.run_id
+        self.running: set[Execution] = set()
+        self._name = name
+        self._task_ids = itertools.count(1)
         self._rng = random.Random()
         self._inbox: deque[TaskRecord] = deque()
-        # Tasks waiting out a retry back-off, by id; a heap entry whose task left this dict
-        # (cancelled meanwhile) is skipped when it comes due.
-        self._retry_waiting: dict[str, TaskRecord] = {}
-        self._retry_heap: list[tuple[float, int, TaskRecord]] = []
-        self._timeout_heap: list[tuple[float, int, Execution]] = []
-        self._deadline_seq = itertools.count()
+        self._deadlines = DeadlineHeaps()
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
-        self._in_flight = 0
-        self._running_executions: set[Execution] = set()
+        self._spawned = 0  # written by the dispatcher thread only
+        self._finished = 0  # under _lock
         self._overdue: dict[str, str] = {}
         self._idle = False
         self._wake_pending = False
@@ -73,30 +87,49 @@ class DispatcherCore(CompletionMixin):
         self._cancel_pending = False
         self._admission_retry_at: float | None = None
         self._blocked = False
-        self._thread = threading.Thread(target=self._run, name=f"{name}-dispatcher", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self.crash: BaseException | None = None
 
     # -- producer side (any thread) -------------------------------------------------------
 
-    def submit_record(self, record: TaskRecord) -> None:
+    def submit(
+        self,
+        settings: GroupSettings,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        correlation: Mapping[str, Any] | None = None,
+    ) -> TaskFuture:
+        task_id = f"t{next(self._task_ids)}"
+        future = TaskFuture(task_id, self, CancelToken())
+        record = TaskRecord(task_id, future, fn, args, kwargs, contextvars.copy_context(), settings, correlation)
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             self._inbox.append(record)
             self._counters["submitted"] += 1
+            if self._pin_executor and self._pin is None:
+                self._pin = self._launcher.pool()
             if self._idle:
-                # Cleared by whoever wakes it, so a burst of submits notifies once, not per task.
                 self._idle = False
-                self._wakeup.notify()
+                self._wake.release()
+            elif self._thread is None:
+                # Like the stdlib pool, an executor nobody submits to starts no thread.
+                self._thread = threading.Thread(target=self._run, name=f"{self._name}-dispatcher", daemon=True)
+                self._thread.start()
+        return future
 
     def signal(self) -> None:
         """Wake the dispatcher if it may be asleep: capacity, queue or policy state changed."""
         self._wake_pending = True
         if self._idle:
             with self._lock:
-                if self._idle:
-                    self._idle = False
-                    self._wakeup.notify()
+                self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        if self._idle:
+            self._idle = False
+            self._wake.release()
 
     def _on_future_cancelled(self, future: TaskFuture) -> None:
         # Whoever removes the task from the pipeline notifies its waiters; here that is the queue.
@@ -110,7 +143,7 @@ class DispatcherCore(CompletionMixin):
         """``cancel()`` of a RUNNING future: a retry attempt waiting out its back-off or queued is
         cancelled now; a running function only gets its cooperative token (already set)."""
         with self._lock:
-            record = self._retry_waiting.pop(future.task_id, None)
+            record = self._deadlines.take_retry(future.task_id)
         if record is None:
             removed = self.queue.remove(future.task_id)
             record = removed.payload if removed is not None else None
@@ -123,75 +156,89 @@ class DispatcherCore(CompletionMixin):
     def _run(self) -> None:
         try:
             while True:
-                self._drain_inbox()
-                self._fire_due_deadlines(time.monotonic())
-                self._admit_batch()
-                with self._lock:
-                    if self._shutdown and self._nothing_left_locked():
-                        return
-                    self._idle = True
-                    if self._wake_pending or self._inbox:
-                        self._idle = self._wake_pending = False
-                        continue
-                    deadline = self._next_deadline_locked()
-                    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                    self._wakeup.wait(timeout)
-                    self._idle = self._wake_pending = False
-        except BaseException:  # pragma: no cover - a bug here must not hang every future
-            LOGGER.critical("threadsched dispatcher crashed", exc_info=True)
-            self._fail_everything_pending(RuntimeError("threadsched dispatcher crashed"))
-            raise
+                self._wake_pending = False
+                if self._inbox:
+                    self._drain_inbox()
+                if self._deadlines or self._admission_retry_at is not None:
+                    self._fire_due_deadlines(monotonic())
+                if len(self.queue):
+                    self._admit_batch()
+                if not self._sleep():
+                    return
+        except BaseException as error:
+            self.crash = error
+            LOGGER.critical("threadsched: dispatcher %r crashed", self._name, exc_info=True)
+            self._fail_everything_pending(RuntimeError(f"threadsched dispatcher crashed: {error!r}"))
         finally:
             if self._owns_executor:
-                self._executor.shutdown(wait=False)
+                self._launcher.shutdown(False)
+
+    def _sleep(self) -> bool:
+        """Wait until woken or the next deadline; False once shut down with nothing left."""
+        unpinned: object = None
+        with self._lock:
+            if self._wake_pending or self._inbox:
+                return True
+            if self._nothing_left_locked():
+                unpinned, self._pin = self._pin, None
+                if self._shutdown:
+                    return False
+            deadline = self._next_deadline_locked()
+            self._idle = True
+        # Outside the lock: dropping the last reference may finalize the executor, which shuts us down.
+        del unpinned
+        timeout = -1.0 if deadline is None else max(0.0, deadline - monotonic())
+        if not self._wake.acquire(timeout=timeout):
+            with self._lock:
+                woken_meanwhile = not self._idle
+                self._idle = False
+            if woken_meanwhile:
+                self._wake.acquire()  # take back the release that raced with the timeout
+        return True
 
     def _nothing_left_locked(self) -> bool:
-        return not self._inbox and not self._retry_waiting and not len(self.queue) and self._in_flight == 0
+        return not self._inbox and not self._deadlines.retries_waiting and not len(self.queue) and self._spawned == self._finished
 
     def _next_deadline_locked(self) -> float | None:
-        candidates = [heap[0][0] for heap in (self._retry_heap, self._timeout_heap) if heap]
-        if self._admission_retry_at is not None:
-            candidates.append(self._admission_retry_at)
-        return min(candidates) if candidates else None
+        deadline = self._deadlines.next_deadline()
+        retry_at = self._admission_retry_at
+        if retry_at is not None and (deadline is None or retry_at < deadline):
+            return retry_at
+        return deadline
 
     def _drain_inbox(self) -> None:
-        inbox = self._inbox
-        if not inbox:
-            return
+        inbox, records = self._inbox, []
+        try:
+            while True:  # popleft is atomic: cancel_pending_work may be emptying it meanwhile
+                records.append(inbox.popleft())
+        except IndexError:
+            pass
+        cancel_all = self._cancel_pending
         items: list[SchedulableTask] = []
         cancelled: list[TaskRecord] = []
-        with self._lock:
-            cancel_all = self._cancel_pending
-            while inbox:
-                record = inbox.popleft()
-                if cancel_all or record.future.cancel_token.cancelled:
-                    cancelled.append(record)
-                else:
-                    items.append(record.schedulable())
-        self.queue.enqueue(items)
+        for record in records:
+            if cancel_all or record.future.cancel_token.cancelled:
+                cancelled.append(record)
+            else:
+                items.append(record.schedulable())
         if items:
-            with self._lock:
-                late = self._cancel_pending
-            if late:  # shutdown(cancel_futures=True) drained the queue while these were in transit
+            self.queue.enqueue(items)
+            if self._cancel_pending and not cancel_all:
+                # shutdown(cancel_futures=True) drained the queue while these were in transit
                 cancelled.extend(item.payload for item in self.queue.drain())
         for record in cancelled:
             self._cancel_record(record)
-        if self._sink is not None:
+        if self._emitter.enabled:
             for item in items:
-                self._emit("ready_enqueued", item)
+                self._emitter.emit("ready_enqueued", item)
 
     def _fire_due_deadlines(self, now: float) -> None:
-        due_retries: list[TaskRecord] = []
-        due_timeouts: list[Execution] = []
         with self._lock:
             if self._admission_retry_at is not None and self._admission_retry_at <= now:
                 self._admission_retry_at = None
-            while self._retry_heap and self._retry_heap[0][0] <= now:
-                record = heapq.heappop(self._retry_heap)[2]
-                if self._retry_waiting.pop(record.task_id, None) is record:
-                    due_retries.append(record)
-            while self._timeout_heap and self._timeout_heap[0][0] <= now:
-                execution = heapq.heappop(self._timeout_heap)[2]
+            due_retries = self._deadlines.due_retries(now)
+            due_timeouts = []
+            for execution in self._deadlines.due_timeouts(now):
                 if not execution.finished:
                     # Listed as overdue before its future fails, so a waiter never sees a gap.
                     execution.timed_out = True
@@ -201,9 +248,8 @@ class DispatcherCore(CompletionMixin):
             cancel_all = self._cancel_pending
         for execution in due_timeouts:
             record = execution.record
-            timeout = record.settings.timeout or 0.0
-            record.future._try_set_exception(TaskTimeoutError(record.task_id, timeout))
-            self._emit("task_completed", record, execution=execution, reason="timed_out")
+            record.future._try_set_exception(TaskTimeoutError(record.task_id, record.settings.timeout or 0.0))
+            self._emitter.emit("task_completed", record, execution=execution, reason="timed_out")
         retry_items: list[SchedulableTask] = []
         for record in due_retries:
             if cancel_all or record.future.cancel_token.cancelled:
@@ -213,121 +259,201 @@ class DispatcherCore(CompletionMixin):
         if retry_items:
             self.queue.enqueue(retry_items)
             for item in retry_items:
-                self._emit("ready_enqueued", item, reason="retry")
+                self._emitter.emit("ready_enqueued", item, reason="retry")
 
     def _admit_batch(self) -> None:
-        queue, controller = self.queue, self.controller
+        queue, controller, emitter = self.queue, self.controller, self._emitter
+        select_next, approve, try_acquire, commit = queue.select_next, controller.approve, controller.try_acquire, queue.commit
+        available, exhausted = controller.available, controller.exhausted_resources
         while len(queue):
-            if controller.available() == 0:
+            if not available():
                 self._note_blocked("no_capacity")
                 return
-            selection = queue.select_next(controller.is_eligible)
+            selection = select_next(approve)  # TEMP
             if selection is None:
                 self._handle_nothing_eligible()
                 return
             item = selection.item
-            if self._sink is not None:
-                self._emit("selected", item)
-            outcome = controller.try_acquire(item, selection.view)
-            if isinstance(outcome, TaskAdmissionDenied):
-                self._on_denied(outcome)
+            if emitter.enabled:
+                emitter.emit("selected", item)
+            lease = try_acquire(item, selection.view, getattr(selection, "decision", None))  # TEMP
+            if isinstance(lease, TaskAdmissionDenied):
+                self._on_denied(lease)
                 return
             self._blocked = False
-            if self._sink is not None:
-                self._emit("task_lease_acquired", item, lease=outcome, execution_id=item.payload.execution_id())
-            if queue.commit(selection) is None:
-                self._release_unspawned(outcome, "stale_selection")
-                continue
             record: TaskRecord = item.payload
+            if emitter.enabled:
+                emitter.emit("task_lease_acquired", item, lease=lease, execution_id=record.execution_id())
+            if commit(selection) is None:
+                self._release_unspawned(lease, "stale_selection")
+                continue
             # The token is set by every cancel() before the future changes state: a cheap check.
             if record.future.cancel_token.cancelled or self._cancel_pending:
-                self._release_unspawned(outcome, "cancelled_before_spawn")
+                self._release_unspawned(lease, "cancelled_before_spawn")
                 self._cancel_record(record)
                 continue
-            self._spawn(record, outcome)
+            self._spawn(record, lease)
 
     def _spawn(self, record: TaskRecord, lease: TaskAdmissionLease) -> None:
-        execution = Execution(record, lease)
+        execution = Execution(self, record, lease)
         timeout = record.settings.timeout
-        with self._lock:
-            self._in_flight += 1
-            if timeout is not None:
-                heapq.heappush(self._timeout_heap, (time.monotonic() + timeout, next(self._deadline_seq), execution))
-        # Sequenced before submit so that, in sequence order, spawn precedes the lease release.
-        spawned = self._build_event("worker_spawned", record, execution=execution)
-        try:
-            executor_future = self._executor.submit(self._run_execution, execution)
-        except BaseException as error:
+        if timeout is not None:
             with self._lock:
-                self._in_flight -= 1
-                execution.finished = True
+                self._deadlines.add_timeout(execution, timeout)
+        self._spawned += 1
+        # Sequenced before the launch so that, in sequence order, the spawn precedes the lease release.
+        spawned = self._emitter.build("worker_spawned", record, execution=execution) if self._emitter.enabled else None
+        try:
+            self._launcher.launch(execution)
+        except BaseException as error:
+            self.running.discard(execution)  # a backend may have begun it before failing
+            with self._lock:
+                self._finished += 1
+                execution.finished = execution.settled = True
+                self._deadlines.drop_timeout(execution)
                 self._counters["spawn_failures"] += 1
                 self._counters["failed"] += 1
-            self._release(execution, "worker_spawn_failed")
-            self._emit("worker_spawn_failed", record, execution=execution, reason=type(error).__name__)
+            self.controller.release(lease)
+            self._emitter.emit("task_lease_released", record, execution=execution, reason="worker_spawn_failed")
+            self._emitter.emit("worker_spawn_failed", record, execution=execution, reason=type(error).__name__)
             record.future._try_set_exception(error)
             return
-        if spawned is not None:
-            self._deliver(spawned)
-        executor_future.add_done_callback(partial(self._on_execution_done, execution))
+        self._emitter.deliver(spawned)
 
-    def _run_execution(self, execution: Execution) -> None:
-        """Worker body: claims the future, runs the function; the done-callback does the rest."""
+    # -- completion (whatever thread finished the attempt) -------------------------------------
+
+    def complete(self, execution: Execution) -> None:
+        lease = execution.lease
+        result = self.controller.release(lease)
+        emitter = self._emitter
         record = execution.record
-        if not record.future._start_running():
+        if not result.released:  # the lease's flag says this attempt was completed already
+            emitter.emit("release_diagnostic", record, execution=execution, reason=result.reason)
             return
-        execution.lease_held_at_start = not execution.lease.released
-        # set.add/discard are atomic under the GIL: the worker path takes no scheduler lock.
-        running = self._running_executions
-        running.add(execution)
-        execution.started = True
-        try:
-            execution.value, execution.error = invoke_detached(record, self._run_id)
-        finally:
-            running.discard(execution)
+        future = record.future
+        error = execution.error
+        retry = record.settings.retry
+        cancel_requested = future.cancel_token.cancelled
+        events: tuple[Any, ...] = ()
+        with self._lock:
+            execution.finished = execution.settled = True
+            self._finished += 1
+            self._deadlines.drop_timeout(execution)
+            if execution.started and not execution.lease_held_at_start:
+                self._counters["hidden_waiters"] += 1
+            outcome = classify_outcome(
+                started=execution.started,
+                error=error,
+                timed_out=execution.timed_out,
+                cancel_requested=cancel_requested or self._cancel_pending,
+                retry=retry,
+                attempt=record.attempt,
+            )
+            delay = 0.0
+            if outcome == "timed_out":
+                self._overdue.pop(execution.execution_id, None)
+            elif outcome == "retry":
+                delay = retry.backoff(record.attempt, self._rng)
+                record.attempt += 1
+                self._deadlines.schedule_retry(record, delay)
+            counter = COUNTER_OF_OUTCOME.get(outcome)
+            if counter is not None:
+                self._counters[counter] += 1
+            self._wake_pending = True
+            self._wake_locked()
+            if emitter.enabled:
+                build = emitter.build
+                events = (
+                    build("task_lease_released", record, execution=execution, lease=lease),
+                    # A timed-out task's completion was reported at its deadline; only the release remains.
+                    None if outcome == "timed_out" else build("task_completed", record, execution=execution, reason=outcome),
+                    build("retry_deferred", record, execution=execution, diagnostics={"delay": delay})
+                    if outcome == "retry"
+                    else None,
+                )
+        for event in events:
+            emitter.deliver(event)
+        value = execution.value
+        execution.value = execution.error = None
+        if outcome != "retry":
+            # The caller's arguments die before a waiter wakes, whatever frames still hold the record.
+            record.drop_call()
+        if outcome == "succeeded":
+            future._try_set_result(value)
+        elif outcome == "failed":
+            assert error is not None
+            future._try_set_exception(error)
+        elif outcome == "cancelled":
+            if not future.cancel():
+                future._try_set_exception(error if isinstance(error, CancelledError) else CancelledError())
+            future._notify_if_cancelled()
+
+    # -- terminal outcomes for work that never reached a worker ------------------------------
 
     def _release_unspawned(self, lease: TaskAdmissionLease, reason: str) -> None:
         result = self.controller.release(lease)
         if reason == "stale_selection":
             with self._lock:
                 self._counters["stale_selections"] += 1
-        self._emit("task_lease_released", lease.item, lease=lease, reason=reason)
+        self._emitter.emit("task_lease_released", lease.item, lease=lease, reason=reason)
         if reason == "stale_selection":
-            self._emit("stale_selection", lease.item, lease=lease)
+            self._emitter.emit("stale_selection", lease.item, lease=lease)
         if not result.released:
-            self._emit("release_diagnostic", lease.item, lease=lease, reason=result.reason)
+            self._emitter.emit("release_diagnostic", lease.item, lease=lease, reason=result.reason)
+
+    def _cancel_record(self, record: TaskRecord) -> None:
+        """Cancel a task this caller took out of the pipeline (so it alone notifies); counted first."""
+        self._finish_cancelled(record.task_id, "cancelled")
+        future = record.future
+        if future.cancel():
+            future._notify_if_cancelled()
+        else:
+            future._try_set_exception(CancelledError("task cancelled before it could run again"))
+
+    def _finish_cancelled(self, task_id: str, reason: str) -> None:
+        with self._lock:
+            self._counters["cancelled"] += 1
+        self._emitter.emit("cancelled", None, task_id=task_id, reason=reason)
+
+    def _finish_failed(self, record: TaskRecord, error: BaseException, reason: str) -> None:
+        with self._lock:
+            self._counters["failed"] += 1
+        self._emitter.emit("task_completed", record, reason=reason)
+        record.future._try_set_exception(error)
+
+    # -- admission blocked -------------------------------------------------------------------
 
     def _on_denied(self, denial: TaskAdmissionDenied) -> None:
         if denial.available_after is not None:
-            with self._lock:
-                current = self._admission_retry_at
-                if current is None or denial.available_after < current:
-                    self._admission_retry_at = denial.available_after
-        self._emit("admission_denied", denial.item, reason=denial.reason, diagnostics=denial.diagnostics)
+            self._retry_admission_at(denial.available_after)
+        self._emitter.emit("admission_denied", denial.item, reason=denial.reason, diagnostics=denial.diagnostics)
+
+    def _retry_admission_at(self, when: float) -> None:
+        with self._lock:
+            current = self._admission_retry_at
+            if current is None or when < current:
+                self._admission_retry_at = when
 
     def _note_blocked(self, reason: str) -> None:
         if not self._blocked:
             self._blocked = True
-            self._emit("admission_blocked", None, reason=reason)
+            self._emitter.emit("admission_blocked", None, reason=reason)
 
     def _handle_nothing_eligible(self) -> None:
         """Nothing queued is eligible now: explain it, and fail the work if it can never run."""
         with self._lock:
-            maybe_stalled = not self._inbox and not self._retry_waiting and self._in_flight == 0
+            maybe_stalled = not self._inbox and not self._deadlines.retries_waiting and self._spawned == self._finished
         # Always asked, so a policy's available_after becomes a wake-up deadline even while other
         # work is in flight (O(groups), and only when select_next found nothing eligible).
         summary = self.controller.explain_blocked(self.queue.view())
         if summary.earliest_available_after is not None:
-            with self._lock:
-                current = self._admission_retry_at
-                if current is None or summary.earliest_available_after < current:
-                    self._admission_retry_at = summary.earliest_available_after
+            self._retry_admission_at(summary.earliest_available_after)
         if not self._blocked:
             self._blocked = True
-            self._emit("admission_blocked", None, reason="not_eligible", diagnostics={"summary": summary.message})
+            self._emitter.emit("admission_blocked", None, reason="not_eligible", diagnostics={"summary": summary.message})
             for key, reason in summary.blocked_groups.items():
                 if reason == "group_cap":
-                    self._emit("group_capped", None, group=key, reason=reason)
+                    self._emitter.emit("group_capped", None, group=key, reason=reason)
         if (
             maybe_stalled
             and self.controller.active_lease_count == 0
@@ -337,8 +463,7 @@ class DispatcherCore(CompletionMixin):
             stalled = self.queue.drain()
             LOGGER.error("threadsched: %s", summary.message)
             for item in stalled:
-                record: TaskRecord = item.payload
-                self._finish_failed(record, AdmissionStalledError(summary), "admission_stalled")
+                self._finish_failed(item.payload, AdmissionStalledError(summary), "admission_stalled")
 
     # -- shutdown -------------------------------------------------------------------------
 
@@ -357,44 +482,48 @@ class DispatcherCore(CompletionMixin):
             self._cancel_pending = True
             records = list(self._inbox)
             self._inbox.clear()
-            records.extend(self._retry_waiting.values())
-            self._retry_waiting.clear()
-            self._retry_heap.clear()
+            records.extend(self._deadlines.take_all_retries())
         records.extend(item.payload for item in self.queue.drain())
         for record in records:
             self._cancel_record(record)
         self.signal()
 
     def join(self, timeout: float | None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     @property
-    def executor(self) -> Executor:
-        return self._executor
+    def launcher(self) -> Launcher:
+        return self._launcher
 
     @property
     def owns_executor(self) -> bool:
         return self._owns_executor
 
+    @property
+    def emitter(self) -> EventEmitter:
+        return self._emitter
+
     def state(self) -> tuple[int, tuple[str, ...], dict[str, int]]:
         """(running functions, overdue task ids, counters), read together."""
         with self._lock:
-            return len(self._running_executions), tuple(self._overdue.values()), dict(self._counters)
+            counters = dict(self._counters)
+            overdue = tuple(self._overdue.values())
+        counters["sink_errors"] = self._emitter.sink_errors
+        return len(self.running), overdue, counters
 
     def _fail_everything_pending(self, error: BaseException) -> None:
         with self._lock:
-            records = list(self._inbox) + list(self._retry_waiting.values())
+            records = list(self._inbox)
             self._inbox.clear()
-            self._retry_waiting.clear()
-            self._retry_heap.clear()
+            records.extend(self._deadlines.take_all_retries())
             self._shutdown = True
         records.extend(item.payload for item in self.queue.drain())
         for record in records:
             self._finish_failed(record, error, "dispatcher_crashed")
 
-    # -- hooks used by CompletionMixin ---------------------------------------------------------
-
-    def _schedule_retry_locked(self, record: TaskRecord, delay: float) -> None:
-        self._retry_waiting[record.task_id] = record
-        heapq.heappush(self._retry_heap, (time.monotonic() + delay, next(self._deadline_seq), record))
+    def __repr__(self) -> str:
+        return f"<DispatcherCore {self._name!r} spawned={self._spawned} finished={self._finished} idle={self._idle}>"

@@ -8,6 +8,7 @@ queued is moved to CANCELLED_AND_NOTIFIED exactly once, or ``wait``/``as_complet
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, InvalidStateError
@@ -68,14 +69,17 @@ class CancelToken:
         return f"<CancelToken cancelled={self._cancelled}>"
 
 
-_QUIET_STATE_LOCK = threading.Lock()
-"""Guards the state of every TaskFuture that has no condition yet, and the creation of conditions.
+_QUIET_STATE_LOCKS = tuple(threading.Lock() for _ in range(64))
+"""Each guards the state of the TaskFutures striped onto it while they have no condition yet, and the
+creation of their conditions.
 
 Nobody can wait on a future, add a callback to it or read its result without first creating its
 condition (every such stdlib path starts with ``with self._condition``). So while a future has no
-condition, a state change has nobody to notify and is made under this lock alone; once a
-condition exists, the stdlib's own methods take over and this lock is no longer involved.
+condition, a state change has nobody to notify and is made under its stripe alone; once a condition
+exists, the stdlib's own methods take over. Striping keeps the worker threads, the submitter and the
+dispatcher from queueing on one process-wide lock.
 """
+_stripe_of = itertools.count()
 _FUTURE_ATTRIBUTES = frozenset({"_condition", "_state", "_result", "_exception", "_waiters", "_done_callbacks"})
 _TERMINAL = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED})
 _CANCELLED_STATES = frozenset({CANCELLED, CANCELLED_AND_NOTIFIED})
@@ -86,7 +90,7 @@ class TaskFuture(Future[Any]):
 
     The stdlib ``Future`` builds a ``threading.Condition`` (~1.4 KB with its RLock and deque) in
     ``__init__``. Most task futures are never waited on individually before they finish, so here
-    the condition is created on first use (see ``_QUIET_STATE_LOCK``): 100k queued or finished
+    the condition is created on first use (see ``_QUIET_STATE_LOCKS``): 100k queued or finished
     tasks cost a fraction of the memory, and the worker path skips building and notifying it.
     ``__init__`` sets the stdlib's attributes itself (``_FUTURE_ATTRIBUTES``; a test pins them
     against ``vars(Future())``), with ``_condition`` served by the property below.
@@ -94,6 +98,7 @@ class TaskFuture(Future[Any]):
 
     def __init__(self, task_id: str, scheduler: _CancelHandler, cancel_token: CancelToken) -> None:
         self._lazy_condition: threading.Condition | None = None
+        self._quiet = _QUIET_STATE_LOCKS[next(_stripe_of) & 63]
         self._state = PENDING
         self._result = None
         self._exception = None
@@ -108,7 +113,7 @@ class TaskFuture(Future[Any]):
     def _condition(self) -> threading.Condition:  # type: ignore[override]
         condition = self._lazy_condition
         if condition is None:
-            with _QUIET_STATE_LOCK:
+            with self._quiet:
                 condition = self._lazy_condition
                 if condition is None:
                     condition = self._lazy_condition = threading.Condition()
@@ -127,7 +132,7 @@ class TaskFuture(Future[Any]):
 
     def cancel(self) -> bool:
         self.cancel_token.cancel()
-        with _QUIET_STATE_LOCK:
+        with self._quiet:
             quiet = self._lazy_condition is None
             if quiet:
                 if self._state == PENDING:
@@ -144,7 +149,7 @@ class TaskFuture(Future[Any]):
         return cancelled
 
     def set_running_or_notify_cancel(self) -> bool:
-        with _QUIET_STATE_LOCK:
+        with self._quiet:
             if self._lazy_condition is None:
                 if self._state == CANCELLED:
                     self._state = CANCELLED_AND_NOTIFIED
@@ -165,7 +170,7 @@ class TaskFuture(Future[Any]):
 
     def _finish_quietly(self, result: Any, exception: BaseException | None) -> bool:
         """Finish without a condition when none exists (True); False: use the stdlib path."""
-        with _QUIET_STATE_LOCK:
+        with self._quiet:
             if self._lazy_condition is not None:
                 return False
             if self._state in _TERMINAL:
@@ -182,7 +187,7 @@ class TaskFuture(Future[Any]):
 
         A cancelled future is left for the done-callback to notify, after the lease is released
         and the cancellation counted, so a woken waiter never sees a stale snapshot."""
-        with _QUIET_STATE_LOCK:
+        with self._quiet:
             if self._lazy_condition is None:
                 if self._state == PENDING:
                     self._state = RUNNING
@@ -195,7 +200,7 @@ class TaskFuture(Future[Any]):
 
     def _notify_if_cancelled(self) -> bool:
         """True if cancelled; moves CANCELLED → CANCELLED_AND_NOTIFIED at most once."""
-        with _QUIET_STATE_LOCK:
+        with self._quiet:
             if self._lazy_condition is None:
                 if self._state == CANCELLED:
                     self._state = CANCELLED_AND_NOTIFIED

@@ -1,17 +1,21 @@
-"""``LeasedExecutor``: a ``concurrent.futures.Executor`` whose work goes through leased admission.
+"""``LeasedExecutor``: a ``concurrent.futures.ThreadPoolExecutor`` whose work goes through leased admission.
 
-Code that only uses the ``ThreadPoolExecutor`` API sees the same behaviour (``tests/test_executor_contract.py``
-runs one suite against both). The threads come from an internal stdlib ``ThreadPoolExecutor``, so idle
-thread reuse, the initializer and ``BrokenThreadPool`` are the stdlib's own; a ``Scheduler`` in front of it
-spawns a task on that pool only once its lease is held, so the pool never has a hidden waiter.
+It *is* a ``ThreadPoolExecutor`` (``asyncio``'s ``set_default_executor`` and Dask's ``pool=`` check or read
+what only a real one has, such as ``_max_workers``), so code written for the stdlib pool sees the same
+behaviour (``tests/test_executor_contract.py`` runs one suite against both). ``submit`` goes through a
+``Scheduler``; an admitted task runs on this pool's own stdlib machinery (its work queue, idle-thread
+reuse, initializer and ``BrokenThreadPool``), handed over only once its lease is held, so the pool never
+has a hidden waiter. Like the stdlib pool, an executor nobody submits to starts no thread, and one
+dropped without ``shutdown()`` is freed by reference counting (the scheduler holds it weakly and pins
+it only while work is unfinished).
 
 Interpreter exit: like ``concurrent.futures.thread``, a hook registered with ``threading._register_atexit``
 flags the interpreter as shutting down (later submits raise ``RuntimeError``) and lets every live
 dispatcher hand out its pending work before the threads are joined. It is registered after the stdlib's
-own hook and those hooks run in reverse order, so ours runs first, while the internal pools still accept
-work; the stdlib's hook then joins their worker threads.
+own hook and those hooks run in reverse order, so ours runs first, while the pools still accept work;
+the stdlib's hook then joins their worker threads.
 
-Lock order: ``LeasedExecutor._shutdown_lock`` → ``_global_shutdown_lock`` → scheduler locks.
+Lock order: ``ThreadPoolExecutor._shutdown_lock`` → ``_global_shutdown_lock`` → scheduler locks.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from .dispatcher import DispatcherCore
 from .events import EventSink
 from .policy import TaskAdmissionPolicy
 from .records import SchedulerSnapshot
-from .scheduler import DEFAULT_GROUP, Scheduler, TaskGroup, default_max_workers
+from .scheduler import DEFAULT_GROUP, Scheduler, TaskGroup, _executor_workers
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -69,8 +73,8 @@ def _call(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
 
-class LeasedExecutor(Executor):
-    """A ``ThreadPoolExecutor`` look-alike with fair groups (``lane``), resource limits, policies and events."""
+class LeasedExecutor(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` with fair groups (``lane``), resource limits, policies and events."""
 
     _counter = itertools.count().__next__
 
@@ -87,35 +91,34 @@ class LeasedExecutor(Executor):
         executor: Executor | Any = None,
     ) -> None:
         """``executor``: run the tasks elsewhere — another ``Executor`` or a ``distributed.Client`` (its
-        cluster; ``threadsched.backends.dask``) — instead of a pool built here; ``max_workers`` then
+        cluster; ``threadsched.backends.dask``) — instead of on this pool's threads; ``max_workers`` then
         defaults to its worker count, and ``thread_name_prefix``/``initializer`` do not apply."""
         if executor is not None and (initializer is not None or initargs):
             raise ValueError("initializer and initargs apply to the built-in pool, not to a given executor")
-        if max_workers is not None and max_workers <= 0:
-            raise ValueError("max_workers must be greater than 0")
-        if initializer is not None and not callable(initializer):
-            raise TypeError("initializer must be a callable")
         name = f"LeasedExecutor-{self._counter()}"
-        self._pool: ThreadPoolExecutor | None = None
-        if executor is None:
-            max_workers = max_workers or default_max_workers()
-            executor = self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix or name, initializer, initargs)
-        # A pool built here is ours alone: the scheduler shuts it down once its dispatcher has spawned the
-        # last task (also after shutdown(wait=False) or when this executor is dropped). A given one is not.
+        wrapped = False
+        if executor is not None and not isinstance(executor, Executor):
+            from .backends.dask import as_executor  # a distributed.Client: only then is the backend loaded
+
+            executor, wrapped = as_executor(executor), True
+        if executor is not None and max_workers is None:
+            max_workers = _executor_workers(executor)
+        # The stdlib's own validation and messages (max_workers <= 0, initializer not callable).
+        super().__init__(max_workers, thread_name_prefix or name, initializer, initargs)
+        self._closed = False  # shutdown() was called; the pool itself stays open until the last task is handed over
         self._scheduler = Scheduler(
-            max_workers,
+            self._max_workers,
             resource_limits=resource_limits,
             policy=policy,
             executor=executor,
             events=events,
             name=name,
-            owns_executor=self._pool is not None,
+            owns_executor=wrapped,  # the wrapper built here, never the caller's executor or client
+            _holder_pool=self if executor is None else None,
         )
         _live_cores.add(self._scheduler._core)
         self._default_group = self._scheduler.group(DEFAULT_GROUP)
         self._name = name
-        self._shutdown = False
-        self._shutdown_lock = threading.Lock()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         return self._submit(self._default_group, fn, args, kwargs)
@@ -127,22 +130,20 @@ class LeasedExecutor(Executor):
             # The stdlib accepts anything and fails the future with the TypeError of the call.
             fn, args = _call, (fn, *args)
         with self._shutdown_lock, _global_shutdown_lock:
-            broken = self._pool._broken if self._pool is not None else False
-            if broken:
-                raise BrokenThreadPool(broken)
-            if self._shutdown:
+            if self._broken:
+                raise BrokenThreadPool(self._broken)
+            if self._closed or self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
             if _interpreter_shutdown:
                 # Like the stdlib: the pool's workers, once they have exited at interpreter shutdown, have
                 # flagged it as shut down, and from then on a submit reports a plain shutdown.
-                if self._pool is not None and self._pool._threads and self._pool._shutdown:
-                    raise RuntimeError("cannot schedule new futures after shutdown")
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
             return group.submit(fn, *args, **kwargs)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._shutdown_lock:
-            self._shutdown = True
+            self._closed = True
+        # The scheduler shuts this pool down (the base method) once its dispatcher has handed out the last task.
         self._scheduler.shutdown(wait, cancel_futures=cancel_futures)
 
     shutdown.__doc__ = Executor.shutdown.__doc__
@@ -156,6 +157,10 @@ class LeasedExecutor(Executor):
     def max_workers(self) -> int:
         return self._scheduler.submit_capacity
 
+    @property
+    def scheduler(self) -> Scheduler:
+        return self._scheduler
+
     def snapshot(self) -> SchedulerSnapshot:
         return self._scheduler.snapshot()
 
@@ -165,7 +170,7 @@ class LeasedExecutor(Executor):
     def __repr__(self) -> str:
         stats = self.statistics()
         return (
-            f"<LeasedExecutor {self._name!r} max_workers={self.max_workers} shutdown={self._shutdown} "
+            f"<LeasedExecutor {self._name!r} max_workers={self.max_workers} shutdown={self._closed} "
             f"queued={stats['queued']} running={stats['running']} leases={stats['active_leases']}>"
         )
 

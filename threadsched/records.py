@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable, Generator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from .admission import TaskAdmissionLease, TaskAdmissionView
 from .contracts import SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
@@ -82,9 +83,19 @@ class TaskRecord:
     def schedulable(self) -> SchedulableTask:
         return SchedulableTask.trusted(self.task_id, self, self.settings.spec, self.settings.request)
 
+    def drop_call(self) -> None:
+        """Forget the function and its arguments once the task is over (no attempt will need them)."""
+        self.fn = _finished_call
+        self.args = ()
+        self.kwargs = {}
+
     def execution_id(self) -> str:
         """Id of the current attempt: ``<task id>#<attempt>``."""
         return f"{self.task_id}#{self.attempt}"
+
+
+def _finished_call(*_args: Any, **_kwargs: Any) -> Any:
+    raise RuntimeError("this task is over; its function was released")
 
 
 def _invoke_in_context(record: TaskRecord, run_id: str | None) -> Any:
@@ -130,32 +141,97 @@ def _invoke_from_holder(holder: list[TaskRecord], run_id: str | None) -> Any:
     return _invoke_in_context(holder.pop(), run_id)
 
 
+class ExecutionOwner(Protocol):
+    """The dispatcher side an ``Execution`` reports to."""
+
+    run_id: str | None
+    running: set[Execution]
+
+    def complete(self, execution: Execution) -> None: ...
+
+
 class Execution:
-    """One attempt of one task, holding one lease. Mutable fields are written by the worker
-    (``started``, ``value``, ``error``) before its future completes, or under the core lock."""
+    """One attempt of one task, holding one lease: the seam between the dispatcher and what runs it.
+
+    Whatever runs it calls ``begin()`` (claims the task's future; False: it was cancelled), then the
+    call, then ``finish(value, error)``; or ``finish_unstarted(error)`` if it never ran. ``run()`` does
+    all of that in this thread (a local worker). Fields are written by the one thread running the
+    attempt before ``complete``, or under the dispatcher's lock."""
 
     __slots__ = (
+        "_owner",
+        "attempt",
         "error",
-        "execution_id",
         "finished",
         "lease",
         "lease_held_at_start",
         "record",
+        "settled",
         "started",
         "timed_out",
+        "timeout_entry",
         "value",
     )
 
-    def __init__(self, record: TaskRecord, lease: TaskAdmissionLease) -> None:
-        self.execution_id = record.execution_id()
+    def __init__(self, owner: ExecutionOwner, record: TaskRecord, lease: TaskAdmissionLease) -> None:
+        self._owner = owner
         self.record = record
+        self.attempt = record.attempt
         self.lease = lease
         self.started = False
         self.lease_held_at_start = False
         self.value: Any = None
         self.error: BaseException | None = None
-        self.finished = False
+        self.finished = False  # under the dispatcher lock: the timeout no longer applies
+        self.settled = False  # complete() ran
         self.timed_out = False
+        self.timeout_entry: list[Any] | None = None
+
+    @property
+    def execution_id(self) -> str:
+        """``<task id>#<attempt>``."""
+        return f"{self.record.task_id}#{self.attempt}"
+
+    def begin(self) -> bool:
+        if not self.record.future._start_running():
+            return False
+        self.lease_held_at_start = not self.lease.released
+        # set.add/discard are atomic under the GIL: the worker path takes no scheduler lock here.
+        self._owner.running.add(self)
+        self.started = True
+        return True
+
+    def call(self) -> tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]:
+        """The user's call, for a backend that runs it elsewhere (without this process's context)."""
+        record = self.record
+        return record.fn, record.args, record.kwargs
+
+    def finish(self, value: Any, error: BaseException | None) -> None:
+        self.value = value
+        self.error = error
+        self._owner.running.discard(self)
+        self._owner.complete(self)
+
+    def finish_unstarted(self, error: BaseException | None) -> None:
+        """It never ran: cancelled before it began (``error`` None) or dropped by its executor with ``error``."""
+        self.error = error
+        self._owner.complete(self)
+
+    def run(self) -> None:
+        """A local worker's whole attempt: begin, the call in the submitter's context, finish."""
+        if not self.begin():
+            self.finish_unstarted(None)
+            return
+        value, error = invoke_detached(self.record, self._owner.run_id)
+        self.finish(value, error)
+
+    def settle_if_unrun(self, executor_future: Future[Any]) -> None:
+        """Done-callback of a foreign executor's future: settles an attempt it cancelled or failed unrun."""
+        if not self.settled and not self.started:
+            self.finish_unstarted(None if executor_future.cancelled() else executor_future.exception())
+
+    def __repr__(self) -> str:
+        return f"<Execution {self.execution_id} started={self.started} settled={self.settled}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +245,14 @@ class SchedulerSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class ShutdownReport:
+    """``clean``: everything finished, nothing overdue, no lease held and the dispatcher never crashed
+    (``dispatcher_error`` is what crashed it)."""
+
     clean: bool
     cancelled: int
     overdue: tuple[str, ...]
     active_leases: int
+    dispatcher_error: BaseException | None = None
 
 
 COUNTER_NAMES = (

@@ -8,8 +8,6 @@ Lock order: ``Scheduler._lock`` (group registry only) is a leaf; see ``dispatche
 
 from __future__ import annotations
 
-import contextvars
-import itertools
 import math
 import os
 import threading
@@ -23,11 +21,13 @@ from typing import Any
 from .admission import TaskAdmissionConfig, TaskAdmissionController
 from .contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec
 from .dispatcher import DispatcherCore
-from .events import LOGGER, EventSink
-from .futures import CancelToken, TaskFuture
+from .emitter import EventEmitter
+from .events import EventSink
+from .futures import TaskFuture
+from .launch import Launcher, PoolLauncher, launcher_for
 from .policy import TaskAdmissionPolicy
 from .queue import FairTaskQueue
-from .records import GroupSettings, SchedulerSnapshot, ShutdownReport, TaskRecord
+from .records import GroupSettings, SchedulerSnapshot, ShutdownReport
 from .retry import NO_RETRY, RetryPolicy
 
 DEFAULT_GROUP = "default"
@@ -41,10 +41,12 @@ def default_max_workers() -> int:
 class TaskGroup:
     """A handle for submitting into one fairness group with fixed settings."""
 
-    __slots__ = ("_scheduler", "settings")
+    __slots__ = ("_core", "settings")
 
-    def __init__(self, scheduler: Scheduler, settings: GroupSettings) -> None:
-        self._scheduler = scheduler
+    def __init__(self, core: DispatcherCore, settings: GroupSettings) -> None:
+        # The dispatcher core, never the Scheduler: the scheduler holds its groups, and a group holding
+        # the scheduler back would make a cycle that only the cyclic collector could free.
+        self._core = core
         self.settings = settings
 
     @property
@@ -52,7 +54,9 @@ class TaskGroup:
         return self.settings.spec.key
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
-        return self._scheduler._submit(self.settings, fn, args, kwargs)
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
+        return self._core.submit(self.settings, fn, args, kwargs)
 
     def submit_correlated(
         self, correlation: Mapping[str, Any], fn: Callable[..., Any], /, *args: Any, **kwargs: Any
@@ -61,7 +65,9 @@ class TaskGroup:
         into every event of this task, so a producer's own events join the scheduler's."""
         if not isinstance(correlation, Mapping):
             raise TypeError(f"correlation must be a mapping, got {correlation!r}")
-        return self._scheduler._submit(self.settings, fn, args, kwargs, MappingProxyType(dict(correlation)))
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
+        return self._core.submit(self.settings, fn, args, kwargs, MappingProxyType(dict(correlation)))
 
     def __repr__(self) -> str:
         spec = self.settings.spec
@@ -82,9 +88,11 @@ class Scheduler:
         name: str = "threadsched",
         run_id: str | None = None,
         owns_executor: bool | None = None,
+        _holder_pool: ThreadPoolExecutor | None = None,
     ) -> None:
         """``owns_executor`` (default: True only for the built-in pool): shut ``executor`` down when the
-        scheduler's work is done (``LeasedExecutor`` hands over the pool it built)."""
+        scheduler's work is done. ``_holder_pool`` (``LeasedExecutor`` only): the pool that holds this
+        scheduler and runs its tasks on its own machinery; it is referenced weakly (no cycle)."""
         if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1):
             raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
         if not isinstance(name, str) or not name:
@@ -105,17 +113,29 @@ class Scheduler:
             TaskAdmissionConfig(submission_capacity=capacity, resource_limits=dict(resource_limits or {})), policy
         )
         self._queue = FairTaskQueue()
-        if owns_executor is None:
-            owns_executor = executor is None
-        if executor is None:
-            executor = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix=f"{name}-worker")
+        launcher: Launcher
+        if _holder_pool is not None:
+            launcher, owns_executor = PoolLauncher(_holder_pool, weak=True), True
+        elif executor is None:
+            pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix=f"{name}-worker")
+            launcher, owns_executor = PoolLauncher(pool), True
+        else:
+            if owns_executor is None:
+                owns_executor = False
+            launcher = launcher_for(executor, owned=owns_executor)
         self._name = name
         self._lock = threading.Lock()
         self._groups: dict[Hashable, TaskGroup] = {}
-        self._task_ids = itertools.count(1)
-        self._shutdown_report: ShutdownReport | None = None
-        self._sink = events
-        self._core = DispatcherCore(self._queue, self._controller, executor, owns_executor, events, name, run_id)
+        self._emitter = EventEmitter(events, run_id)
+        self._core = DispatcherCore(
+            self._queue,
+            self._controller,
+            launcher,
+            owns_executor=owns_executor,
+            pin_executor=_holder_pool is not None,
+            emitter=self._emitter,
+            name=name,
+        )
         # Like the stdlib pool: a scheduler dropped without shutdown() finishes its work and stops
         # its threads instead of leaking them (the finalizer holds the core, never the scheduler).
         weakref.finalize(self, self._core.begin_shutdown, False)
@@ -157,30 +177,14 @@ class Scheduler:
         with self._lock:
             existing = self._groups.get(key)
             if existing is None:
-                existing = self._groups[key] = TaskGroup(self, settings)
+                existing = self._groups[key] = TaskGroup(self._core, settings)
         if existing.settings != settings:
             raise ValueError(f"group {key!r} already exists with different settings: {existing.settings!r} != {settings!r}")
         return existing
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
         """Submit into the default group."""
-        return self._submit(self._default_group.settings, fn, args, kwargs)
-
-    def _submit(
-        self,
-        settings: GroupSettings,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        correlation: Mapping[str, Any] | None = None,
-    ) -> TaskFuture:
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
-        task_id = f"t{next(self._task_ids)}"
-        future = TaskFuture(task_id, self._core, CancelToken())
-        record = TaskRecord(task_id, future, fn, args, kwargs, contextvars.copy_context(), settings, correlation)
-        self._core.submit_record(record)
-        return future
+        return self._default_group.submit(fn, *args, **kwargs)
 
     def snapshot(self) -> SchedulerSnapshot:
         running, overdue, counters = self._core.state()
@@ -209,28 +213,22 @@ class Scheduler:
             if not finished:
                 self._core.cancel_pending_work()
             elif self._core.owns_executor:
-                self._core.executor.shutdown(wait=True)
+                self._core.launcher.shutdown(True)
         snapshot = self.snapshot()
+        crash = self._core.crash
         report = ShutdownReport(
-            clean=finished and not snapshot.overdue and snapshot.admission.active_lease_count == 0,
+            clean=finished and not snapshot.overdue and snapshot.admission.active_lease_count == 0 and crash is None,
             cancelled=snapshot.counters["cancelled"] - cancelled_before,
             overdue=snapshot.overdue,
             active_leases=snapshot.admission.active_lease_count,
+            dispatcher_error=crash,
         )
         if finished:
             self._controller.shutdown()
-            self._flush_events(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            # A buffering sink (JsonlEventSink) has every event of this scheduler on disk once
+            # shutdown(wait=True) returns; closing it is its owner's call (several schedulers may share it).
+            self._emitter.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return report
-
-    def _flush_events(self, timeout: float | None) -> None:
-        """A sink that buffers (``JsonlEventSink``) has every event of this scheduler on disk once
-        ``shutdown(wait=True)`` returns; closing it is its owner's call (several schedulers may share it)."""
-        flush = getattr(self._sink, "flush", None)
-        if callable(flush):
-            try:
-                flush(timeout=timeout)
-            except Exception:
-                LOGGER.warning("threadsched: flushing event sink %r failed", self._sink, exc_info=True)
 
     def _counter(self, name: str) -> int:
         return self._core.state()[2][name]

@@ -7,27 +7,24 @@ submission capacity defaults to the cluster's worker threads (``sum(client.nthre
 once at construction). ``as_executor(obj)`` wraps a raw ``distributed.Client`` and passes an ``Executor``
 through.
 
-The seam with the dispatcher: the dispatcher hands an admitted task to its executor as
-``executor.submit(core._run_execution, execution)``, a bound method that does the task's bookkeeping
-(claim the future, note that the lease is held, count it running) around the call of the user's function.
-That bound method holds the dispatcher, its locks and the task's future, so it cannot be pickled.
-``DaskExecutor.submit`` recognises exactly this call (``DispatcherCore._run_execution`` bound to a
-dispatcher, one ``Execution``) and splits it: the bookkeeping prelude runs locally, on the dispatcher
-thread, at submit; only ``record.fn(*record.args, **record.kwargs)`` goes to the cluster (so those must
-be picklable, by cloudpickle); and the epilogue (the value or error on the execution, not running any
-more) runs when the remote outcome arrives. Any other ``submit`` is sent to the cluster as it is.
+The seam with the dispatcher is explicit: ``DaskExecutor`` is an ``ExecutionBackend``
+(``threadsched.launch``), so the dispatcher hands it each leased ``Execution`` through
+``launch_execution``. That calls ``execution.begin()`` locally, on the dispatcher thread (claim the
+task's future, note that the lease is held, count it running), sends only the user's call
+``fn(*args, **kwargs)`` to the cluster (so those must be picklable, by cloudpickle), and calls
+``execution.finish(value, error)`` when the remote outcome arrives; ``finish`` is the dispatcher's
+completion path (release the lease, count, resolve the future). Any other ``submit`` is sent to the
+cluster as it is, with a stdlib ``Future`` for its outcome.
 
-Capacity follows the remote outcome: the ``concurrent.futures.Future`` returned by ``submit`` is moved to
-RUNNING at once, so ``cancel()`` on it returns False, and it completes only from the Dask future's
-done-callback. The dispatcher's done-callback on it (the lease release) therefore runs only once the
-cluster has reported; a local ``TaskFuture.cancel()`` of a running remote task sets its cooperative token
-(which the remote side cannot see) and returns False, and the lease stays until the remote task ends.
+Capacity follows the remote outcome: the lease is released only by ``finish``, once the cluster has
+reported; a local ``TaskFuture.cancel()`` of a running remote task sets its cooperative token (which the
+remote side cannot see) and returns False, and the lease stays until the remote task ends.
 
 Threads: Dask runs done-callbacks on its one callback thread. Ours only hands the finished Dask future to
 a small fetch pool of this executor (fetching a value is a round trip to the worker; one at a time on
-Dask's thread made the backend several times slower), which fetches the outcome and completes the bridge
-future, nothing else; the bridge's callbacks are the dispatcher's completion path, which only releases,
-records and signals.
+Dask's thread made the backend several times slower), which fetches the outcome and finishes the
+execution (or completes the plain call's future), nothing else; the completion path only releases,
+records, signals and resolves.
 
 Not carried to the cluster: the task's ``contextvars`` context, its cancel token
 (``current_cancel_token()`` is None remotely) and ``current_task_correlation()``.
@@ -47,7 +44,6 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from ..dispatcher import DispatcherCore
 from ..records import Execution
 
 __all__ = ["EXTRA_HINT", "LOCAL", "DaskExecutor", "as_executor", "connect", "is_dask_client", "require_distributed"]
@@ -90,32 +86,6 @@ def _apply(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     return fn(*args, **kwargs)
 
 
-def _dispatcher_execution(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[DispatcherCore, Execution] | None:
-    """(dispatcher, execution) when this is the dispatcher's ``submit(core._run_execution, execution)``."""
-    owner = getattr(fn, "__self__", None)
-    if (
-        isinstance(owner, DispatcherCore)
-        and getattr(fn, "__func__", None) is DispatcherCore._run_execution
-        and len(args) == 1
-        and not kwargs
-        and isinstance(args[0], Execution)
-    ):
-        return owner, args[0]
-    return None
-
-
-def _start_execution(core: DispatcherCore, execution: Execution) -> bool:
-    """The prelude of ``DispatcherCore._run_execution``, run locally; False: the future was cancelled."""
-    if not execution.record.future._start_running():
-        return False
-    execution.lease_held_at_start = not execution.lease.released
-    core._running_executions.add(execution)
-    execution.started = True
-    return True
-
-
 class DaskExecutor(Executor):
     """A ``concurrent.futures.Executor`` that runs calls on a Dask cluster through ``client``.
 
@@ -151,29 +121,29 @@ class DaskExecutor(Executor):
         return sum(nthreads.values())
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
+        self._check_open()
         bridge: Future[Any] = Future()
         # RUNNING from the start: cancel() returns False, only the remote outcome completes it.
         bridge.set_running_or_notify_cancel()
-        dispatched = _dispatcher_execution(fn, args, kwargs)
-        if dispatched is None:
-            remote = self._submit_remote(fn, args, kwargs)
-            self._track(remote, partial(self._settle_call, bridge))
-            return bridge
-        core, execution = dispatched
-        if not _start_execution(core, execution):
-            bridge.set_result(None)  # like _run_execution returning early: the completion path cancels it
-            return bridge
-        record = execution.record
-        try:
-            remote = self._submit_remote(record.fn, record.args, record.kwargs)
-        except BaseException:
-            core._running_executions.discard(execution)  # the dispatcher reports a spawn failure
-            raise
-        self._track(remote, partial(self._settle_execution, bridge, core, execution))
+        remote = self._submit_remote(fn, args, kwargs)
+        self._track(remote, partial(self._settle_call, bridge))
         return bridge
+
+    def launch_execution(self, execution: Execution) -> None:
+        """The dispatcher's hand-off: ``begin`` here, the call on the cluster, ``finish`` on its outcome.
+        Raises (a spawn failure) if the call cannot be sent; the dispatcher then fails the task."""
+        self._check_open()
+        if not execution.begin():
+            execution.finish_unstarted(None)  # cancelled before it began
+            return
+        fn, args, kwargs = execution.call()
+        remote = self._submit_remote(fn, args, kwargs)
+        self._track(remote, partial(self._settle_execution, execution))
+
+    def _check_open(self) -> None:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
 
     submit.__doc__ = "Run ``fn(*args, **kwargs)`` on the cluster (``pure=False``); a stdlib Future of its outcome."
 
@@ -217,13 +187,9 @@ class DaskExecutor(Executor):
         else:
             bridge.set_exception(error)
 
-    def _settle_execution(self, bridge: Future[Any], core: DispatcherCore, execution: Execution, remote: Any) -> None:
-        """The epilogue of ``DispatcherCore._run_execution``; the bridge's callback then releases the lease."""
-        try:
-            execution.value, execution.error = self._outcome(remote)
-        finally:
-            core._running_executions.discard(execution)
-            bridge.set_result(None)
+    def _settle_execution(self, execution: Execution, remote: Any) -> None:
+        value, error = self._outcome(remote)
+        execution.finish(value, error)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No new submits; with ``wait``, return once every submitted call has its outcome.
