@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="bench/profile_throughput.py", description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=50_000)
     parser.add_argument("--workers", "-w", type=int, default=8)
-    parser.add_argument("--baseline", action="store_true", help="profile the gated ThreadPoolExecutor instead")
+    parser.add_argument("--baseline", action="store_true", help="profile the plain ThreadPoolExecutor baseline instead")
     parser.add_argument("--cprofile", action="store_true", help="also run every thread under cProfile")
     parser.add_argument("--top", type=int, default=20, help="functions to print per role with --cprofile")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)

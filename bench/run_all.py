@@ -1,8 +1,10 @@
 """Run every benchmark (each in its own interpreter) and write one combined JSON.
 
-    python bench/run_all.py                 # full: cycle, throughput (100k), memory (100k / 256 groups), engine,
+    python bench/run_all.py                 # full: cycle, throughput (50k), memory (100k / 256 groups), engine,
                                             # harness (bench/harness.py heavy_root vs its fifo/spawn_then_wait baselines),
-                                            # requests (adaptive request admission vs a rate-limited mock server)
+                                            # requests (adaptive request admission vs a rate-limited mock server),
+                                            # the policies, leased_executor (50k), asyncio_to_thread (20k calls),
+                                            # ready_idle (the demo recipe's ready-idle gap)
     python bench/run_all.py --quick         # smaller sizes for a CI smoke run (still >= 5 runs each)
 
 Each benchmark writes ``bench/results/<name>.json`` as usual (or ``<results-dir>/<name>.json``); the
@@ -46,6 +48,8 @@ def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, l
             "policy_bounded_borrow": script("policy_bounded_borrow", "--quick"),
             "policy_drf": script("policy_drf", "--quick"),
             "leased_executor": script("leased_executor", "--quick"),
+            "asyncio_to_thread": script("asyncio_to_thread", "--quick"),
+            "ready_idle": script("ready_idle", "--quick"),
         }
     return {
         "cycle": script("cycle"),
@@ -57,6 +61,8 @@ def benchmark_commands(quick: bool, runs: int, results_dir: Path) -> dict[str, l
         "policy_bounded_borrow": script("policy_bounded_borrow"),
         "policy_drf": script("policy_drf"),
         "leased_executor": script("leased_executor"),
+        "asyncio_to_thread": script("asyncio_to_thread"),
+        "ready_idle": script("ready_idle"),
     }
 
 
@@ -163,6 +169,27 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "target": leased["target"]["ratio_max"],
             }
         )
+    to_thread = results.get("asyncio_to_thread")
+    if to_thread:
+        rows.append(
+            {
+                "metric": (
+                    f"asyncio.to_thread, LeasedExecutor / ThreadPoolExecutor default executor wall, "
+                    f"{to_thread['calls']} calls, W={to_thread['workers']}"
+                ),
+                "value": to_thread["ratio_leased_over_threadpool"],
+                "target": to_thread["target"]["ratio_max"],
+            }
+        )
+    ready_idle = results.get("ready_idle")
+    if ready_idle:
+        rows.append(
+            {
+                "metric": f"demo recipe ready-idle gap, % of the span, {ready_idle['records']} rows",
+                "value": 100.0 * ready_idle["median_ready_idle_gap_fraction"],
+                "target": 100.0 * ready_idle["target"]["ready_idle_gap_fraction_max"],
+            }
+        )
     for row in rows:
         if row.get("higher_is_better"):
             row["meets_target"] = row["value"] >= row["target"]
@@ -217,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
             "policy_bounded_borrow",
             "policy_drf",
             "leased_executor",
+            "asyncio_to_thread",
+            "ready_idle",
         ),
         default=None,
     )

@@ -1,6 +1,15 @@
-"""threadsched: run many blocking jobs on a thread pool with admission leases, fairness and evidence."""
+"""threadsched: run many blocking jobs on a thread pool with admission leases, fairness and evidence.
+
+``import threadsched`` loads only the core (scheduler, admission, policies, queue, futures, events). The
+event log (``JsonlEventSink``, ``read_events``) needs ``concurrent-log-handler`` and is imported on first
+access of either name; the engine, request admission, report and backends subpackages load only when
+imported themselves.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .admission import (
     ReleaseResult,
@@ -13,7 +22,6 @@ from .admission import (
 )
 from .contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
 from .errors import AdmissionStalledError, TaskTimeoutError
-from .event_log import JsonlEventSink, read_events
 from .events import EventSink, FanOutEventSink, MemoryEventSink, SchedulerEvent
 from .futures import CancelToken, TaskFuture
 from .leased_executor import Lane, LeasedExecutor
@@ -26,6 +34,10 @@ from .queue import FairTaskQueue, QueueSelection, QueueView
 from .records import SchedulerSnapshot, ShutdownReport, current_cancel_token, current_task_correlation
 from .retry import RetryPolicy
 from .scheduler import Scheduler, TaskGroup
+
+if TYPE_CHECKING:
+    # Type checkers and IDEs see the lazy names as ordinary imports; at runtime __getattr__ provides them.
+    from .event_log import JsonlEventSink, read_events
 
 __version__ = "0.1.0"
 
@@ -76,3 +88,23 @@ __all__ = [
     "current_task_correlation",
     "read_events",
 ]
+
+# Public name -> submodule that defines it, imported on first access (PEP 562).
+_LAZY_EXPORTS: dict[str, str] = {
+    "JsonlEventSink": ".event_log",
+    "read_events": ".event_log",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY_EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later accesses are plain attribute lookups, no longer through here
+    return value
+
+
+def __dir__() -> list[str]:
+    # The lazy names are part of the namespace before their first access, as they were when imported eagerly.
+    return sorted(set(globals()) | set(_LAZY_EXPORTS))

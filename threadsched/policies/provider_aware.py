@@ -42,15 +42,15 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 
 from ..contracts import SchedulableTask
 from ..policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
-from ..requests.contracts import RequestDomain, RequestResourceKey
 
 if TYPE_CHECKING:
     from ..admission_values import TaskAdmissionLease, TaskAdmissionView
     from ..queue import QueueView
+    from ..requests.contracts import RequestDomain, RequestResourceKey
     from ..requests.controller import AdaptiveRequestAdmissionController
 
 __all__ = [
@@ -94,14 +94,19 @@ class PressureSnapshotProvider(Protocol):
         ...
 
 
-def request_key(resource: str, domain: RequestDomain = RequestDomain.CHAT) -> RequestResourceKey | None:
-    """``llm:<provider>/<model>`` as a request resource key (the model may contain slashes), else None."""
+def request_key(resource: str, domain: RequestDomain | None = None) -> RequestResourceKey | None:
+    """``llm:<provider>/<model>`` as a request resource key in ``domain`` (None: ``RequestDomain.CHAT``; the
+    model may contain slashes), else None."""
     if not resource.startswith(LLM_PREFIX):
         return None
     provider, sep, model = resource[len(LLM_PREFIX) :].partition("/")
     if not sep or not provider.strip() or not model.strip():
         return None
-    return RequestResourceKey(provider, model, domain)
+    # Imported here, not at module level: the policies load with ``import threadsched``, request admission
+    # (a subpackage with an HTTP provider) only when a run uses it.
+    from ..requests.contracts import RequestDomain, RequestResourceKey
+
+    return RequestResourceKey(provider, model, RequestDomain.CHAT if domain is None else domain)
 
 
 class RequestAdmissionPressure:
@@ -113,7 +118,12 @@ class RequestAdmissionPressure:
 
     __slots__ = ("_controller", "_domain", "_keys")
 
-    def __init__(self, controller: AdaptiveRequestAdmissionController, domain: RequestDomain = RequestDomain.CHAT) -> None:
+    def __init__(self, controller: AdaptiveRequestAdmissionController, domain: RequestDomain | None = None) -> None:
+        """``domain``: the request domain whose limits are read; None means ``RequestDomain.CHAT``."""
+        from ..requests.contracts import RequestDomain  # whoever holds a request controller has loaded it already
+
+        if domain is None:
+            domain = RequestDomain.CHAT
         if not callable(getattr(controller, "snapshot", None)):
             raise TypeError(f"controller must have snapshot(RequestResourceKey), got {controller!r}")
         if not isinstance(domain, RequestDomain):
@@ -136,8 +146,7 @@ class RequestAdmissionPressure:
             key = self._keys[resource] = _UNKNOWN if key is None else key
         if key is _UNKNOWN:
             return None
-        assert isinstance(key, RequestResourceKey)
-        snap = self._controller.snapshot(key)
+        snap = self._controller.snapshot(cast("RequestResourceKey", key))
         return ProviderPressure(snap.current_limit, snap.in_flight, snap.blocked_until)
 
     def __repr__(self) -> str:
@@ -239,7 +248,7 @@ def provider_aware_policy_for(
     controller: AdaptiveRequestAdmissionController,
     inner: TaskAdmissionPolicy | None = None,
     *,
-    domain: RequestDomain = RequestDomain.CHAT,
+    domain: RequestDomain | None = None,
 ) -> ProviderAwarePolicy:
     """A ``ProviderAwarePolicy`` reading ``controller`` (the run's request admission; its clock must be
     ``time.monotonic``, the default). Pass it as ``Scheduler(policy=...)``."""

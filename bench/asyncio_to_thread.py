@@ -1,0 +1,133 @@
+"""``asyncio.to_thread`` throughput: ``LeasedExecutor(W)`` as the loop's default executor vs. ``ThreadPoolExecutor(W)``.
+
+Each run is one ``asyncio.run``: the pool under test is installed with ``loop.set_default_executor`` before
+the first call, then ``--calls`` ``asyncio.to_thread(noop)`` calls are awaited in batches of ``--batch``
+(one ``asyncio.gather`` per batch, so at most one batch of coroutines, tasks and futures is alive at a time
+and memory stays bounded however many calls there are). The stock default executor asyncio would build
+itself is a ``ThreadPoolExecutor`` with ``min(32, cpu_count + 4)`` threads; the baseline here is set
+explicitly to ``ThreadPoolExecutor(W)`` so both sides get the same W. Wall and process CPU time run from
+the first call to the last result; ``asyncio.run``'s exit (``shutdown_default_executor``) is reported
+apart. The two alternate run by run, medians over runs. Target: median(leased) <= 1.5 x median(threadpool).
+
+    python bench/asyncio_to_thread.py                 # 20k calls in batches of 1000, W=8, 5 runs each
+    python bench/asyncio_to_thread.py --quick         # 2k calls (CI)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+from common import base_parser, check_runs, fmt_s, interleave, phase_summaries, print_table, verdict, write_json
+from throughput import noop
+
+import threadsched
+
+NAME = "asyncio_to_thread"
+TARGET_RATIO = 1.5
+DEFAULT_CALLS = 20_000
+QUICK_CALLS = 2_000
+DEFAULT_BATCH = 1_000
+DEFAULT_WORKERS = 8
+
+PoolFactory = Callable[..., cf.ThreadPoolExecutor]
+
+
+def run_to_thread(make: PoolFactory, calls: int, workers: int, batch: int, label: str) -> dict[str, float]:
+    timings: dict[str, float] = {}
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_default_executor(make(workers, thread_name_prefix=f"bench-{label}"))
+        c1, t1 = time.process_time(), time.perf_counter()
+        for start in range(0, calls, batch):
+            results = await asyncio.gather(*(asyncio.to_thread(noop) for _ in range(min(batch, calls - start))))
+            if any(result is not None for result in results):
+                raise RuntimeError(f"{label}: asyncio.to_thread(noop) returned something other than None")
+        t2, c2 = time.perf_counter(), time.process_time()
+        timings.update(wall=t2 - t1, cpu=c2 - c1, start=t1)
+
+    t0 = time.perf_counter()
+    asyncio.run(main())  # a failed call raises out of gather, and so out of here
+    t3 = time.perf_counter()
+    return {
+        "wall": timings["wall"],
+        "cpu": timings["cpu"],
+        "construct": timings["start"] - t0,
+        "shutdown": t3 - timings["start"] - timings["wall"],
+    }
+
+
+IMPLEMENTATIONS: dict[str, PoolFactory] = {
+    "leased": threadsched.LeasedExecutor,
+    "threadpool": cf.ThreadPoolExecutor,
+}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    parser.add_argument(
+        "--calls", type=int, default=None, help=f"to_thread calls per run (default {DEFAULT_CALLS}; {QUICK_CALLS} with --quick)"
+    )
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"calls per asyncio.gather (default {DEFAULT_BATCH})")
+    parser.add_argument(
+        "--workers", "-w", type=int, default=DEFAULT_WORKERS, help=f"worker threads W for both (default {DEFAULT_WORKERS})"
+    )
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_CALLS} calls (CI smoke run)")
+    args = parser.parse_args(argv)
+    runs = check_runs(args.runs)
+    calls = args.calls or (QUICK_CALLS if args.quick else DEFAULT_CALLS)
+    workers, batch = args.workers, args.batch
+    if calls < 1 or batch < 1 or workers < 1:
+        raise SystemExit(f"--calls, --batch and --workers must be >= 1, got {calls}, {batch}, {workers}")
+    names = list(IMPLEMENTATIONS)
+    for name in names:  # warm-up (imports, the event loop's and the pools' first-use paths), untimed
+        run_to_thread(IMPLEMENTATIONS[name], min(calls, 2_000), workers, batch, name)
+    runners = {name: functools.partial(run_to_thread, IMPLEMENTATIONS[name], calls, workers, batch, name) for name in names}
+    summaries = phase_summaries(interleave(runs, runners))
+    ratio = summaries["leased"]["wall"]["median"] / summaries["threadpool"]["wall"]["median"]
+    cpu_ratio = summaries["leased"]["cpu"]["median"] / summaries["threadpool"]["cpu"]["median"]
+    print_table(
+        f"{calls} asyncio.to_thread(noop) calls in gathers of {batch}, W={workers}, medians of {runs} interleaved runs",
+        ["impl", "wall p50", "min", "max", "calls/s", "cpu p50", "shutdown p50"],
+        [
+            [
+                name,
+                fmt_s(summaries[name]["wall"]["median"]),
+                fmt_s(summaries[name]["wall"]["min"]),
+                fmt_s(summaries[name]["wall"]["max"]),
+                f"{calls / summaries[name]['wall']['median']:,.0f}/s",
+                fmt_s(summaries[name]["cpu"]["median"]),
+                fmt_s(summaries[name]["shutdown"]["median"]),
+            ]
+            for name in names
+        ],
+    )
+    print(f"  leased/threadpool wall = {ratio:.2f} (target <= {TARGET_RATIO}) {verdict(ratio, TARGET_RATIO)}")
+    print(f"  leased/threadpool cpu  = {cpu_ratio:.2f} (process CPU time, all threads; informational)")
+    payload = {
+        "description": (
+            "asyncio.to_thread(noop) calls awaited in batches (one gather each), first call -> last result; "
+            "LeasedExecutor vs ThreadPoolExecutor, each set as the loop's default executor with the same W"
+        ),
+        "quick": args.quick,
+        "calls": calls,
+        "batch": batch,
+        "workers": workers,
+        "runs": runs,
+        "results": summaries,
+        "ratio_leased_over_threadpool": ratio,
+        "cpu_ratio_leased_over_threadpool": cpu_ratio,
+        "target": {"ratio_max": TARGET_RATIO},
+        "meets_target": ratio <= TARGET_RATIO,
+    }
+    path = write_json(NAME, payload, args.out)
+    print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
