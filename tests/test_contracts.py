@@ -1,14 +1,18 @@
-"""Contract validation (DESIGN §3): bad values fail at construction, naming the field and the value."""
+"""Contract validation: bad values fail at construction, naming the field and the value."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from threadsched import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.contracts import fair_share_step, validate_weight
+from threadsched.requests import ModelRequest, RequestAdmissionItem, RequestDomain, RequestResourceKey
 
 
 def field_and_value(field: str, value: object) -> str:
@@ -25,7 +29,7 @@ def test_group_spec_defaults_and_valid_values() -> None:
     spec = TaskGroupSpec("g")
     assert (spec.key, spec.weight, spec.admitted_limit) == ("g", 1.0, None)
     assert TaskGroupSpec(("tenant", 3), weight=2, admitted_limit=1).weight == 2
-    assert TaskGroupSpec(7, weight=0.5).weight == 0.5  # positive below 1 is valid (the queue uses max(weight, 1))
+    assert TaskGroupSpec(7, weight=0.5).weight == 0.5  # below 1 is valid, and honoured as half the share
     assert TaskGroupSpec(None).key is None
     assert TaskGroupSpec(frozenset({1}), weight=8.0, admitted_limit=100).admitted_limit == 100
 
@@ -71,6 +75,52 @@ def test_group_spec_is_frozen_and_hashable() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# One weight rule for the task queue and the request layer
+# --------------------------------------------------------------------------------------------
+
+RESOURCE = RequestResourceKey("mock", "m", RequestDomain.CHAT)
+WEIGHTED: dict[str, Callable[[object], Any]] = {
+    "TaskGroupSpec.weight": lambda weight: TaskGroupSpec("g", weight=weight),  # type: ignore[arg-type]
+    "RequestAdmissionItem.weight": lambda weight: RequestAdmissionItem(RESOURCE, "g", weight),  # type: ignore[arg-type]
+    "ModelRequest.weight": lambda weight: ModelRequest(RESOURCE, {}, "g", weight),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("weight", [1e-300, 0.25, 0.5, 1, 3, 7.5, 1e300])
+def test_validate_weight_accepts_every_finite_positive_number(weight: float) -> None:
+    assert validate_weight("w", weight) == weight
+    assert type(validate_weight("w", weight)) is float
+    assert fair_share_step(weight) == 1 / weight
+
+
+@pytest.mark.parametrize("field", list(WEIGHTED))
+@pytest.mark.parametrize("weight", [0.5, 0.01, 2])
+def test_weight_below_or_above_one_is_valid_in_both_layers(field: str, weight: float) -> None:
+    assert WEIGHTED[field](weight).weight == weight
+
+
+@pytest.mark.parametrize("field", list(WEIGHTED))
+@pytest.mark.parametrize("weight", [math.nan, math.inf, -math.inf, 0, 0.0, -0.0, -1, -0.5])
+def test_non_finite_or_non_positive_weight_is_a_value_error_naming_the_field(field: str, weight: float) -> None:
+    with pytest.raises(ValueError, match=field_and_value(field, weight)):
+        WEIGHTED[field](weight)
+
+
+@pytest.mark.parametrize("field", list(WEIGHTED))
+@pytest.mark.parametrize("weight", [True, False, "2", None, [1]])
+def test_bool_or_non_number_weight_is_a_type_error_naming_the_field(field: str, weight: object) -> None:
+    with pytest.raises(TypeError, match=field_and_value(field, weight)):
+        WEIGHTED[field](weight)
+
+
+@pytest.mark.parametrize("field", list(WEIGHTED))
+def test_weight_whose_reciprocal_overflows_is_refused(field: str) -> None:
+    # 1 / 1e-309 is inf: such a group's finish tag, and then virtual time, would jump to infinity.
+    with pytest.raises(ValueError, match=field_and_value(field, 1e-309)):
+        WEIGHTED[field](1e-309)
+
+
+# --------------------------------------------------------------------------------------------
 # SchedulerResourceRequest
 # --------------------------------------------------------------------------------------------
 
@@ -87,6 +137,14 @@ def test_request_normalization_adds_one_submission() -> None:
 def test_request_contended_resources() -> None:
     assert SchedulerResourceRequest().contended == frozenset({SUBMISSION})
     assert SchedulerResourceRequest({"llm:a": 1, "gpu": 2}).contended == frozenset({"llm:a", "gpu"})
+
+
+def test_request_signature_is_the_keys_other_than_submission() -> None:
+    assert SchedulerResourceRequest().signature == frozenset()
+    assert SchedulerResourceRequest({SUBMISSION: 1}).signature == frozenset()
+    assert SchedulerResourceRequest({"llm:a": 2, "gpu": 1}).signature == frozenset({"llm:a", "gpu"})
+    # Derived, not part of the value: equal requests are equal whatever their signature object.
+    assert "signature" not in repr(SchedulerResourceRequest({"llm:a": 1}))
 
 
 def test_request_copies_and_freezes_its_input() -> None:

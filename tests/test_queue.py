@@ -1,9 +1,11 @@
-"""FairTaskQueue against a tiny reference model of the weighted virtual-time rule (DESIGN §3).
+"""FairTaskQueue against a tiny reference model of the weighted virtual-time rule.
 
 The reference model below is written to be obviously correct, not fast: it re-sorts the active
-groups on every select and recomputes every view field from the task lists. The queue must agree
-with it on every accepted id, every selection, every commit (including stale ones), every drain,
-``len``, ``view()`` and virtual time, after every step of every generated sequence.
+groups on every select, walks all of them to skip heads that need an exhausted resource, and
+recomputes every view field from the task lists. The queue must agree with it on every accepted id,
+every head offered to the predicate, every selection (and the decision it carries), every commit
+(including stale ones), every drain, ``len``, ``view()`` and virtual time, after every step of every
+generated sequence.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import itertools
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from threadsched import FairTaskQueue, QueueSelection, QueueView, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.queue_heaps import GroupState
 
 # Non-string hashables on purpose: the queue must treat group keys as opaque hashables.
 GROUP_KEYS: tuple[Hashable, ...] = ("alpha", "beta", ("tenant", 1), 7, frozenset({"f"}))
@@ -33,12 +36,25 @@ REQUESTS: tuple[SchedulerResourceRequest, ...] = (
     SchedulerResourceRequest({"llm:b": 3}),
     SchedulerResourceRequest({"gpu": 2}),
 )
-WEIGHTS = st.one_of(st.integers(min_value=1, max_value=8), st.floats(min_value=1.0, max_value=8.0))
+# Weights below 1 on purpose: every finite weight > 0 is honoured, none is clamped to 1.
+WEIGHTS = st.one_of(st.integers(min_value=1, max_value=8), st.sampled_from([0.25, 0.5]), st.floats(min_value=0.1, max_value=8.0))
+# Resources a select may be told are exhausted. REQUESTS has five head signatures over the first three;
+# "submission" is named by every task, so exhausting it leaves nothing to select.
+EXHAUSTIBLE: tuple[str, ...] = ("llm:a", "llm:b", "gpu", "submission")
+EXHAUSTED_MASKS = st.integers(min_value=0, max_value=8)  # bit i set: EXHAUSTIBLE[i] exhausted (8: submission only)
 # The state machine draws plain integers (cheap to generate, quick to shrink towards "t0 in the
 # first group with the default request" and "everything eligible") and decodes them here.
 TASK_SHAPES: tuple[tuple[str, Hashable, SchedulerResourceRequest], ...] = tuple(itertools.product(TASK_IDS, GROUP_KEYS, REQUESTS))
 GROUP_MASKS = st.integers(min_value=0, max_value=2 ** len(GROUP_KEYS) - 1)  # bit i set: GROUP_KEYS[i] ineligible
 ID_MASKS = st.integers(min_value=0, max_value=2 ** len(TASK_IDS) - 1)  # bit i set: TASK_IDS[i] ineligible
+
+
+def exhausted_set(mask: int) -> frozenset[str]:
+    return frozenset(resource for bit, resource in enumerate(EXHAUSTIBLE) if mask >> bit & 1)
+
+
+def needs_any(item: SchedulableTask, exhausted: Collection[str]) -> bool:
+    return any(resource in exhausted for resource in item.resource_request.amounts)
 
 
 def ineligibility(group_mask: int, id_mask: int) -> Callable[[SchedulableTask], bool]:
@@ -116,18 +132,23 @@ class ReferenceQueue:
                     return True
         return False
 
-    def walk(self, eligible: Callable[[SchedulableTask], bool]) -> tuple[list[str], ModelSelection | None]:
-        """The heads offered to the predicate, in order, and the selection."""
+    def walk(
+        self, eligible: Callable[[SchedulableTask], bool], exhausted: Collection[str] = ()
+    ) -> tuple[list[str], ModelSelection | None]:
+        """The heads offered to the predicate, in order, and the selection. A head that needs an
+        exhausted resource is ineligible and is not offered."""
         offered = []
         for group in self.order():
             head = self.tasks[group][0]
+            if needs_any(head, exhausted):
+                continue
             offered.append(head.task_id)
             if eligible(head):
                 return offered, ModelSelection(head, group, self.active[group][1])
         return offered, None
 
-    def select(self, eligible: Callable[[SchedulableTask], bool]) -> ModelSelection | None:
-        return self.walk(eligible)[1]
+    def select(self, eligible: Callable[[SchedulableTask], bool], exhausted: Collection[str] = ()) -> ModelSelection | None:
+        return self.walk(eligible, exhausted)[1]
 
     def commit(self, selection: ModelSelection) -> SchedulableTask | None:
         group = selection.group
@@ -138,7 +159,7 @@ class ReferenceQueue:
             return None
         item = fifo.pop(0)
         self.V = max(self.V, self.F.get(group, self.V))
-        self.F[group] = self.V + 1 / max(item.group.weight, 1.0)
+        self.F[group] = self.V + 1 / item.group.weight
         del self.active[group]
         if fifo:
             self._activate(group, self.F[group])
@@ -250,26 +271,41 @@ class FairQueueMachine(RuleBasedStateMachine):
         self.specs = {key: TaskGroupSpec(key, weight=w) for key, w in zip(GROUP_KEYS, weights, strict=True)}
 
     # -- helpers --------------------------------------------------------------------------------
-    def _select(self, eligible: Callable[[SchedulableTask], bool]) -> tuple[QueueSelection | None, ModelSelection | None]:
+    def _select(
+        self, eligible: Callable[[SchedulableTask], bool], exhausted: frozenset[str], tokens: bool
+    ) -> tuple[QueueSelection | None, ModelSelection | None]:
+        """Select with ``eligible``; with ``tokens`` the predicate answers with arbitrary truthy and
+        falsy objects instead of booleans, and the selection must carry the truthy one it returned."""
         offered: list[str] = []
         views_checked: list[bool] = []
+        decisions: dict[str, object] = {}
 
-        def predicate(item: SchedulableTask, view: QueueView) -> bool:
+        def predicate(item: SchedulableTask, view: QueueView) -> object:
             assert_unlocked(self.queue)
+            assert not needs_any(item, exhausted), "a head needing an exhausted resource was offered"
             offered.append(item.task_id)
             if not views_checked:  # the lazily built view handed to the predicate is a correct snapshot
                 assert plain_view(view) == self.model.expected_view()
                 views_checked.append(True)
-            return eligible(item)
+            verdict = eligible(item)
+            if not tokens:
+                return verdict
+            decision: object = ("approved", item.task_id, len(offered)) if verdict else (None, 0, "", [])[len(offered) % 4]
+            decisions[item.task_id] = decision
+            return decision
 
-        selection = self.queue.select_next(predicate)
-        expected_offered, expected = self.model.walk(eligible)
-        assert offered == expected_offered, "the predicate must see the heads in (tag, seq) order, each once"
+        selection = self.queue.select_next(predicate, exhausted=exhausted)
+        expected_offered, expected = self.model.walk(eligible, exhausted)
+        assert offered == expected_offered, "the predicate must see the eligible-so-far heads in (tag, seq) order, each once"
         if expected is None:
             assert selection is None
         else:
             assert selection is not None
             assert ident(selection.item) == ident(expected.item)
+            if tokens:
+                assert selection.decision is decisions[selection.item.task_id]
+            else:
+                assert selection.decision is True
         return selection, expected
 
     def _commit(self, selection: QueueSelection, expected: ModelSelection) -> None:
@@ -309,17 +345,17 @@ class FairQueueMachine(RuleBasedStateMachine):
     def discard(self, task_id: str) -> None:
         assert self.queue.discard(task_id) is self.model.discard(task_id)
 
-    @rule(ineligible_groups=GROUP_MASKS, ineligible_ids=ID_MASKS)
-    def select_then_commit(self, ineligible_groups: int, ineligible_ids: int) -> None:
-        selection, expected = self._select(ineligibility(ineligible_groups, ineligible_ids))
+    @rule(ineligible_groups=GROUP_MASKS, ineligible_ids=ID_MASKS, exhausted=EXHAUSTED_MASKS, tokens=st.booleans())
+    def select_then_commit(self, ineligible_groups: int, ineligible_ids: int, exhausted: int, tokens: bool) -> None:
+        selection, expected = self._select(ineligibility(ineligible_groups, ineligible_ids), exhausted_set(exhausted), tokens)
         if selection is not None:
             assert expected is not None
             self._commit(selection, expected)
 
-    @rule(ineligible_groups=GROUP_MASKS, ineligible_ids=ID_MASKS)
-    def select_and_hold(self, ineligible_groups: int, ineligible_ids: int) -> None:
+    @rule(ineligible_groups=GROUP_MASKS, ineligible_ids=ID_MASKS, exhausted=EXHAUSTED_MASKS, tokens=st.booleans())
+    def select_and_hold(self, ineligible_groups: int, ineligible_ids: int, exhausted: int, tokens: bool) -> None:
         """Select now, commit later (after arbitrary other steps): the selection may have gone stale."""
-        selection, expected = self._select(ineligibility(ineligible_groups, ineligible_ids))
+        selection, expected = self._select(ineligibility(ineligible_groups, ineligible_ids), exhausted_set(exhausted), tokens)
         if selection is not None:
             assert expected is not None
             self.pending.append((selection, expected))
@@ -366,6 +402,7 @@ class FairQueueMachine(RuleBasedStateMachine):
         expected = self.model.select(lambda item: True)
         assert ident(selection.item if selection else None) == ident(expected.item if expected else None)
         assert len(calls) == (1 if expected is not None else 0)
+        assert selection is None or selection.decision is True
 
 
 # On failure: shrink one bug only and skip the explain phase, so a counterexample comes back quickly.
@@ -403,12 +440,13 @@ def test_many_groups_long_run_matches_model(seed: int) -> None:
             assert queue.discard(task_id) is model.discard(task_id)
         else:
             skip: set[Hashable] = set(rng.sample(keys, rng.randint(0, 60)))
+            exhausted = exhausted_set(rng.randrange(8))
 
             def eligible(item: SchedulableTask, skip: set[Hashable] = skip) -> bool:
                 return item.group.key not in skip
 
-            selection = queue.select_next(lambda item, view: eligible(item))
-            expected = model.select(eligible)
+            selection = queue.select_next(lambda item, view: eligible(item), exhausted=exhausted)
+            expected = model.select(eligible, exhausted)
             assert ident(selection.item if selection else None) == ident(expected.item if expected else None)
             if selection is not None and expected is not None:
                 assert ident(queue.commit(selection)) == ident(model.commit(expected))
@@ -435,6 +473,25 @@ def test_weight_is_the_share() -> None:
     assert order[:8] == ["light", "heavy", "heavy", "heavy", "light", "heavy", "heavy", "heavy"]
     assert order.count("heavy") == 30
     assert order.count("light") == 10
+
+
+def test_weight_below_one_is_honoured_not_clamped() -> None:
+    """Weight 0.5 is half the share of weight 1: each commit moves its tag by 2, not by 1."""
+    half, whole = TaskGroupSpec("half", weight=0.5), TaskGroupSpec("whole", weight=1)
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    items = [make_task(f"h{i}", half) for i in range(40)] + [make_task(f"w{i}", whole) for i in range(40)]
+    assert queue.enqueue(items) == model.enqueue(items)
+    order = []
+    for _ in range(30):
+        selection, expected = queue.select_next(lambda item, view: True), model.select(lambda item: True)
+        assert selection is not None and expected is not None
+        committed = queue.commit(selection)
+        assert committed is not None and ident(committed) == ident(model.commit(expected))
+        order.append(committed.group.key)
+    # Tags: half 0, 2, 4, ...; whole 0, 1, 2, ...; ties go to the earlier activation.
+    assert order[:7] == ["half", "whole", "whole", "half", "whole", "whole", "half"]
+    assert (order.count("half"), order.count("whole")) == (10, 20)
+    assert queue.statistics()["virtual_time"] == model.V
 
 
 # --------------------------------------------------------------------------------------------
@@ -941,3 +998,197 @@ def test_peak_queued_by_group_is_a_high_water_mark() -> None:
     assert peaks == {"alpha": 3, ("tenant", 1): 4}
     peaks["alpha"] = 0  # a copy
     assert queue.peak_queued_by_group()["alpha"] == 3
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Heads needing an exhausted resource, and the predicate's decision
+# --------------------------------------------------------------------------------------------
+
+SHARED = SchedulerResourceRequest({"llm:shared": 1})
+
+
+def count_head_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[Hashable]:
+    """Count ``GroupState.head`` per group: the queue reads a group's head only when it visits the group."""
+    calls: Counter[Hashable] = Counter()
+    original = GroupState.head
+
+    def head(state: GroupState) -> SchedulableTask:
+        calls[state.key] += 1
+        return original(state)
+
+    monkeypatch.setattr(GroupState, "head", head)
+    return calls
+
+
+def binding_queue(groups: int) -> tuple[FairTaskQueue, ReferenceQueue, SchedulableTask]:
+    """``groups`` groups whose tasks need llm:shared, ahead in virtual time of one free group."""
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    blocked = [make_task(f"b{i}-{j}", TaskGroupSpec(("blocked", i)), SHARED) for j in range(2) for i in range(groups)]
+    free_spec = TaskGroupSpec("free")
+    warmup = [make_task(f"f{j}", free_spec) for j in range(3)]
+    assert queue.enqueue(warmup) == model.enqueue(warmup)
+    for _ in range(2):  # the free group's tag moves to 2: every blocked group (tag V = 0) is ahead of it
+        selection, expected = queue.select_next(lambda item, view: True), model.select(lambda item: True)
+        assert selection is not None and expected is not None
+        assert ident(queue.commit(selection)) == ident(model.commit(expected))
+    assert queue.enqueue(blocked) == model.enqueue(blocked)
+    return queue, model, warmup[2]
+
+
+@pytest.mark.parametrize("groups", [1, 8, 256])
+def test_skipped_groups_heads_are_never_offered_or_visited(groups: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue, model, free = binding_queue(groups)
+    assert model.order()[-1] == "free"
+    head_calls = count_head_calls(monkeypatch)
+    offered: list[str] = []
+
+    def predicate(item: SchedulableTask, view: QueueView) -> bool:
+        offered.append(item.task_id)
+        return True
+
+    selection = queue.select_next(predicate, exhausted=frozenset({"llm:shared"}))
+    assert selection is not None and selection.item is free
+    assert offered == [free.task_id]
+    # Not one blocked group was looked at: skipping them costs nothing per group.
+    assert dict(head_calls) == {"free": 1}
+    assert queue.statistics()["signature_heaps"] == 2
+    expected = model.select(lambda item: True, {"llm:shared"})
+    assert expected is not None and ident(queue.commit(selection)) == ident(model.commit(expected))
+    assert queue.statistics()["signature_heaps"] == 1  # an emptied signature's heap is dropped
+
+    # A rejected free head: nothing else may be offered, and the blocked groups are still not visited.
+    head_calls.clear()
+    offered.clear()
+    assert queue.select_next(lambda item, view: bool(offered.append(item.task_id)), exhausted=["llm:shared"]) is None
+    assert offered == [] and dict(head_calls) == {}  # the free group is empty now
+    queue.enqueue([make_task("f9", TaskGroupSpec("free"))])
+    assert queue.select_next(lambda item, view: bool(offered.append(item.task_id)), exhausted=("llm:shared",)) is None
+    assert offered == ["f9"]
+    assert set(head_calls) == {"free"}
+
+    # Not exhausted any more: the blocked groups come first again, in (tag, seq) order.
+    model.enqueue([make_task("f9", TaskGroupSpec("free"))])
+    selection = queue.select_next(lambda item, view: True)
+    expected = model.select(lambda item: True)
+    assert selection is not None and expected is not None and ident(selection.item) == ident(expected.item)
+    assert selection.item.resource_request == SHARED
+
+
+def test_exhausting_submission_leaves_nothing_to_select() -> None:
+    queue = FairTaskQueue()
+    queue.enqueue([make_task("a", TaskGroupSpec("a")), make_task("b", TaskGroupSpec("b"), REQUESTS[1])])
+    offered: list[str] = []
+    assert queue.select_next(lambda item, view: bool(offered.append(item.task_id)) or True, exhausted={"submission"}) is None
+    assert offered == []
+
+
+@pytest.mark.parametrize("exhausted", [("llm:a",), ["llm:a", "unrelated"], {"llm:a"}, frozenset({"llm:a"}), {"llm:a": 0}.keys()])
+def test_exhausted_may_be_any_collection(exhausted: Collection[str]) -> None:
+    queue = FairTaskQueue()
+    needs_a, free = make_task("a", TaskGroupSpec("a"), REQUESTS[1]), make_task("f", TaskGroupSpec("f"))
+    queue.enqueue([needs_a, free])
+    selection = queue.select_next(lambda item, view: True, exhausted=exhausted)
+    assert selection is not None and selection.item is free
+
+
+def test_a_group_moves_with_its_head_when_the_head_is_removed() -> None:
+    """Removing a head keeps the group's tag and activation but refiles it under the new head's needs."""
+    a, b = TaskGroupSpec("a"), TaskGroupSpec("b")
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    items = [make_task("a1", a, REQUESTS[1]), make_task("a2", a), make_task("b1", b), make_task("a3", a, REQUESTS[1])]
+    assert queue.enqueue(items) == model.enqueue(items)
+    exhausted = frozenset({"llm:a"})
+    selection = queue.select_next(lambda item, view: True, exhausted=exhausted)
+    assert selection is not None and selection.item.task_id == "b1"
+    held = queue.select_next(lambda item, view: True)
+    assert held is not None and held.item.task_id == "a1"
+
+    assert queue.discard("a1") and model.discard("a1")  # a's head is now a2, which needs no llm:a
+    assert queue.commit(held) is None  # the held selection went stale with its head
+    selection = queue.select_next(lambda item, view: True, exhausted=exhausted)
+    expected = model.select(lambda item: True, exhausted)
+    assert selection is not None and expected is not None and ident(selection.item) == ident(expected.item)
+    assert selection.item.task_id == "a2"  # a kept its place ahead of b
+    assert ident(queue.commit(selection)) == ident(model.commit(expected))
+
+    # a's head is a3 (needs llm:a) after the commit: a is skipped again, b is next.
+    selection = queue.select_next(lambda item, view: True, exhausted=exhausted)
+    assert selection is not None and selection.item.task_id == "b1"
+    assert_matches(queue, model)
+
+
+def test_selection_carries_the_predicates_decision() -> None:
+    a, b = TaskGroupSpec("a"), TaskGroupSpec("b")
+    queue = FairTaskQueue()
+    queue.enqueue([make_task("a1", a), make_task("b1", b)])
+
+    selection = queue.select_next(lambda item, view: True)
+    assert selection is not None and selection.decision is True
+
+    approval = ("approved", 41)
+    selection = queue.select_next(lambda item, view: approval)
+    assert selection is not None and selection.item.task_id == "a1" and selection.decision is approval
+
+    # Falsy answers of any type reject; the decision comes from the head that was accepted on the walk.
+    answers: dict[str, object] = {"a1": None, "b1": {"lease": "b"}}
+    selection = queue.select_next(lambda item, view: answers[item.task_id])
+    assert selection is not None and selection.item.task_id == "b1" and selection.decision is answers["b1"]
+    for falsy in (None, 0, "", (), False):
+        assert queue.select_next(lambda item, view, falsy=falsy: falsy) is None
+    assert queue.commit(selection) is selection.item
+
+
+GROUPS_FOR_OPS: tuple[Hashable, ...] = tuple(("g", i) for i in range(12))
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("enqueue"),
+            st.sampled_from(TASK_IDS),
+            st.sampled_from(GROUPS_FOR_OPS),
+            st.sampled_from(REQUESTS),
+        ),
+        st.tuples(st.just("discard"), st.sampled_from(TASK_IDS)),
+        st.tuples(st.just("select"), EXHAUSTED_MASKS, ID_MASKS, st.booleans()),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(weights=st.lists(WEIGHTS, min_size=len(GROUPS_FOR_OPS), max_size=len(GROUPS_FOR_OPS)), operations=OPERATIONS)
+def test_select_with_exhausted_resources_matches_brute_force(weights: list[float], operations: list[tuple[Any, ...]]) -> None:
+    """Random enqueue / discard / select(+commit) over five head signatures, each select with a random
+    exhausted set (passed as a list) and a random predicate, against the brute-force reference."""
+    specs = {key: TaskGroupSpec(key, weight=w) for key, w in zip(GROUPS_FOR_OPS, weights, strict=True)}
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    for operation in operations:
+        kind, *args = operation
+        if kind == "enqueue":
+            task_id, key, request = args
+            items = [make_task(task_id, specs[key], request)]
+            assert queue.enqueue(items) == model.enqueue(items)
+        elif kind == "discard":
+            assert queue.discard(args[0]) is model.discard(args[0])
+        else:
+            exhausted_mask, id_mask, commit = args
+            exhausted = sorted(exhausted_set(exhausted_mask))
+            rejected = frozenset(task_id for bit, task_id in enumerate(TASK_IDS) if id_mask >> bit & 1)
+            offered: list[str] = []
+
+            def predicate(
+                item: SchedulableTask, view: QueueView, rejected: frozenset[str] = rejected, offered: list[str] = offered
+            ) -> object:
+                offered.append(item.task_id)
+                return None if item.task_id in rejected else ("ok", item.task_id)
+
+            selection = queue.select_next(predicate, exhausted=exhausted)
+            expected_offered, expected = model.walk(lambda item, rejected=rejected: item.task_id not in rejected, exhausted)
+            assert offered == expected_offered
+            assert ident(selection.item if selection else None) == ident(expected.item if expected else None)
+            if selection is not None and expected is not None:
+                assert selection.decision == ("ok", selection.item.task_id)
+                if commit:
+                    assert ident(queue.commit(selection)) == ident(model.commit(expected))
+        assert len(queue) == len(model)
+        assert queue.statistics()["active_groups"] == len(model.active)
+    assert_matches(queue, model)

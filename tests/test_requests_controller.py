@@ -426,7 +426,9 @@ def test_after_a_cooldown_try_acquire_serves_the_queue_first(clock: FakeClock) -
     assert isinstance(lease, RequestAdmissionLease) and lease.item.group == "waiter"
 
 
-def test_waiters_are_served_by_group_weight_oldest_first() -> None:
+# (1.0, 0.5): a weight below 1 is honoured as-is, the same rule as the task queue's.
+@pytest.mark.parametrize(("heavy_weight", "light_weight"), [(2.0, 1.0), (1.0, 0.5)])
+def test_waiters_are_served_by_group_weight_oldest_first(heavy_weight: float, light_weight: float) -> None:
     sink = SignalSink()
     controller = make(1, sink=sink)
     held = lease_of(controller)
@@ -437,7 +439,7 @@ def test_waiters_are_served_by_group_weight_oldest_first() -> None:
 
     threads = []
     for n in range(8):  # queued in a known order: heavy0, light0, heavy1, light1, ...
-        for group, weight in (("heavy", 2.0), ("light", 1.0)):
+        for group, weight in (("heavy", heavy_weight), ("light", light_weight)):
             threads.append(threading.Thread(target=wait_for, args=(item(group=group, weight=weight, n=n),)))
             threads[-1].start()
             sink.await_waiters()

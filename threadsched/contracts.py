@@ -20,6 +20,28 @@ def _frozen_mapping(values: Mapping[str, int]) -> Mapping[str, int]:
     return MappingProxyType(dict(values))
 
 
+def validate_weight(field_name: str, value: object) -> float:
+    """``value`` as a fairness weight: any finite number > 0, returned as a float.
+
+    The queue and the request layer both advance a group's finish tag by ``fair_share_step(weight)``,
+    so a weight whose reciprocal overflows (below about 5.6e-309) could not be honoured and is refused
+    here rather than turning every later tag into infinity.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{field_name} must be a number, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{field_name} must be finite and > 0, got {value!r}")
+    if not math.isfinite(1.0 / value):
+        raise ValueError(f"{field_name} is too small to be a weight (1 / weight overflows), got {value!r}")
+    return float(value)
+
+
+def fair_share_step(weight: float) -> float:
+    """How far one unit of service moves a group's finish tag in weighted virtual time: a group of
+    weight ``w`` is served ``w`` times as often as one of weight 1 while both are backlogged."""
+    return 1.0 / weight
+
+
 @dataclass(frozen=True, slots=True)
 class TaskGroupSpec:
     """A stream of work sharing one fairness weight and an optional cap on running tasks."""
@@ -33,11 +55,7 @@ class TaskGroupSpec:
             hash(self.key)
         except TypeError:
             raise TypeError(f"TaskGroupSpec.key must be hashable, got {self.key!r}") from None
-        weight = self.weight
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-            raise TypeError(f"TaskGroupSpec.weight must be a number, got {weight!r}")
-        if not math.isfinite(weight) or weight <= 0:
-            raise ValueError(f"TaskGroupSpec.weight must be finite and > 0, got {weight!r}")
+        validate_weight("TaskGroupSpec.weight", self.weight)
         limit = self.admitted_limit
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int):
@@ -53,6 +71,9 @@ class SchedulerResourceRequest:
     amounts: Mapping[str, int] = field(default_factory=lambda: _frozen_mapping({SUBMISSION: 1}))
     # The same amounts as a tuple: iterating it is the admission hot path.
     pairs: tuple[tuple[str, int], ...] = field(default=(), repr=False, compare=False)
+    # The resource keys other than submission. The queue files a group under its head's signature so
+    # that a select can pass over every group waiting on an exhausted resource at once.
+    signature: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def __init__(self, amounts: Mapping[str, int] | None = None) -> None:
         normalized: dict[str, int] = {SUBMISSION: 1}
@@ -66,6 +87,7 @@ class SchedulerResourceRequest:
             normalized[key] = amount
         object.__setattr__(self, "amounts", _frozen_mapping(normalized))
         object.__setattr__(self, "pairs", tuple(normalized.items()))
+        object.__setattr__(self, "signature", frozenset(key for key in normalized if key != SUBMISSION))
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
         return iter(self.amounts.items())
@@ -84,10 +106,10 @@ class SchedulerResourceRequest:
     @property
     def contended(self) -> frozenset[str]:
         """Resources that decide contention with peers: those other than submission, else submission."""
-        others = frozenset(key for key in self.amounts if key != SUBMISSION)
-        return others or frozenset((SUBMISSION,))
+        return self.signature or _SUBMISSION_ONLY
 
 
+_SUBMISSION_ONLY = frozenset((SUBMISSION,))
 DEFAULT_REQUEST = SchedulerResourceRequest()
 
 

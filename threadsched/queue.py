@@ -1,47 +1,41 @@
 """Weighted-fair ready queue: ready membership and order, nothing else.
 
-Ordering is weighted virtual time (DESIGN §3). Virtual time ``V`` starts at 0 and every group
-remembers its last finish tag ``F[g]``. A group that becomes non-empty is activated with tag
-``F.get(g, V)`` and a fresh activation sequence number; ``select_next`` walks the active groups in
-``(tag, activation seq)`` order and offers the head (oldest) task of each group to ``is_eligible``;
-``commit`` pops that head, sets ``V = max(V, F.get(g, V))`` and ``F[g] = V + 1 / max(weight, 1)``,
-and re-activates the group if it still has tasks.
+Ordering is weighted virtual time. Virtual time ``V`` starts at 0 and every group remembers its last
+finish tag ``F[g]``. A group that becomes non-empty is activated with tag ``F.get(g, V)`` and a fresh
+activation sequence number; ``select_next`` walks the active groups in ``(tag, activation seq)`` order
+and offers the head (oldest) task of each group to ``is_eligible``; ``commit`` pops that head, sets
+``V = max(V, F.get(g, V))`` and ``F[g] = V + 1 / weight`` (``fair_share_step``; every finite weight > 0
+is honoured, so a weight-0.5 group gets half the share of a weight-1 group), and re-activates the group
+if it still has tasks.
 
-Active groups live in a binary heap with lazy deletion, so when the first candidate is eligible a
-select costs O(log groups), and walking past ineligible groups enumerates the heap in order without
-mutating it. Per-group and per-resource counts are kept incrementally so a view costs O(groups),
+``select_next(is_eligible, exhausted)`` counts a head that needs a resource named in ``exhausted`` as
+ineligible without offering it to ``is_eligible``. Active groups are filed in one heap per head
+signature (``queue_heaps``), so such groups are left out a whole heap at a time: when the first
+candidate is eligible a select costs O(signatures + log groups), however many groups wait on an
+exhausted resource, and walking past ineligible heads k-way-merges the remaining heaps in order without
+mutating them. Per-group and per-resource counts are kept incrementally so a view costs O(groups),
 never O(queued tasks).
 
-Lock order: ``FairTaskQueue._lock`` is a leaf. ``is_eligible`` is always called without it.
+Lock order: ``FairTaskQueue._lock`` is a leaf, taken last and released before anything else is called.
+Locks held by a caller of the queue (the admission controller's, when its predicate reads the queue's
+view) come first; ``is_eligible`` is always called without the queue lock, so it may take other locks
+and may call back into the queue.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Collection, Hashable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from .contracts import SchedulableTask, TaskGroupSpec
+from .contracts import SchedulableTask, TaskGroupSpec, fair_share_step
+from .queue_heaps import ActiveGroups, GroupState
 from .queue_view import QueueSelection, QueueView, QueueViewData
 
-
-class _GroupState:
-    __slots__ = ("activation_seq", "demand", "key", "spec", "tag", "tasks")
-
-    def __init__(self, key: Hashable, spec: TaskGroupSpec) -> None:
-        self.key = key
-        self.spec = spec
-        self.tasks: OrderedDict[str, SchedulableTask] = OrderedDict()
-        self.demand: dict[str, int] = {}
-        self.tag = 0.0
-        self.activation_seq = -1  # -1: not active
-
-    def head(self) -> SchedulableTask:
-        return next(iter(self.tasks.values()))
+Predicate = Callable[[SchedulableTask, QueueView], object]
+"""``is_eligible(head, view)``: a truthy return admits the head and is kept as ``QueueSelection.decision``."""
 
 
 class FairTaskQueue:
@@ -49,13 +43,12 @@ class FairTaskQueue:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._groups: dict[Hashable, _GroupState] = {}
-        self._group_of_task: dict[str, _GroupState] = {}
+        self._groups: dict[Hashable, GroupState] = {}
+        self._group_of_task: dict[str, GroupState] = {}
         self._peak_queued: dict[Hashable, int] = {}  # high-water mark of each group's queued tasks
         self._finish_tags: dict[Hashable, float] = {}
         self._virtual_time = 0.0
-        self._heap: list[tuple[float, int, _GroupState]] = []
-        self._live_heap_entries = 0
+        self._active = ActiveGroups()
         self._activation_counter = itertools.count()
         self._version = 0
         self._cached_view: tuple[int, QueueViewData] | None = None
@@ -74,7 +67,7 @@ class FairTaskQueue:
                     key = item.group.key
                     state = self._groups.get(key)
                     if state is None:
-                        state = self._groups[key] = _GroupState(key, item.group)
+                        state = self._groups[key] = GroupState(key, item.group)
                     state.tasks[item.task_id] = item
                     self._group_of_task[item.task_id] = state
                     if len(state.tasks) > self._peak_queued.get(key, 0):
@@ -82,8 +75,9 @@ class FairTaskQueue:
                     demand = state.demand
                     for resource, amount in item.resource_request.pairs:
                         demand[resource] = demand.get(resource, 0) + amount
-                    if state.activation_seq < 0:
-                        self._activate_locked(state, self._finish_tags.get(key, self._virtual_time))
+                    if state.entry is None:
+                        tag = self._finish_tags.get(key, self._virtual_time)
+                        self._active.activate(state, tag, next(self._activation_counter))
                     accepted.append(item.task_id)
             finally:
                 if accepted:  # even when a bad item raised midway: cached views must not go stale
@@ -106,9 +100,12 @@ class FairTaskQueue:
             if state is None:
                 return None
             item = state.tasks[task_id]
+            was_head = next(iter(state.tasks)) == task_id
             self._remove_locked(state, task_id)
             if not state.tasks:
-                self._deactivate_locked(state)
+                self._active.deactivate(state)
+            elif was_head:  # same activation, but the new head may need other resources
+                self._active.rehead(state)
             self._version += 1
             return item
 
@@ -119,11 +116,9 @@ class FairTaskQueue:
             for state in self._groups.values():
                 state.tasks.clear()
                 state.demand.clear()
-                state.activation_seq = -1
+            self._active.clear()
             self._groups.clear()
             self._group_of_task.clear()
-            self._heap.clear()
-            self._live_heap_entries = 0
             self._version += 1
         return tuple(drained)
 
@@ -132,87 +127,76 @@ class FairTaskQueue:
         item = selection.item
         with self._lock:
             state = self._group_of_task.get(item.task_id)
-            if state is None or state.activation_seq != selection.activation_seq or next(iter(state.tasks)) != item.task_id:
+            if state is None:
+                return None
+            entry = state.entry
+            if entry is None or entry[1] != selection.activation_seq or next(iter(state.tasks)) != item.task_id:
                 return None
             self._remove_locked(state, item.task_id)
             key = state.key
-            self._virtual_time = max(self._virtual_time, self._finish_tags.get(key, self._virtual_time))
-            finish = self._virtual_time + 1.0 / max(item.group.weight, 1.0)
-            self._finish_tags[key] = finish
+            vtime = self._virtual_time = max(self._virtual_time, self._finish_tags.get(key, self._virtual_time))
+            finish = self._finish_tags[key] = vtime + fair_share_step(item.group.weight)
             if state.tasks:
-                self._reactivate_locked(state, finish)
+                self._active.reactivate(state, finish, next(self._activation_counter))
             else:
-                self._deactivate_locked(state)
+                self._active.deactivate(state)
             self._version += 1
             return item
 
     # -- selection --------------------------------------------------------------------------
 
-    def select_next(self, is_eligible: Callable[[SchedulableTask, QueueView], bool]) -> QueueSelection | None:
+    def select_next(self, is_eligible: Predicate, exhausted: Collection[str] = ()) -> QueueSelection | None:
         """The head of the first active group, in virtual-time order, whose head is eligible.
 
-        Does not mutate the queue. ``is_eligible`` runs without the queue lock; if the queue
-        changes meanwhile the walk restarts, skipping groups already found ineligible with the
-        same head.
+        A head that needs a resource named in ``exhausted`` counts as ineligible and is never offered
+        to ``is_eligible``; such groups are passed over without visiting them one by one. Any truthy
+        return of ``is_eligible`` admits the head and is kept as the selection's ``decision``.
+
+        Does not mutate the queue. ``is_eligible`` runs without the queue lock; if the queue changes
+        meanwhile the walk restarts, skipping groups already found ineligible with the same head.
         """
         with self._lock:
-            heap = self._heap
-            if not heap:
+            entry = self._active.first(exhausted)
+            if entry is None:
                 return None
-            _, seq, state = heap[0]
+            _, seq, state = entry
+            head = state.head()
             view = QueueView(source=self)
-            head = state.head() if state.activation_seq == seq else None
-        # The first candidate is usually eligible: that case costs one lock round and O(1) work.
-        if head is None:
-            return self._walk(is_eligible, {})
-        if is_eligible(head, view):
-            return QueueSelection(head, view, seq)
-        return self._walk(is_eligible, {state.key: head.task_id})
+        # The first candidate is usually eligible: that case costs one lock round and no walk.
+        decision = is_eligible(head, view)
+        if decision:
+            return QueueSelection(head, view, seq, decision)
+        return self._walk(is_eligible, exhausted, {state.key: head.task_id})
 
-    def _walk(
-        self, is_eligible: Callable[[SchedulableTask, QueueView], bool], rejected: dict[Hashable, str]
-    ) -> QueueSelection | None:
+    def _walk(self, is_eligible: Predicate, exhausted: Collection[str], rejected: dict[Hashable, str]) -> QueueSelection | None:
         """Offer heads in (tag, seq) order, skipping groups whose head was already rejected."""
         while True:
             restarted = False
-            frontier: list[tuple[float, int, int]] = []
             with self._lock:
                 version = self._version
                 view = QueueView(source=self)
-                if self._heap:
-                    tag, seq, _ = self._heap[0]
-                    frontier.append((tag, seq, 0))
-            while frontier:
+                order = self._active.in_order(exhausted)
+            while True:
                 with self._lock:
                     if self._version != version:
                         restarted = True
                         break
-                    state, seq, head = self._next_in_order_locked(frontier)
-                if head is None or rejected.get(state.key) == head.task_id:
+                    entry = next(order, None)
+                    if entry is None:
+                        break
+                    _, seq, state = entry
+                    head = state.head()
+                if rejected.get(state.key) == head.task_id:
                     continue
-                if is_eligible(head, view):
-                    return QueueSelection(head, view, seq)
+                decision = is_eligible(head, view)
+                if decision:
+                    return QueueSelection(head, view, seq, decision)
                 rejected[state.key] = head.task_id
             if not restarted:
                 # The last predicate call may itself have changed the queue: walk again if so.
                 with self._lock:
                     if self._version == version:
                         return None
-
-    def _next_in_order_locked(self, frontier: list[tuple[float, int, int]]) -> tuple[_GroupState, int, SchedulableTask | None]:
-        """Pop the smallest heap position from ``frontier`` and push its children.
-
-        Enumerates the heap in (tag, seq) order without mutating it: O(k log k) for k visits.
-        """
-        heap = self._heap
-        _, _, index = heapq.heappop(frontier)
-        _, seq, state = heap[index]
-        for child in (2 * index + 1, 2 * index + 2):
-            if child < len(heap):
-                child_tag, child_seq, _ = heap[child]
-                heapq.heappush(frontier, (child_tag, child_seq, child))
-        head = state.head() if state.activation_seq == seq else None
-        return state, seq, head
 
     # -- views ------------------------------------------------------------------------------
 
@@ -268,9 +252,10 @@ class FairTaskQueue:
         with self._lock:
             return {
                 "queued_total": len(self._group_of_task),
-                "active_groups": sum(1 for state in self._groups.values() if state.tasks),
+                "active_groups": len(self._active),
                 "virtual_time": self._virtual_time,
-                "heap_entries": len(self._heap),
+                "heap_entries": self._active.entry_count(),
+                "signature_heaps": self._active.signature_count(),
             }
 
     def __repr__(self) -> str:
@@ -282,7 +267,7 @@ class FairTaskQueue:
 
     # -- internals (lock held) --------------------------------------------------------------
 
-    def _remove_locked(self, state: _GroupState, task_id: str) -> None:
+    def _remove_locked(self, state: GroupState, task_id: str) -> None:
         item = state.tasks.pop(task_id)
         del self._group_of_task[task_id]
         demand = state.demand
@@ -295,45 +280,6 @@ class FairTaskQueue:
         # An empty group's state is dropped so that many short-lived groups do not accumulate.
         if not state.tasks and self._groups.get(state.key) is state:
             del self._groups[state.key]
-
-    def _activate_locked(self, state: _GroupState, tag: float) -> None:
-        seq = next(self._activation_counter)
-        state.tag = tag
-        state.activation_seq = seq
-        heapq.heappush(self._heap, (tag, seq, state))
-        self._live_heap_entries += 1
-
-    def _reactivate_locked(self, state: _GroupState, tag: float) -> None:
-        """Give a still non-empty group its new tag; replaces its old heap entry in place when
-        that entry is the top (the usual case), else leaves it behind as a dead entry."""
-        old_seq = state.activation_seq
-        seq = next(self._activation_counter)
-        state.tag = tag
-        state.activation_seq = seq
-        heap = self._heap
-        _, top_seq, top_state = heap[0]
-        if top_state is state and top_seq == old_seq:
-            heapq.heapreplace(heap, (tag, seq, state))
-        else:
-            heapq.heappush(heap, (tag, seq, state))
-            self._compact_heap_if_sparse_locked()
-
-    def _deactivate_locked(self, state: _GroupState) -> None:
-        if state.activation_seq >= 0:
-            state.activation_seq = -1
-            self._live_heap_entries -= 1
-            self._pop_dead_heap_top_locked()
-            self._compact_heap_if_sparse_locked()
-
-    def _compact_heap_if_sparse_locked(self) -> None:
-        if len(self._heap) > 64 and len(self._heap) > 2 * self._live_heap_entries:
-            self._heap = [entry for entry in self._heap if entry[2].activation_seq == entry[1]]
-            heapq.heapify(self._heap)
-
-    def _pop_dead_heap_top_locked(self) -> None:
-        heap = self._heap
-        while heap and heap[0][2].activation_seq != heap[0][1]:
-            heapq.heappop(heap)
 
 
 __all__ = ["FairTaskQueue", "QueueSelection", "QueueView"]

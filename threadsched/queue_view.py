@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .contracts import SchedulableTask, TaskGroupSpec
 
@@ -80,8 +80,14 @@ class QueueView:
 
 @dataclass(frozen=True, slots=True)
 class QueueSelection:
-    """A non-mutating pick: the head task of one group, valid until that head changes."""
+    """A non-mutating pick: the head task of one group, valid until that head changes.
+
+    ``decision`` is what ``is_eligible`` returned for ``item`` (truthy), so a predicate that has
+    already done the admission work (an approval, say) can hand it on to whoever commits the pick
+    instead of recomputing it; a plain boolean predicate leaves ``True`` here.
+    """
 
     item: SchedulableTask
     view: QueueView
     activation_seq: int
+    decision: Any = True

@@ -1,4 +1,4 @@
-"""Request admission contracts (issue 5): names, configuration, leases, denials, outcomes, snapshots.
+"""Request admission contracts: names, configuration, leases, denials, outcomes, snapshots.
 
 Task admission (``TaskAdmissionController``) decides when a *task* may run; request admission decides when
 each concrete model call inside a running task may go out. This layer knows nothing about scheduler tasks:
@@ -18,6 +18,8 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from ..contracts import validate_weight
 
 __all__ = [
     "ProviderModelKey",
@@ -184,8 +186,7 @@ class RequestAdmissionItem:
     def __post_init__(self) -> None:
         if not isinstance(self.resource, RequestResourceKey):
             raise ValueError(f"RequestAdmissionItem.resource must be a RequestResourceKey, got {self.resource!r}")
-        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not (0 < self.weight < math.inf):
-            raise ValueError(f"RequestAdmissionItem.weight must be a finite number > 0, got {self.weight!r}")
+        validate_weight("RequestAdmissionItem.weight", self.weight)
 
 
 @dataclass(eq=False, slots=True)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ..contracts import fair_share_step
 from ..events import REQUEST_STREAM, SchedulerEvent
 from ..records import current_task_correlation
 from .contracts import (
@@ -213,7 +214,7 @@ class ResourceState:
         group = waiter.item.group
         start = max(self.vtime, self.finish.get(group, self.vtime))
         self.vtime = start
-        self.finish[group] = start + 1.0 / waiter.item.weight
+        self.finish[group] = start + fair_share_step(waiter.item.weight)
         self.remove_waiter_locked(waiter)
 
     def waiters_locked(self) -> list[Waiter]:

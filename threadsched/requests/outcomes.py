@@ -1,4 +1,4 @@
-"""Values of the model request layer (issue 5): requests and responses, transport and admission protocols,
+"""Values of the model request layer: requests and responses, transport and admission protocols,
 typed errors, the retry policy, and how a response or an exception is classified into a ``RequestOutcome``.
 
 ``classify``: 2xx success; 429 rate_limited (``retry-after-ms`` or ``Retry-After``: seconds or an HTTP
@@ -22,6 +22,7 @@ from datetime import UTC
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from ..contracts import validate_weight
 from ..futures import CancelToken
 from .contracts import (
     RequestAdmissionItem,
@@ -82,8 +83,7 @@ class ModelRequest:
             raise ValueError(f"ModelRequest.resource must be a RequestResourceKey, got {self.resource!r}")
         if not isinstance(self.payload, Mapping):
             raise ValueError(f"ModelRequest.payload must be a mapping, got {type(self.payload).__name__}")
-        if isinstance(self.weight, bool) or not isinstance(self.weight, (int, float)) or not 0 < self.weight < math.inf:
-            raise ValueError(f"ModelRequest.weight must be a finite number > 0, got {self.weight!r}")
+        validate_weight("ModelRequest.weight", self.weight)
         positive_or_none(self.timeout_s, "ModelRequest.timeout_s")
 
 
