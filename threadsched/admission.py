@@ -33,7 +33,7 @@ from .admission_values import (
     TaskAdmissionView,
 )
 from .contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest
-from .policy import NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from .policy import ALLOW, NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 from .queue import QueueView
 
 _POLICY_REASONS: Final = frozenset({"group_cap", "borrow_debt"})
@@ -46,6 +46,9 @@ Approval = tuple[PolicyDecision, int]
 class TaskAdmissionController:
     def __init__(self, config: TaskAdmissionConfig | None = None, policy: TaskAdmissionPolicy | None = None) -> None:
         self._policy: TaskAdmissionPolicy = policy if policy is not None else StrictFairPolicy()
+        # The default policy allows every group without an admitted_limit and never changes state: for
+        # it, the per-task hot path skips the policy calls and the live view they would read.
+        self._passive_policy = type(self._policy) is StrictFairPolicy
         self._lock = threading.Lock()
         self._generation = next(_generations)
         self._lease_ids = itertools.count(1)
@@ -141,8 +144,9 @@ class TaskAdmissionController:
             request = item.resource_request
             amounts = request.amounts
             pairs = request.pairs
+            semaphores = self._semaphores
             for index, (resource, amount) in enumerate(pairs):
-                if not self._take_units_locked(resource, amount):
+                if not (semaphores[resource].acquire(blocking=False) if amount == 1 else self._take_units_locked(resource, amount)):
                     # Unreachable while the counts above agree with the semaphores; kept all-or-nothing.
                     self._return_units_locked(pairs[:index])
                     return TaskAdmissionDenied(item, "no_capacity", diagnostics={"resource": resource})
@@ -163,11 +167,12 @@ class TaskAdmissionController:
             self._running_by_group[key] = self._running_by_group.get(key, 0) + 1
             self._active[lease.lease_id] = lease
             self._version += 1
-            try:
-                delta = self._policy.on_acquire(lease, decision)
-            except Exception:
-                delta = self._policy_failed_locked("on_acquire")
-            self._apply_delta_locked(delta)
+            if not self._passive_policy:
+                try:
+                    delta = self._policy.on_acquire(lease, decision)
+                except Exception:
+                    delta = self._policy_failed_locked("on_acquire")
+                self._apply_delta_locked(delta)
             return lease
 
     def release(self, lease: TaskAdmissionLease) -> ReleaseResult:
@@ -206,12 +211,13 @@ class TaskAdmissionController:
                 self._running_by_group[key] = running
             else:
                 del self._running_by_group[key]
-            try:
-                delta = self._policy.on_release(lease)
-            except Exception:
-                # Capacity is already back; a broken policy must not make release() raise.
-                delta = self._policy_failed_locked("on_release")
-            self._apply_delta_locked(delta)
+            if not self._passive_policy:
+                try:
+                    delta = self._policy.on_release(lease)
+                except Exception:
+                    # Capacity is already back; a broken policy must not make release() raise.
+                    delta = self._policy_failed_locked("on_release")
+                self._apply_delta_locked(delta)
         return RELEASED
 
     def shutdown(self) -> None:
@@ -306,6 +312,8 @@ class TaskAdmissionController:
                 )
         if shortage is not None:
             return shortage
+        if self._passive_policy and item.group.admitted_limit is None:
+            return ALLOW
         live = self._live_view
         # The live view is this controller's own object, valid only during evaluate: refreshing its
         # one scalar in place avoids building a view per decision.

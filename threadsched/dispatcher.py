@@ -269,14 +269,14 @@ class DispatcherCore:
             if not available():
                 self._note_blocked("no_capacity")
                 return
-            selection = select_next(approve)  # TEMP
+            selection = select_next(approve, exhausted=exhausted())
             if selection is None:
                 self._handle_nothing_eligible()
                 return
             item = selection.item
             if emitter.enabled:
                 emitter.emit("selected", item)
-            lease = try_acquire(item, selection.view, getattr(selection, "decision", None))  # TEMP
+            lease = try_acquire(item, selection.view, selection.decision)
             if isinstance(lease, TaskAdmissionDenied):
                 self._on_denied(lease)
                 return
