@@ -146,7 +146,8 @@ class TaskAdmissionController:
             pairs = request.pairs
             semaphores = self._semaphores
             for index, (resource, amount) in enumerate(pairs):
-                if not (semaphores[resource].acquire(blocking=False) if amount == 1 else self._take_units_locked(resource, amount)):
+                taken = semaphores[resource].acquire(blocking=False) if amount == 1 else self._take_units_locked(resource, amount)
+                if not taken:
                     # Unreachable while the counts above agree with the semaphores; kept all-or-nothing.
                     self._return_units_locked(pairs[:index])
                     return TaskAdmissionDenied(item, "no_capacity", diagnostics={"resource": resource})
