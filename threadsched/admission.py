@@ -39,6 +39,7 @@ from .queue import QueueView
 _POLICY_REASONS: Final = frozenset({"group_cap", "borrow_debt"})
 _generations = itertools.count(1)
 LOGGER = logging.getLogger("threadsched")
+_UNREPORTED_POLICY_ERRORS_KEPT = 64
 Approval = tuple[PolicyDecision, int]
 """What ``approve`` returns: the allowing decision and the controller state version it was made in."""
 
@@ -70,6 +71,9 @@ class TaskAdmissionController:
         # Resources other than submission with no unit free: the queue skips heads that need one.
         self._exhausted: frozenset[str] = frozenset()
         self._policy_error_logged = False
+        # Denials by a raising evaluate, kept until the dispatcher reports them as events (select_next
+        # only sees "not eligible"); bounded so a policy failing on every call cannot grow it.
+        self._unreported_policy_errors: list[TaskAdmissionDenied] = []
         self._live_view = TaskAdmissionView(
             resource_limits=self._limits,
             resources_available=MappingProxyType(self._available),
@@ -121,8 +125,22 @@ class TaskAdmissionController:
         with self._lock:
             decision = self._decide_locked(item, queue_view)
             if isinstance(decision, TaskAdmissionDenied):
+                # try_acquire returns its denials to the dispatcher; these would otherwise go unseen.
+                unreported = self._unreported_policy_errors
+                if "policy_error" in decision.diagnostics and len(unreported) < _UNREPORTED_POLICY_ERRORS_KEPT:
+                    unreported.append(decision)
                 return None
             return decision, self._version
+
+    @property
+    def has_unreported_policy_errors(self) -> bool:
+        return bool(self._unreported_policy_errors)
+
+    def take_policy_error_denials(self) -> list[TaskAdmissionDenied]:
+        """Denials by a raising ``evaluate`` since the last call, for the dispatcher to report."""
+        with self._lock:
+            denials, self._unreported_policy_errors = self._unreported_policy_errors, []
+        return denials
 
     def exhausted_resources(self) -> frozenset[str]:
         """Resources other than ``submission`` with no unit free right now (a hint; an atomic read)."""

@@ -163,6 +163,9 @@ class DispatcherCore:
                     self._fire_due_deadlines(monotonic())
                 if len(self.queue):
                     self._admit_batch()
+                if self.controller.has_unreported_policy_errors:
+                    for denial in self.controller.take_policy_error_denials():
+                        self._on_denied(denial)
                 if not self._sleep():
                     return
         except BaseException as error:
