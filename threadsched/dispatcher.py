@@ -33,6 +33,7 @@ from time import monotonic
 from typing import Any
 
 from .admission import TaskAdmissionController, TaskAdmissionDenied, TaskAdmissionLease
+from .blocked_admission import BlockedAdmission
 from .contracts import SchedulableTask
 from .deadlines import DeadlineHeaps
 from .emitter import EventEmitter
@@ -86,7 +87,7 @@ class DispatcherCore:
         self._shutdown = False
         self._cancel_pending = False
         self._admission_retry_at: float | None = None
-        self._blocked = False
+        self._blocking = BlockedAdmission(queue, controller, emitter)
         self._thread: threading.Thread | None = None
         self.crash: BaseException | None = None
 
@@ -270,7 +271,7 @@ class DispatcherCore:
         available, exhausted = controller.available, controller.exhausted_resources
         while len(queue):
             if not available():
-                self._note_blocked("no_capacity")
+                self._blocking.no_capacity()
                 return
             selection = select_next(approve, exhausted=exhausted())
             if selection is None:
@@ -283,7 +284,7 @@ class DispatcherCore:
             if isinstance(lease, TaskAdmissionDenied):
                 self._on_denied(lease)
                 return
-            self._blocked = False
+            self._blocking.admitted()
             record: TaskRecord = item.payload
             if emitter.enabled:
                 emitter.emit("task_lease_acquired", item, lease=lease, execution_id=record.execution_id())
@@ -427,9 +428,9 @@ class DispatcherCore:
     # -- admission blocked -------------------------------------------------------------------
 
     def _on_denied(self, denial: TaskAdmissionDenied) -> None:
-        if denial.available_after is not None:
-            self._retry_admission_at(denial.available_after)
-        self._emitter.emit("admission_denied", denial.item, reason=denial.reason, diagnostics=denial.diagnostics)
+        retry_at = self._blocking.denied(denial)
+        if retry_at is not None:
+            self._retry_admission_at(retry_at)
 
     def _retry_admission_at(self, when: float) -> None:
         with self._lock:
@@ -437,35 +438,16 @@ class DispatcherCore:
             if current is None or when < current:
                 self._admission_retry_at = when
 
-    def _note_blocked(self, reason: str) -> None:
-        if not self._blocked:
-            self._blocked = True
-            self._emitter.emit("admission_blocked", None, reason=reason)
-
     def _handle_nothing_eligible(self) -> None:
         """Nothing queued is eligible now: explain it, and fail the work if it can never run."""
         with self._lock:
-            maybe_stalled = not self._inbox and not self._deadlines.retries_waiting and self._spawned == self._finished
-        # Always asked, so a policy's available_after becomes a wake-up deadline even while other
-        # work is in flight (O(groups), and only when select_next found nothing eligible).
-        summary = self.controller.explain_blocked(self.queue.view())
+            work_elsewhere = bool(self._inbox) or bool(self._deadlines.retries_waiting) or self._spawned != self._finished
+        summary, stalled = self._blocking.nothing_eligible(work_elsewhere)
         if summary.earliest_available_after is not None:
             self._retry_admission_at(summary.earliest_available_after)
-        if not self._blocked:
-            self._blocked = True
-            self._emitter.emit("admission_blocked", None, reason="not_eligible", diagnostics={"summary": summary.message})
-            for key, reason in summary.blocked_groups.items():
-                if reason == "group_cap":
-                    self._emitter.emit("group_capped", None, group=key, reason=reason)
-        if (
-            maybe_stalled
-            and self.controller.active_lease_count == 0
-            and summary.earliest_available_after is None
-            and not summary.eligible_groups
-        ):
-            stalled = self.queue.drain()
+        if stalled:
             LOGGER.error("threadsched: %s", summary.message)
-            for item in stalled:
+            for item in self.queue.drain():
                 self._finish_failed(item.payload, AdmissionStalledError(summary), "admission_stalled")
 
     # -- shutdown -------------------------------------------------------------------------
