@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common import base_parser, check_runs, fmt_s, interleave, phase_summaries, print_table, verdict, write_json
+from common import base_parser, check_runs, compare_with_baseline
 from throughput import noop
 
 import threadsched
@@ -83,50 +83,30 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     workers, batch = args.workers, args.batch
     if calls < 1 or batch < 1 or workers < 1:
         raise SystemExit(f"--calls, --batch and --workers must be >= 1, got {calls}, {batch}, {workers}")
-    names = list(IMPLEMENTATIONS)
-    for name in names:  # warm-up (imports, the event loop's and the pools' first-use paths), untimed
-        run_to_thread(IMPLEMENTATIONS[name], min(calls, 2_000), workers, batch, name)
-    runners = {name: functools.partial(run_to_thread, IMPLEMENTATIONS[name], calls, workers, batch, name) for name in names}
-    summaries = phase_summaries(interleave(runs, runners))
-    ratio = summaries["leased"]["wall"]["median"] / summaries["threadpool"]["wall"]["median"]
-    cpu_ratio = summaries["leased"]["cpu"]["median"] / summaries["threadpool"]["cpu"]["median"]
-    print_table(
-        f"{calls} asyncio.to_thread(noop) calls in gathers of {batch}, W={workers}, medians of {runs} interleaved runs",
-        ["impl", "wall p50", "min", "max", "calls/s", "cpu p50", "shutdown p50"],
-        [
-            [
-                name,
-                fmt_s(summaries[name]["wall"]["median"]),
-                fmt_s(summaries[name]["wall"]["min"]),
-                fmt_s(summaries[name]["wall"]["max"]),
-                f"{calls / summaries[name]['wall']['median']:,.0f}/s",
-                fmt_s(summaries[name]["cpu"]["median"]),
-                fmt_s(summaries[name]["shutdown"]["median"]),
-            ]
-            for name in names
-        ],
+    return compare_with_baseline(
+        NAME,
+        {
+            name: functools.partial(run_to_thread, make, workers=workers, batch=batch, label=name)
+            for name, make in IMPLEMENTATIONS.items()
+        },
+        size=calls,
+        unit="calls",
+        runs=runs,
+        target=TARGET_RATIO,
+        title=f"{calls} asyncio.to_thread(noop) calls in gathers of {batch}, W={workers}, medians of {runs} interleaved runs",
+        extra_phases=("shutdown",),
+        params={
+            "description": (
+                "asyncio.to_thread(noop) calls awaited in batches (one gather each), first call -> last result; "
+                "LeasedExecutor vs ThreadPoolExecutor, each set as the loop's default executor with the same W"
+            ),
+            "quick": args.quick,
+            "calls": calls,
+            "batch": batch,
+            "workers": workers,
+        },
+        out=args.out,
     )
-    print(f"  leased/threadpool wall = {ratio:.2f} (target <= {TARGET_RATIO}) {verdict(ratio, TARGET_RATIO)}")
-    print(f"  leased/threadpool cpu  = {cpu_ratio:.2f} (process CPU time, all threads; informational)")
-    payload = {
-        "description": (
-            "asyncio.to_thread(noop) calls awaited in batches (one gather each), first call -> last result; "
-            "LeasedExecutor vs ThreadPoolExecutor, each set as the loop's default executor with the same W"
-        ),
-        "quick": args.quick,
-        "calls": calls,
-        "batch": batch,
-        "workers": workers,
-        "runs": runs,
-        "results": summaries,
-        "ratio_leased_over_threadpool": ratio,
-        "cpu_ratio_leased_over_threadpool": cpu_ratio,
-        "target": {"ratio_max": TARGET_RATIO},
-        "meets_target": ratio <= TARGET_RATIO,
-    }
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
-    return payload
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import gc
 import json
 import os
@@ -26,6 +27,7 @@ REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 DEFAULT_RUNS = 5
 MIN_RUNS = 5
+WARMUP_SIZE = 2_000  # units per untimed warm-up call in compare_with_baseline
 
 
 def summarize(samples: Sequence[float]) -> dict[str, Any]:
@@ -199,3 +201,62 @@ def fmt_s(seconds: float) -> str:
 
 def fmt_mb(num_bytes: float) -> str:
     return f"{num_bytes / 2**20:.1f} MB"
+
+
+def compare_with_baseline(
+    name: str,
+    runners: Mapping[str, Callable[[int], dict[str, float]]],
+    *,
+    size: int,
+    unit: str,
+    runs: int,
+    target: float,
+    title: str,
+    extra_phases: Sequence[str] = (),
+    params: Mapping[str, Any],
+    out: Path | None,
+) -> dict[str, Any]:
+    """Time a candidate against its baseline, print the medians and their ratio, and write the JSON.
+
+    ``runners`` holds exactly two entries, candidate first, baseline second; each is called with the
+    number of ``unit`` (tasks, calls) to run and returns one sample with at least ``wall`` and ``cpu``.
+    ``extra_phases`` are further sample entries shown as table columns. ``params`` are the document's
+    leading entries (description, sizes); the ratios, target and verdict follow them.
+    """
+    candidate, baseline = runners
+    for runner in runners.values():  # warm-up (imports, first-use code paths), untimed
+        runner(min(size, WARMUP_SIZE))
+    summaries = phase_summaries(interleave(runs, {impl: functools.partial(runner, size) for impl, runner in runners.items()}))
+    ratio = summaries[candidate]["wall"]["median"] / summaries[baseline]["wall"]["median"]
+    cpu_ratio = summaries[candidate]["cpu"]["median"] / summaries[baseline]["cpu"]["median"]
+    rows = []
+    for impl, phases in summaries.items():
+        wall = phases["wall"]
+        rows.append(
+            [
+                impl,
+                fmt_s(wall["median"]),
+                fmt_s(wall["min"]),
+                fmt_s(wall["max"]),
+                f"{size / wall['median']:,.0f}/s",
+                fmt_s(phases["cpu"]["median"]),
+                *(fmt_s(phases[phase]["median"]) for phase in extra_phases),
+            ]
+        )
+    columns = ["impl", "wall p50", "min", "max", f"{unit}/s", "cpu p50", *(f"{phase} p50" for phase in extra_phases)]
+    print_table(title, columns, rows)
+    pair = f"{candidate}/{baseline}"
+    print(f"  {pair} wall = {ratio:.2f} (target <= {target}) {verdict(ratio, target)}")
+    print(f"  {pair} cpu  = {cpu_ratio:.2f} (process CPU time, all threads; informational)")
+    payload = {
+        **params,
+        "runs": runs,
+        "results": summaries,
+        f"ratio_{candidate}_over_{baseline}": ratio,
+        f"cpu_ratio_{candidate}_over_{baseline}": cpu_ratio,
+        "target": {"ratio_max": target},
+        "meets_target": ratio <= target,
+    }
+    path = write_json(name, payload, out)
+    print(f"wrote {path}")
+    return payload

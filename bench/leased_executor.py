@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from common import base_parser, check_runs, fmt_s, interleave, phase_summaries, print_table, verdict, write_json
+from common import base_parser, check_runs, compare_with_baseline
 from throughput import DEFAULT_TASKS, run_pool
 
 import threadsched
@@ -44,46 +44,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs = check_runs(args.runs)
     tasks = args.tasks or (QUICK_TASKS if args.quick else DEFAULT_TASKS)
     workers = args.workers
-    names = list(IMPLEMENTATIONS)
-    for name in names:  # warm-up, untimed
-        IMPLEMENTATIONS[name](min(tasks, 2_000), workers)
-    summaries = phase_summaries(
-        interleave(runs, {name: functools.partial(IMPLEMENTATIONS[name], tasks, workers) for name in names})
+    return compare_with_baseline(
+        NAME,
+        {name: functools.partial(run, workers=workers) for name, run in IMPLEMENTATIONS.items()},
+        size=tasks,
+        unit="tasks",
+        runs=runs,
+        target=TARGET_RATIO,
+        title=f"{tasks} no-op tasks, W={workers}, medians of {runs} interleaved runs",
+        params={
+            "description": "no-op tasks, first submit -> all futures done; LeasedExecutor vs ThreadPoolExecutor",
+            "quick": args.quick,
+            "tasks": tasks,
+            "workers": workers,
+        },
+        out=args.out,
     )
-    ratio = summaries["leased"]["wall"]["median"] / summaries["threadpool"]["wall"]["median"]
-    cpu_ratio = summaries["leased"]["cpu"]["median"] / summaries["threadpool"]["cpu"]["median"]
-    print_table(
-        f"{tasks} no-op tasks, W={workers}, medians of {runs} interleaved runs",
-        ["impl", "wall p50", "min", "max", "tasks/s", "cpu p50"],
-        [
-            [
-                name,
-                fmt_s(summaries[name]["wall"]["median"]),
-                fmt_s(summaries[name]["wall"]["min"]),
-                fmt_s(summaries[name]["wall"]["max"]),
-                f"{tasks / summaries[name]['wall']['median']:,.0f}/s",
-                fmt_s(summaries[name]["cpu"]["median"]),
-            ]
-            for name in names
-        ],
-    )
-    print(f"  leased/threadpool wall = {ratio:.2f} (target <= {TARGET_RATIO}) {verdict(ratio, TARGET_RATIO)}")
-    print(f"  leased/threadpool cpu  = {cpu_ratio:.2f} (process CPU time, all threads; informational)")
-    payload = {
-        "description": "no-op tasks, first submit -> all futures done; LeasedExecutor vs ThreadPoolExecutor",
-        "quick": args.quick,
-        "tasks": tasks,
-        "workers": workers,
-        "runs": runs,
-        "results": summaries,
-        "ratio_leased_over_threadpool": ratio,
-        "cpu_ratio_leased_over_threadpool": cpu_ratio,
-        "target": {"ratio_max": TARGET_RATIO},
-        "meets_target": ratio <= TARGET_RATIO,
-    }
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
-    return payload
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common import base_parser, check_runs, fmt_s, interleave, phase_summaries, print_table, verdict, write_json
+from common import base_parser, check_runs, compare_with_baseline
 
 import threadsched
 
@@ -99,52 +99,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     runs = check_runs(args.runs)
     tasks, workers = args.tasks, args.workers
-    names = list(IMPLEMENTATIONS)
-    # Warm-up (imports, thread start-up code paths), untimed.
-    for name in names:
-        IMPLEMENTATIONS[name](min(tasks, 2_000), workers)
-    summaries = phase_summaries(
-        interleave(runs, {name: functools.partial(IMPLEMENTATIONS[name], tasks, workers) for name in names})
+    return compare_with_baseline(
+        NAME,
+        {name: functools.partial(run, workers=workers) for name, run in IMPLEMENTATIONS.items()},
+        size=tasks,
+        unit="tasks",
+        runs=runs,
+        target=TARGET_RATIO,
+        title=f"{tasks} no-op tasks, W={workers}, medians of {runs} interleaved runs",
+        extra_phases=("submit", "shutdown"),
+        params={
+            "description": "no-op tasks, first submit -> all futures done; Scheduler vs plain ThreadPoolExecutor",
+            "tasks": tasks,
+            "workers": workers,
+        },
+        out=args.out,
     )
-    sched, base = summaries["scheduler"]["wall"]["median"], summaries["baseline"]["wall"]["median"]
-    ratio = sched / base
-    cpu_ratio = summaries["scheduler"]["cpu"]["median"] / summaries["baseline"]["cpu"]["median"]
-    rows = []
-    for name in names:
-        wall = summaries[name]["wall"]
-        rows.append(
-            [
-                name,
-                fmt_s(wall["median"]),
-                fmt_s(wall["min"]),
-                fmt_s(wall["max"]),
-                f"{tasks / wall['median']:,.0f}/s",
-                fmt_s(summaries[name]["cpu"]["median"]),
-                fmt_s(summaries[name]["submit"]["median"]),
-                fmt_s(summaries[name]["shutdown"]["median"]),
-            ]
-        )
-    print_table(
-        f"{tasks} no-op tasks, W={workers}, medians of {runs} interleaved runs",
-        ["impl", "wall p50", "min", "max", "tasks/s", "cpu p50", "submit p50", "shutdown p50"],
-        rows,
-    )
-    print(f"  scheduler/baseline wall = {ratio:.2f} (target <= {TARGET_RATIO}) {verdict(ratio, TARGET_RATIO)}")
-    print(f"  scheduler/baseline cpu  = {cpu_ratio:.2f} (process CPU time, all threads; informational)")
-    payload = {
-        "description": "no-op tasks, first submit -> all futures done; Scheduler vs plain ThreadPoolExecutor",
-        "tasks": tasks,
-        "workers": workers,
-        "runs": runs,
-        "results": summaries,
-        "ratio_scheduler_over_baseline": ratio,
-        "cpu_ratio_scheduler_over_baseline": cpu_ratio,
-        "target": {"ratio_max": TARGET_RATIO},
-        "meets_target": ratio <= TARGET_RATIO,
-    }
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
-    return payload
 
 
 if __name__ == "__main__":
