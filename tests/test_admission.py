@@ -249,6 +249,28 @@ class AdmissionMachine(RuleBasedStateMachine):
         assert self.queue.commit(selection) is selection.item
         self.queued.remove(selection.item.task_id)
 
+    @rule(limit=st.integers(1, 6))
+    def lease_fitting_batch(self, limit: int) -> None:
+        """The fast path: heads taken with their leases in one step, each one a head that fit."""
+        before = self.controller.view()
+        leases = self.controller.lease_fitting(self.queue, limit)
+        assert len(leases) <= limit
+        free = dict(before.resources_available)
+        running = Counter(before.running_counts_by_group)
+        for lease in leases:
+            task = lease.item
+            assert task.group.admitted_limit is None  # a capped group always goes through the policy
+            assert expected_denial(task, self.queue.view(), free, running) is None
+            for resource, amount in task.resource_request.amounts.items():
+                free[resource] -= amount
+            running[task.group.key] += 1
+            self.record_outcome(task, lease, None)
+            self.queued.remove(task.task_id)
+            assert task.task_id not in self.queue
+        if len(leases) < limit:
+            # It stopped at a head that does not fit: asking again right away takes nothing.
+            assert self.controller.lease_fitting(self.queue, limit) == []
+
     # -- releases -------------------------------------------------------------------------------
 
     @precondition(lambda self: self.held)
@@ -874,3 +896,33 @@ def test_peak_leased_resources_is_a_high_water_mark() -> None:
         assert controller.release(lease) == RELEASED  # type: ignore[arg-type]
     assert controller.active_lease_count == 0
     assert controller.peak_leased_resources() == {SUBMISSION: 3, "gpu": 2, "db": 0}
+
+
+class AllowingPolicy(StrictFairPolicy):
+    """Any policy other than the default one itself: the fast path must leave it to evaluate."""
+
+
+def test_lease_fitting_leaves_any_other_policy_and_a_shut_down_controller_to_the_slow_path() -> None:
+    group = TaskGroupSpec("g")
+    for controller in (
+        TaskAdmissionController(TaskAdmissionConfig(4), AllowingPolicy()),
+        TaskAdmissionController(TaskAdmissionConfig(4)),
+    ):
+        queue = FairTaskQueue()
+        queue.enqueue([make_task(group) for _ in range(3)])
+        if type(controller.policy) is StrictFairPolicy:
+            controller.shutdown()
+        assert controller.lease_fitting(queue, 4) == []
+        assert len(queue) == 3 and controller.active_lease_count == 0
+
+
+def test_lease_fitting_takes_fair_order_up_to_the_free_units() -> None:
+    controller = TaskAdmissionController(TaskAdmissionConfig(3))
+    queue = FairTaskQueue()
+    a, b = TaskGroupSpec("a"), TaskGroupSpec("b")
+    tasks = [make_task(a, task_id="a1"), make_task(a, task_id="a2"), make_task(b, task_id="b1"), make_task(b, task_id="b2")]
+    queue.enqueue(tasks)
+    leases = controller.lease_fitting(queue, 8)
+    assert [lease.item.task_id for lease in leases] == ["a1", "b1", "a2"]
+    assert_accounting(controller, leases)
+    assert controller.available() == 0 and list(queue.view().first_candidate_tasks_by_group) == ["b"]

@@ -260,17 +260,17 @@ def test_dispatcher_crash_makes_the_shutdown_report_unclean_with_its_cause(
     with opened_on_exit(gate):
         running = scheduler.submit(blocker)
         assert started.wait(GENEROUS)
-        original = scheduler.queue.select_next
+        original = scheduler.controller.lease_fitting
         calls = 0
 
-        def select_next_raising_once(*args: Any, **kwargs: Any) -> Any:
+        def lease_fitting_raising_once(*args: Any, **kwargs: Any) -> Any:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise crash
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(scheduler.queue, "select_next", select_next_raising_once)
+        monkeypatch.setattr(scheduler.controller, "lease_fitting", lease_fitting_raising_once)
         pending = [scheduler.submit(lambda i=i: i) for i in range(5)]
         resolve_all(pending)  # every pending future resolves (none hangs)
         for future in pending:

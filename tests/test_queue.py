@@ -1192,3 +1192,67 @@ def test_select_with_exhausted_resources_matches_brute_force(weights: list[float
         assert len(queue) == len(model)
         assert queue.statistics()["active_groups"] == len(model.active)
     assert_matches(queue, model)
+
+
+BUDGETS = st.fixed_dictionaries({resource: st.integers(min_value=0, max_value=4) for resource in EXHAUSTIBLE})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    weights=st.lists(WEIGHTS, min_size=len(GROUPS_FOR_OPS), max_size=len(GROUPS_FOR_OPS)),
+    limited=st.sets(st.sampled_from(GROUPS_FOR_OPS), max_size=3),
+    operations=OPERATIONS,
+    budget=BUDGETS,
+    limit=st.integers(min_value=0, max_value=30),
+)
+def test_take_fitting_is_the_prefix_of_selects_whose_first_candidate_fits(
+    weights: list[float], limited: set[Hashable], operations: list[tuple[Any, ...]], budget: dict[str, int], limit: int
+) -> None:
+    """``take_fitting`` takes what a select + commit per task would, stopping at the first candidate that
+    does not fit the budget or whose group has an ``admitted_limit``; virtual time and every view agree."""
+    specs = {
+        key: TaskGroupSpec(key, weight=w, admitted_limit=1 if key in limited else None)
+        for key, w in zip(GROUPS_FOR_OPS, weights, strict=True)
+    }
+    queue, model = FairTaskQueue(), ReferenceQueue()
+    for kind, *args in operations:
+        if kind == "enqueue":
+            task_id, key, request = args
+            items = [make_task(task_id, specs[key], request)]
+            assert queue.enqueue(items) == model.enqueue(items)
+        elif kind == "discard":
+            assert queue.discard(args[0]) is model.discard(args[0])
+
+    expected: list[SchedulableTask] = []
+    left = dict(budget)
+    while len(expected) < limit:
+        _, candidate = model.walk(lambda item: True, [resource for resource, free in left.items() if free <= 0])
+        if candidate is None:
+            break
+        head = candidate.item
+        pairs = head.resource_request.pairs
+        if head.group.admitted_limit is not None or any(left[resource] < amount for resource, amount in pairs):
+            break
+        for resource, amount in pairs:
+            left[resource] -= amount
+        model.commit(candidate)
+        expected.append(head)
+
+    given_budget = dict(budget)
+    taken = queue.take_fitting(given_budget, limit)
+    assert idents(taken) == idents(expected)
+    assert given_budget == left
+    assert len(queue) == len(model)
+    assert_matches(queue, model)
+
+
+def test_take_fitting_stops_at_a_head_that_does_not_fit_and_leaves_it_first() -> None:
+    queue = FairTaskQueue()
+    spec = TaskGroupSpec("g")
+    big = make_task("big", spec, SchedulerResourceRequest({"gpu": 2}))
+    queue.enqueue([make_task("a", spec), big, make_task("c", spec)])
+    budget = {"submission": 8, "gpu": 1}
+    assert [item.task_id for item in queue.take_fitting(budget, 8)] == ["a"]
+    assert budget == {"submission": 7, "gpu": 1}
+    selection = queue.select_next(lambda item, view: True)
+    assert selection is not None and selection.item is big

@@ -34,7 +34,7 @@ from .admission_values import (
 )
 from .contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest
 from .policy import ALLOW, NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
-from .queue import QueueView
+from .queue import FairTaskQueue, QueueView
 
 _POLICY_REASONS: Final = frozenset({"group_cap", "borrow_debt"})
 _generations = itertools.count(1)
@@ -159,40 +159,69 @@ class TaskAdmissionController:
                 if isinstance(outcome, TaskAdmissionDenied):
                     return outcome
                 decision = outcome
-            request = item.resource_request
-            amounts = request.amounts
-            pairs = request.pairs
-            semaphores = self._semaphores
-            for index, (resource, amount) in enumerate(pairs):
-                taken = semaphores[resource].acquire(blocking=False) if amount == 1 else self._take_units_locked(resource, amount)
-                if not taken:
-                    # Unreachable while the counts above agree with the semaphores; kept all-or-nothing.
-                    self._return_units_locked(pairs[:index])
-                    return TaskAdmissionDenied(item, "no_capacity", diagnostics={"resource": resource})
-            lease = TaskAdmissionLease(next(self._lease_ids), item, amounts, time.monotonic(), self._generation)
-            key = item.group.key
-            group_leased = self._leased_by_group.get(key)
-            if group_leased is None:
-                group_leased = self._leased_by_group[key] = {}
-            for resource, amount in pairs:
-                free = self._available[resource] - amount
-                self._available[resource] = free
-                if not free and resource != SUBMISSION:
-                    self._exhausted = self._exhausted | {resource}
-                self._leased[resource] += amount
-                if self._leased[resource] > self._peak_leased[resource]:
-                    self._peak_leased[resource] = self._leased[resource]
-                group_leased[resource] = group_leased.get(resource, 0) + amount
-            self._running_by_group[key] = self._running_by_group.get(key, 0) + 1
-            self._active[lease.lease_id] = lease
-            self._version += 1
-            if not self._passive_policy:
-                try:
-                    delta = self._policy.on_acquire(lease, decision)
-                except Exception:
-                    delta = self._policy_failed_locked("on_acquire")
-                self._apply_delta_locked(delta)
+            lease = self._grant_locked(item, decision)
+            if lease is None:
+                return TaskAdmissionDenied(item, "no_capacity")
             return lease
+
+    def lease_fitting(self, queue: FairTaskQueue, limit: int) -> list[TaskAdmissionLease]:
+        """The admission fast path for the default policy: take up to ``limit`` queued tasks in fair order,
+        each with its lease, in one lock section (``FairTaskQueue.take_fitting`` against the free units).
+
+        Returns ``[]`` under any other policy, after ``shutdown``, or when the first candidate does not
+        fit; the caller then falls back to ``select_next`` / ``try_acquire`` for that candidate.
+        """
+        if not self._passive_policy:
+            return []
+        with self._lock:
+            if self._shut_down:
+                return []
+            items = queue.take_fitting(dict(self._available), limit)
+            leases: list[TaskAdmissionLease] = []
+            for index, item in enumerate(items):
+                lease = self._grant_locked(item, ALLOW)
+                if lease is None:
+                    # Unreachable while the free counts agree with the semaphores; nothing may be dropped.
+                    queue.enqueue(items[index:])
+                    break
+                leases.append(lease)
+            return leases
+
+    def _grant_locked(self, item: SchedulableTask, decision: PolicyDecision) -> TaskAdmissionLease | None:
+        """Take ``item``'s units from the semaphores, all or nothing, and record the lease."""
+        request = item.resource_request
+        pairs = request.pairs
+        semaphores = self._semaphores
+        for index, (resource, amount) in enumerate(pairs):
+            taken = semaphores[resource].acquire(blocking=False) if amount == 1 else self._take_units_locked(resource, amount)
+            if not taken:
+                self._return_units_locked(pairs[:index])
+                return None
+        lease = TaskAdmissionLease(next(self._lease_ids), item, request.amounts, time.monotonic(), self._generation)
+        key = item.group.key
+        group_leased = self._leased_by_group.get(key)
+        if group_leased is None:
+            group_leased = self._leased_by_group[key] = {}
+        available, leased, peak = self._available, self._leased, self._peak_leased
+        for resource, amount in pairs:
+            free = available[resource] - amount
+            available[resource] = free
+            if not free and resource != SUBMISSION:
+                self._exhausted = self._exhausted | {resource}
+            now_leased = leased[resource] = leased[resource] + amount
+            if now_leased > peak[resource]:
+                peak[resource] = now_leased
+            group_leased[resource] = group_leased.get(resource, 0) + amount
+        self._running_by_group[key] = self._running_by_group.get(key, 0) + 1
+        self._active[lease.lease_id] = lease
+        self._version += 1
+        if not self._passive_policy:
+            try:
+                delta = self._policy.on_acquire(lease, decision)
+            except Exception:
+                delta = self._policy_failed_locked("on_acquire")
+            self._apply_delta_locked(delta)
+        return lease
 
     def release(self, lease: TaskAdmissionLease) -> ReleaseResult:
         """Return a lease's capacity. Never raises; only the first release of a lease counts."""

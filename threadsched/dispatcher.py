@@ -9,7 +9,9 @@ future already sees the lease returned.
 Hand-off: producers append to an inbox and wake the dispatcher only when it is asleep (``_idle``).
 It sleeps on ``_wake``, a lock that is held while it is awake and released by whoever wakes it, so a
 burst of submits or completions costs one wake-up. The dispatcher moves the inbox into the queue in
-batches and admits as many tasks as it can per wake-up.
+batches and admits as many tasks as it can per wake-up. Under the default policy those are taken
+from the queue with their leases in one lock section (``TaskAdmissionController.lease_fitting``); the
+per-task select → lease → commit path takes over at the first head that does not fit.
 
 An executor that holds the scheduler (a ``LeasedExecutor`` is its own pool) is pinned only while
 there is work not yet finished, so an abandoned executor is freed by reference counting alone.
@@ -268,11 +270,18 @@ class DispatcherCore:
     def _admit_batch(self) -> None:
         queue, controller, emitter = self.queue, self.controller, self._emitter
         select_next, approve, try_acquire, commit = queue.select_next, controller.approve, controller.try_acquire, queue.commit
-        available, exhausted = controller.available, controller.exhausted_resources
+        available, exhausted, lease_fitting = controller.available, controller.exhausted_resources, controller.lease_fitting
         while len(queue):
-            if not available():
+            free_slots = available()
+            if not free_slots:
                 self._blocking.no_capacity()
                 return
+            leases = lease_fitting(queue, free_slots)
+            if leases:
+                self._blocking.admitted()
+                for taken in leases:
+                    self._launch_leased(taken)
+                continue
             selection = select_next(approve, exhausted=exhausted())
             if selection is None:
                 self._handle_nothing_eligible()
@@ -285,18 +294,29 @@ class DispatcherCore:
                 self._on_denied(lease)
                 return
             self._blocking.admitted()
-            record: TaskRecord = item.payload
             if emitter.enabled:
-                emitter.emit("task_lease_acquired", item, lease=lease, execution_id=record.execution_id())
+                emitter.emit("task_lease_acquired", item, lease=lease, execution_id=item.payload.execution_id())
             if commit(selection) is None:
                 self._release_unspawned(lease, "stale_selection")
                 continue
-            # The token is set by every cancel() before the future changes state: a cheap check.
-            if record.future.cancel_token.cancelled or self._cancel_pending:
-                self._release_unspawned(lease, "cancelled_before_spawn")
-                self._cancel_record(record)
-                continue
-            self._spawn(record, lease)
+            self._spawn_unless_cancelled(lease)
+
+    def _launch_leased(self, lease: TaskAdmissionLease) -> None:
+        """A task the fast path took from the queue together with its lease (already committed)."""
+        if self._emitter.enabled:
+            item = lease.item
+            self._emitter.emit("selected", item)
+            self._emitter.emit("task_lease_acquired", item, lease=lease, execution_id=item.payload.execution_id())
+        self._spawn_unless_cancelled(lease)
+
+    def _spawn_unless_cancelled(self, lease: TaskAdmissionLease) -> None:
+        record: TaskRecord = lease.item.payload
+        # The token is set by every cancel() before the future changes state: a cheap check.
+        if record.future.cancel_token.cancelled or self._cancel_pending:
+            self._release_unspawned(lease, "cancelled_before_spawn")
+            self._cancel_record(record)
+            return
+        self._spawn(record, lease)
 
     def _spawn(self, record: TaskRecord, lease: TaskAdmissionLease) -> None:
         execution = Execution(self, record, lease)
