@@ -17,7 +17,6 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,32 +61,6 @@ def interleave(
 def phase_summaries(samples: Mapping[str, list[dict[str, float]]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per implementation, ``summarize`` of every timed phase its samples report."""
     return {name: {phase: summarize([sample[phase] for sample in runs]) for phase in runs[0]} for name, runs in samples.items()}
-
-
-def time_call(fn: Callable[[], Any], *, collect: bool = True) -> tuple[float, Any]:
-    """Wall time of one call of ``fn`` (``time.perf_counter``) and its return value.
-
-    With ``collect`` the cyclic garbage collector is run first so that garbage left by the
-    previous run is not charged to this one; the collector stays enabled during the call.
-    """
-    if collect:
-        gc.collect()
-    start = time.perf_counter()
-    value = fn()
-    return time.perf_counter() - start, value
-
-
-def repeat(fn: Callable[[], Any], runs: int = DEFAULT_RUNS, *, collect: bool = True) -> dict[str, Any]:
-    """Run ``fn`` ``runs`` times (at least ``MIN_RUNS``) and summarize the wall times in seconds.
-
-    If ``fn`` returns a float, that value is taken as the measured time instead of the wall time
-    of the whole call (so a callable can exclude its own set-up).
-    """
-    samples: list[float] = []
-    for _ in range(check_runs(runs)):
-        elapsed, value = time_call(fn, collect=collect)
-        samples.append(float(value) if isinstance(value, float) else elapsed)
-    return summarize(samples)
 
 
 def check_runs(runs: int) -> int:
