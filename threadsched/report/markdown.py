@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .capacity_section import capacity_plan_lines
+from .cells import cell as _cell
+from .cells import scalar as _scalar
 from .metrics import GroupMetrics, ReportMetrics, WaitStats
 from .requests import RequestMetrics
 
 MAX_ROW_GROUP_ROWS = 50
-MAX_PLAN_ENTRIES = 20
 PLOTS_HINT = "install the plots extra: `pip install 'threadsched[plots]'`"
 
 HOW_TO_READ = """\
@@ -62,7 +64,7 @@ def render_markdown(metrics: ReportMetrics, context: ReportContext | None = None
     lines = [f"# threadsched run report{f' — {metrics.run_id}' if metrics.run_id else ''}", ""]
     lines += ["## Run", "", *_run_facts(metrics, context.run), ""]
     if context.capacity_plan:
-        lines += ["## Capacity plan", "", *_plan(context.capacity_plan), ""]
+        lines += ["## Capacity plan", "", *capacity_plan_lines(context.capacity_plan), ""]
     lines += ["## Groups", "", *_group_table(metrics.groups), ""]
     if metrics.requests is not None:
         lines += ["## Model requests", "", *_requests(metrics.requests, metrics.hidden_waiters, context), ""]
@@ -99,20 +101,6 @@ def _run_facts(metrics: ReportMetrics, run: Mapping[str, Any] | None) -> list[st
         if key in run:
             facts.append(f"- {label}: {_scalar(run[key])}")
     return facts
-
-
-def _plan(plan: Mapping[str, Any]) -> list[str]:
-    """Scalar entries and one level of scalar mappings; anything bigger is summarised by its size."""
-    lines = []
-    for key, value in list(plan.items())[:MAX_PLAN_ENTRIES]:
-        if isinstance(value, Mapping):
-            inner = ", ".join(f"{name} = {_scalar(item)}" for name, item in list(value.items())[:MAX_PLAN_ENTRIES])
-            lines.append(f"- {_cell(str(key))}: {inner or '{}'}")
-        else:
-            lines.append(f"- {_cell(str(key))}: {_scalar(value)}")
-    if len(plan) > MAX_PLAN_ENTRIES:
-        lines.append(f"- … {len(plan) - MAX_PLAN_ENTRIES} more entries in `capacity_plan.json`")
-    return lines
 
 
 def _group_table(groups: tuple[GroupMetrics, ...]) -> list[str]:
@@ -234,17 +222,3 @@ def _ms(stats: WaitStats) -> tuple[str, str]:
 
 def _names(names: tuple[str, ...]) -> str:
     return ", ".join(f"`{name}`" for name in names) or "none found"
-
-
-def _scalar(value: object) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    if isinstance(value, (bool, int, str)):
-        return _cell(str(value))
-    return f"({type(value).__name__} of {len(value)})" if isinstance(value, (list, tuple, dict)) else "(…)"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
