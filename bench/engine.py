@@ -1,4 +1,4 @@
-"""Engine: scheduler overhead per cell task, and wall time vs. a column-by-column baseline (issue 3).
+"""Engine: scheduler overhead per cell task, and wall time vs. a column-by-column baseline.
 
 Two measurements, each with its baseline in the same process and interleaved run by run (which side goes
 first alternates), medians of ``--runs`` (>= 5) runs:

@@ -16,7 +16,7 @@ warm-ups are not recorded. ``--policies strict,bounded_borrow`` (default ``stric
 per listed admission policy per iteration, as ``threadsched`` (strict), ``threadsched[bounded_borrow]``,
 ``threadsched[drf]``; the summary compares each non-strict policy with strict (``policy_comparison``: wall,
 p95 downstream gap, time to the first complete row) and, on heavy_root with bounded_borrow, states the
-issue's targets (``targets``: reported, never gates; see ``harness_policies``). ``two_resource_mix`` and
+targets (``targets``: reported, never gates; see ``harness_policies``). ``two_resource_mix`` and
 ``cross_provider_cooldown`` are policy workloads without a recipe (``harness_workloads``: their
 implementations are fixed, ``--impl``/``--policies`` do not apply; ``--warmup-s``/``--window-s`` set their
 run lengths). Artifacts (``--out``, default ``bench/results/harness/SCENARIO/``):

@@ -9,7 +9,7 @@ interleaved with the baselines. Two summary sections come from them (schema "1":
   ``COMPARED_METRICS`` on recipe scenarios (wall, p95 downstream ready-to-lease gap, time to the first
   complete row) and the workload's own on the policy workloads (``harness_workloads``). p50 = the median
   over the iterations.
-* ``targets``: ``[{name, kind: "target", passed, value, threshold, comparison, detail}]``: the issue's
+* ``targets``: ``[{name, kind: "target", passed, value, threshold, comparison, detail}]``: the
   targets, *reported* and never gates: a miss is visible (``passed: false``) but leaves the exit code and
   ``all_gates_passed`` alone. On ``heavy_root`` with ``strict`` and ``bounded_borrow``: p95 downstream gap
   strict/borrow >= 2, first complete row strict/borrow >= 2, wall borrow/strict <= 1.05.
@@ -121,7 +121,7 @@ def target(name: str, value: float | None, comparison: str, threshold: float, de
 
 
 def heavy_root_targets(by_impl: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[dict[str, Any]]:
-    """The issue's bounded-borrow targets on heavy_root (empty unless strict and bounded_borrow both ran)."""
+    """The bounded-borrow targets on heavy_root (empty unless strict and bounded_borrow both ran)."""
     if policy_impl(STRICT) not in by_impl or policy_impl("bounded_borrow") not in by_impl:
         return []
     entries = []

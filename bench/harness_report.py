@@ -7,7 +7,7 @@ Artifacts (schema ``SCHEMA_VERSION``) in the output directory:
   (mean, p50, p95, min, max, stdev over the iterations) of every numeric metric, per-column gaps, ratios
   threadsched vs each baseline, and the gates (``[{name, passed, detail}]``); optional sections (absent in
   older summaries, still schema "1"): ``policy_comparison`` and ``targets`` (``harness_policies``: every
-  non-strict policy against strict; the issue's targets, reported, never gates), ``workload`` (the policy
+  non-strict policy against strict; the targets, reported as met or missed, never gates), ``workload`` (the policy
   workloads' own results, ``harness_workloads``) and ``scenario.params`` (a workload's parameters);
 * ``iterations.csv``: one row per implementation x iteration;
 * ``summary.md``: the same as tables.
@@ -320,7 +320,7 @@ def summary_markdown(document: Mapping[str, Any]) -> str:
             "",
             "## Targets (reported, not gates)",
             "",
-            "The issue's targets for the admission policies. A missed target is shown here and in `summary.json`",
+            "Targets for the admission policies. A missed target is shown here and in `summary.json`",
             "(`targets[].passed: false`) but does not fail the run: the exit code and `all_gates_passed` follow the",
             "gates only, so CI stays green while the numbers stay visible.",
             "",

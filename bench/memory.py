@@ -19,7 +19,7 @@ numbers are that process's own. The child
 held, as a caller waiting on everything it submitted would (it takes every future's condition).
 
 Peak RSS is ``VmHWM`` from ``/proc/self/status`` (Linux) or ``resource.getrusage().ru_maxrss``.
-Target (issue 2, item 7): peak RSS <= 150 MB for N=100k, G=256.
+Target: peak RSS <= 150 MB for N=100k, G=256.
 
     python bench/memory.py
     python bench/memory.py --tasks 20000 --groups 64 --drain

@@ -1,6 +1,6 @@
 """Policy: cross_provider_cooldown — provider A answers 429 for a while, provider B is healthy.
 
-The issue's target: B's throughput (completed tasks/s) while A is throttled, under ``ProviderAwarePolicy``,
+Target: B's throughput (completed tasks/s) while A is throttled, under ``ProviderAwarePolicy``,
 is >= 90 % of B's throughput when B runs alone. One run of one mode:
 
 * Two ``MockOpenAIServer``s over real HTTP on 127.0.0.1, both answering after L ms (default 20). A is built

@@ -1,6 +1,6 @@
-"""Policy DRF: per-group dominant shares of a two-resource mixed workload, DRF against strict (issue 6).
+"""Policy DRF: per-group dominant shares of a two-resource mixed workload, DRF against strict.
 
-The issue's target: under ``DominantResourceFairPolicy`` the groups' average dominant shares are within
+Target: under ``DominantResourceFairPolicy`` the groups' average dominant shares are within
 10 % of their weights' proportions. One run of one policy:
 
 * A bare ``threadsched.Scheduler(max_workers=W, resource_limits={"cpu": C, "mem": M}, policy=...)``.

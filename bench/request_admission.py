@@ -1,6 +1,6 @@
-"""Requests: throughput and 429 share of adaptive request admission against a rate-limited server (issue 5).
+"""Requests: throughput and 429 share of adaptive request admission against a rate-limited server.
 
-The issue's target: against a server allowing R requests/s, the achieved throughput is >= 90 % of R with
+Target: against a server allowing R requests/s, the achieved throughput is >= 90 % of R with
 429s <= 5 % of the attempts after warm-up. One run:
 
 * ``MockOpenAIServer(rps=R, burst=B, latency_ms=L, jitter_ms=J)`` over real HTTP on 127.0.0.1: a token bucket

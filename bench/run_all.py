@@ -199,7 +199,7 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def policy_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Issue 6: each policy against strict on its own workload, in the same run."""
+    """The admission-policy rows: each policy against strict on its own workload, in the same run."""
     rows: list[dict[str, Any]] = []
     borrow = results.get("policy_bounded_borrow")
     if borrow:

@@ -1,4 +1,4 @@
-"""Prove with py-spy that no threadsched worker waits for scheduler capacity (issue 4).
+"""Prove with py-spy that no threadsched worker waits for scheduler capacity: a worker starts only with its lease.
 
 For each implementation (threadsched, and the ``spawn_then_wait`` baseline of ``bench/baselines.py``)
 the probe runs the ``heavy_root`` benchmark scenario in a child process, waits until the run is provably

@@ -46,7 +46,7 @@ def resolve_all(futures: Iterable[Future[object]], timeout: float = GENEROUS) ->
 
 
 def check_lease_evidence(events: Sequence[SchedulerEvent]) -> dict[int, dict[str, list[SchedulerEvent]]]:
-    """The lease accounting of DESIGN §5/§6, from the event stream alone.
+    """Lease accounting (each lease released exactly once, no worker before its lease), from the event stream alone.
 
     * every ``task_lease_acquired`` has a distinct ``lease_id`` and exactly one ``task_lease_released``
       with a later sequence number;

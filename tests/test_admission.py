@@ -1,4 +1,4 @@
-"""TaskAdmissionController: leases, exact accounting, release diagnostics, validation (DESIGN §3)."""
+"""TaskAdmissionController: all-or-nothing non-blocking leases, exact accounting, release diagnostics, validation."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def empty_view() -> QueueView:
 
 
 def contended(task: SchedulableTask) -> frozenset[str]:
-    """DESIGN §3: a task contends on its resources other than submission, or on submission alone."""
+    """A task contends on its resources other than submission, or on submission alone."""
     others = frozenset(r for r in task.resource_request.amounts if r != SUBMISSION)
     return others or frozenset({SUBMISSION})
 
@@ -58,7 +58,7 @@ def contended(task: SchedulableTask) -> frozenset[str]:
 def expected_denial(
     task: SchedulableTask, queue_view: QueueView, available: Mapping[str, int], running: Mapping[Hashable, int]
 ) -> str | None:
-    """Independent model of capacity + StrictFairPolicy (DESIGN §3); None means a lease is expected.
+    """Independent model of capacity + StrictFairPolicy's group-cap rule; None means a lease is expected.
 
     A peer that is itself at its admitted_limit does not hold a capped group back (capped peers
     never block each other while capacity sits idle).

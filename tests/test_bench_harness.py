@@ -214,7 +214,7 @@ def test_ab_mode_runs_both_refs_in_worktrees_and_removes_them(tmp_path: Path) ->
     assert "threadsched-ab-" not in worktrees
 
 
-# -- admission policies (issue 6): --policies, policy comparison, targets, the policy workloads --------------
+# -- admission policies: --policies, policy comparison, targets, the policy workloads ------------------------
 
 ALL_POLICIES = ("strict", "bounded_borrow", "drf")
 POLICY_IMPLS = ("threadsched", "threadsched[bounded_borrow]", "threadsched[drf]")

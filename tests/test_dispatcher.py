@@ -1,4 +1,5 @@
-"""One test per terminal path of DESIGN §5; each checks the lease is released exactly once."""
+"""One test per terminal path of a task (success, retryable and non-retryable failure, cancel while queued or while
+running, shutdown, stale selection, spawn failure, task timeout); each checks the lease is released exactly once."""
 
 from __future__ import annotations
 

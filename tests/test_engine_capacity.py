@@ -1,4 +1,4 @@
-"""The capacity plan (issue 4): configured values and their sources, observed high-water marks, the final
+"""The capacity plan: configured values and their sources, observed high-water marks, the final
 admission snapshot (OUT/capacity_plan.json), and ``RunSettings.given`` that the sources come from."""
 
 from __future__ import annotations

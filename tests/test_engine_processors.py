@@ -1,4 +1,4 @@
-"""Row-group processors (issue 3): filter ops, drop_duplicates, python callables, run_stage, data-free reasons."""
+"""Row-group processors: filter ops, drop_duplicates, python callables, run_stage, data-free reasons."""
 
 from __future__ import annotations
 

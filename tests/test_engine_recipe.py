@@ -1,4 +1,4 @@
-"""Recipe parsing and validation (issue 3): typed immutable result, stable hash, one clear line per error."""
+"""Recipe parsing and validation: typed immutable result, stable hash, one clear line per error."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The scheduled engine runner (issue 3): run_recipe vs. the single-threaded run_reference oracle."""
+"""The scheduled engine runner: run_recipe vs. the single-threaded run_reference oracle."""
 
 from __future__ import annotations
 

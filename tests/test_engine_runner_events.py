@@ -1,4 +1,4 @@
-"""The engine's event stream (issue 4): engine events of real runs, their correlation with the scheduler's
+"""The engine's event stream: engine events of real runs, their correlation with the scheduler's
 events, the run id, OUT/events.jsonl (fresh vs resumed runs) and failing sinks."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Runtime control of the engine (issue 3): --resume, error-rate early shutdown and cancellation (Ctrl-C).
+"""Runtime control of the engine: --resume, error-rate early shutdown and cancellation (Ctrl-C).
 
 The python columns below are loaded by recipes as ``test_engine_runner_resume:<name>`` (tests/ is on
 ``sys.path``); they cancel the run or kill their own process at a deterministic point."""

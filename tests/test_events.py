@@ -57,7 +57,7 @@ def test_memory_sink_returns_events_in_sequence_order_from_many_threads() -> Non
     assert sink.of_kind("task_completed") == []
 
 
-# -- streams, run ids, correlation, fan-out (issue 4) --------------------------------------------------
+# -- streams, run ids, correlation, fan-out ------------------------------------------------------------
 
 
 def test_event_defaults_are_the_scheduler_stream_without_run_id_or_correlation() -> None:

@@ -1,4 +1,4 @@
-"""BoundedBorrowPolicy (issue 6), driven through a real TaskAdmissionController and FairTaskQueue.
+"""BoundedBorrowPolicy, driven through a real TaskAdmissionController and FairTaskQueue.
 
 A group's strict share of a resource is ``ceil(limit * weight / sum of peer weights)`` (a lone group counts
 one imaginary equal peer); beyond it, a group borrows only while no peer waits and only up to its ceiling;

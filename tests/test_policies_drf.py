@@ -1,4 +1,4 @@
-"""DominantResourceFairPolicy (issue 6): DRF over scheduler resources, driven through the real
+"""DominantResourceFairPolicy: DRF over scheduler resources, driven through the real
 FairTaskQueue / TaskAdmissionController and through a real Scheduler.
 
 Rule under test: a task may run unless another group's head fits now, is not held at its own
@@ -219,7 +219,10 @@ def test_evaluate_is_pure_and_the_policy_keeps_no_state() -> None:
 
 @pytest.mark.parametrize("first", ["A", "B"])
 def test_classic_drf_example(first: str) -> None:
-    """Ghodsi et al. §4: <9 CPU, 18 GB>, A <1 CPU, 4 GB>, B <3 CPU, 1 GB> → A runs 3 tasks, B 2 (both 2/3)."""
+    """The DRF paper's example (Ghodsi et al., NSDI 2011): <9 CPU, 18 GB>, A <1 CPU, 4 GB>, B <3 CPU, 1 GB>.
+
+    A runs 3 tasks, B 2 (both at a dominant share of 2/3).
+    """
     h = Harness(cpu=9, mem=18)
     for group in (A, B) if first == "A" else (B, A):
         h.queue_tasks(group, A_NEEDS if group is A else B_NEEDS, count=10)

@@ -1,4 +1,4 @@
-"""StrictFairPolicy (DESIGN §3), driven through a real TaskAdmissionController and FairTaskQueue.
+"""StrictFairPolicy, driven through a real TaskAdmissionController and FairTaskQueue.
 
 A group whose running count has reached its ``admitted_limit`` is denied ``group_cap`` only while
 another group's head task contends for one of the same resources (its resources other than

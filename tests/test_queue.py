@@ -84,7 +84,7 @@ class ModelSelection:
 
 
 class ReferenceQueue:
-    """The ordering rule of DESIGN §3, literally."""
+    """The queue's ordering rule (weighted virtual time, FIFO per group), written out literally."""
 
     def __init__(self) -> None:
         self.V = 0.0

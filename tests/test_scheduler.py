@@ -605,7 +605,7 @@ def test_weight_three_to_one_gets_three_of_four_slots() -> None:
         assert "B" in order[start : start + 5], "".join(order)
 
 
-# -- run ids and correlation (issue 4) ------------------------------------------------------------------
+# -- run ids and correlation ----------------------------------------------------------------------
 
 
 def test_run_id_is_on_every_scheduler_event() -> None:

@@ -1,4 +1,4 @@
-"""Derived metrics computed from a run's own event stream (DESIGN §6)."""
+"""Derived metrics computed from a run's own event stream alone: ready→lease waits, hidden waiters, unreleased leases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The dataset engine (issue 3): recipes, templates, the mock endpoint, column executors,
+"""The dataset engine: recipes, templates, the mock endpoint, column executors,
 processors, the single-threaded reference oracle and the completion tracker.
 
 ``run_recipe`` executes a recipe's column DAG over row groups on the ``Scheduler``; ``run_reference`` is the

@@ -1,4 +1,4 @@
-"""The capacity plan of a run (issue 4): what capacity was configured (and where each value came from),
+"""The capacity plan of a run: what capacity was configured (and where each value came from),
 what the run actually used at most, and the final admission snapshot. Written to ``OUT/capacity_plan.json``.
 
 Observed maxima are exact high-water marks kept by the queue (``peak_queued_by_group``) and the controller

@@ -1,4 +1,4 @@
-"""``kind = "openai"`` providers as the engine sees them (issue 5): an endpoint with ``complete(model,
+"""``kind = "openai"`` providers as the engine sees them: an endpoint with ``complete(model,
 prompt, attempt=...)`` like the mock, backed by request admission and the model request executor.
 
 One ``AdaptiveRequestAdmissionController`` per run holds every openai provider/model (cap: the provider's

@@ -1,4 +1,4 @@
-"""Row-group processors (issue 3): ``filter``, ``drop_duplicates`` and ``python``, compiled from a ``ProcessorSpec``.
+"""Row-group processors: ``filter``, ``drop_duplicates`` and ``python``, compiled from a ``ProcessorSpec``.
 
 A processor looks at ONE row group -- ``(row index, values)`` pairs in row order -- and decides which rows to
 keep. It is pure and deterministic: the same rows give the same ``ProcessorResult``, input rows are never

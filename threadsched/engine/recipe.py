@@ -1,4 +1,4 @@
-"""Recipes: the typed, immutable, fully validated description of one dataset run (issue 3).
+"""Recipes: the typed, immutable, fully validated description of one dataset run.
 
 A recipe is TOML parsed with ``tomllib``. Everything is checked before anything runs: unknown keys (typos
 are never ignored), types, ranges, column/provider/model references, resource limits, the column graph

@@ -1,4 +1,4 @@
-"""The scheduled dataset engine (issue 3): a recipe's column DAG over row groups, on one ``Scheduler``.
+"""The scheduled dataset engine: a recipe's column DAG over row groups, on one ``Scheduler``.
 
 Shape (one main thread, many workers):
 

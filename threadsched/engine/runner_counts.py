@@ -1,4 +1,4 @@
-"""What the scheduled runner counts: engine counters, per-column progress and the error rate (issue 3).
+"""What the scheduled runner counts: engine counters, per-column progress and the error rate.
 
 ``RunCounts`` is touched only by the runner's main thread (done-callbacks never count), so it has no lock.
 """

@@ -1,4 +1,5 @@
-"""The engine's own event stream (issue 4): DESIGN §6 engine kinds, correlated with the scheduler's events.
+"""The engine's own event stream (job, readiness, row-group, retry, drop, salvage and drain events), correlated with
+the scheduler's events.
 
 Every event is built and delivered on the runner's main thread, outside every lock, into the same sink
 as the scheduler's events, as stream ``"engine"`` with its own sequence numbers. Scheduler events of an

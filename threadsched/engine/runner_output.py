@@ -1,4 +1,4 @@
-"""What a run writes, and the single-threaded reference run (issue 3).
+"""What a run writes, and the single-threaded reference run.
 
 Both the scheduled runner (``runner.run_recipe``) and the oracle (``run_reference``) go through the same
 helpers here, so equal rows give equal bytes: processors are applied by ``apply_stage``, each row group is

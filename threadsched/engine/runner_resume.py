@@ -1,4 +1,4 @@
-"""Preparing an output directory for a run, and ``--resume`` (issue 3).
+"""Preparing an output directory for a run, and ``--resume``.
 
 Every run writes ``OUT/run_state.json`` (``recipe_hash``, ``buffer_size``, ``records``) before any work.
 

@@ -1,4 +1,4 @@
-"""Pieces of the scheduled runner (issue 3): root cell batches, column inputs and the row store.
+"""Pieces of the scheduled runner: root cell batches, column inputs and the row store.
 
 Lock order: ``RowStore._lock`` is a leaf; nothing is called while it is held."""
 

@@ -1,4 +1,4 @@
-"""Admission policies beyond strict fairness (issue 6), selectable by name.
+"""Admission policies beyond strict fairness, selectable by name.
 
 Each plugs in behind ``TaskAdmissionController`` through the ``TaskAdmissionPolicy`` protocol
 (``threadsched.policy``): ``evaluate`` is pure, state changes come back as ``PolicyStateDelta`` values from

@@ -1,4 +1,4 @@
-"""Run metrics from event dicts (DESIGN §6): waits per group, ready-idle gap, capacity, over-admission.
+"""Run metrics from event dicts: waits per group, ready-idle gap, capacity, over-admission.
 
 Pure functions over the JSON-lines event dicts. All durations are seconds; times in the result are
 seconds since the run's first event.

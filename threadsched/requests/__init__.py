@@ -1,4 +1,4 @@
-"""Request admission for model calls (issue 5): adaptive per-provider limits and the model request executor."""
+"""Request admission for model calls: adaptive per-provider limits and the model request executor."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The model request executor (issue 5): one request lease per outbound attempt, retries inside.
+"""The model request executor: one request lease per outbound attempt, retries inside.
 
 ``ModelRequestExecutor.execute`` runs one logical model call as up to ``RequestRetryPolicy.max_attempts``
 attempts. Each attempt acquires its own lease from request admission, sends through a ``ModelTransport``,

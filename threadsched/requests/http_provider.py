@@ -1,4 +1,4 @@
-"""OpenAI-compatible chat completions over HTTP (issue 5): a pooled httpx transport and a small model facade.
+"""OpenAI-compatible chat completions over HTTP: a pooled httpx transport and a small model facade.
 
 httpx is the optional extra ``http`` (``pip install 'threadsched[http]'``); it is imported when a transport
 is built, never at module import. The API key is read from the environment once, kept in an object whose
