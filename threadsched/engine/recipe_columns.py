@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, cast
 
-from threadsched.engine.recipe import (
+from threadsched.engine.recipe_validation import FieldPath, Scalar, ValidationContext, dependency_cycle
+from threadsched.engine.recipe_values import (
     COLUMN_KINDS,
     FILTER_OPS,
     LLM_RESOURCE_PREFIX,
@@ -24,7 +25,6 @@ from threadsched.engine.recipe import (
     known_models,
     listing,
 )
-from threadsched.engine.recipe_validation import FieldPath, Scalar, ValidationContext, dependency_cycle
 
 __all__ = ["parse_columns", "parse_processors"]
 
