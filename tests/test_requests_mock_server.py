@@ -312,8 +312,8 @@ def test_cli_rejects_invalid_options(argv: list[str], message: str, capsys: pyte
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_module_entry_point_serves_until_a_signal(signum: signal.Signals) -> None:
-    command = [sys.executable, "-m", "threadsched.requests.mock_server", "--port", "0", "--rps", "5"]
+def test_mock_provider_command_serves_until_a_signal(signum: signal.Signals) -> None:
+    command = [sys.executable, "-m", "threadsched", "mock-provider", "--port", "0", "--rps", "5"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

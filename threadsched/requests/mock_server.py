@@ -372,9 +372,3 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
-
-
-if __name__ == "__main__":  # pragma: no cover - exercised through a subprocess in the tests
-    from .mock_server_cli import main
-
-    sys.exit(main())

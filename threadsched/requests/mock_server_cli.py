@@ -1,4 +1,4 @@
-"""``threadsched mock-provider`` (and ``python -m threadsched.requests.mock_server``): serve ``MockOpenAIServer``
+"""``threadsched mock-provider`` (the mock server's one entry point): serve ``MockOpenAIServer``
 in the foreground until SIGINT or SIGTERM, both of which stop it cleanly with exit code 0.
 
 The first line of stdout is exactly ``listening on http://HOST:PORT`` (flushed), so a parent process can
@@ -13,10 +13,10 @@ import math
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import FrameType
 
-__all__ = ["add_mock_provider_options", "add_mock_provider_parser", "main", "run_mock_provider", "validate_mock_provider_args"]
+__all__ = ["add_mock_provider_options", "add_mock_provider_parser", "run_mock_provider", "validate_mock_provider_args"]
 
 _PROG = "threadsched mock-provider"
 _DESCRIPTION = (
@@ -121,14 +121,3 @@ def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
             signal.signal(signum, old if old is not None else signal.SIG_DFL)
 
     return restore
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m threadsched.requests.mock_server [options]``: the same options as ``threadsched mock-provider``."""
-    parser = argparse.ArgumentParser(prog="python -m threadsched.requests.mock_server", description=_DESCRIPTION)
-    add_mock_provider_options(parser)
-    return run_mock_provider(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from threadsched.demo import demo_groups, run_demo
+from threadsched.cli.demo import demo_groups, run_demo
 
 
 def test_small_demo_run_has_no_hidden_waiters_and_returns_every_lease() -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from threadsched.bench_command import BENCH_MISSING, add_bench_parser, harness_command, locate_harness, run_bench
+import threadsched
+from threadsched.cli.bench import BENCH_MISSING, add_bench_parser, harness_command, locate_harness, run_bench
 
 # A stand-in harness: writes its arguments next to itself and exits with code 3.
 FAKE_HARNESS = """import json, pathlib, sys
@@ -55,6 +56,14 @@ def test_bench_next_to_the_package_source_tree_is_found(tmp_path: Path) -> None:
     bench = fake_bench(tmp_path / "checkout")
     found = locate_harness(None, cwd=tmp_path / "empty", package_dir=tmp_path / "checkout" / "threadsched")
     assert found == (bench / "harness.py").resolve()
+
+
+def test_default_package_dir_is_the_package_not_the_cli_subpackage(tmp_path: Path) -> None:
+    # this module lives in threadsched/cli/: a checkout's bench/ is next to threadsched/, not inside it
+    checkout_bench = Path(threadsched.__file__).resolve().parent.parent / "bench"
+    if not (checkout_bench / "harness.py").is_file():
+        pytest.skip("not running from a checkout")
+    assert locate_harness(None, cwd=tmp_path) == (checkout_bench / "harness.py").resolve()
 
 
 def test_missing_bench_dir_prints_one_line_and_returns_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from threadsched.cli import main
+from threadsched.cli.commands import main
 
 
 def test_mixed_demo_plain_prints_table_and_evidence(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,7 +23,7 @@ BENCH_MISSING = (
     "run it from a clone or pass --bench-dir"
 )
 HARNESS = "harness.py"
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent  # threadsched/ (this module is threadsched/cli/bench.py)
 
 
 def add_bench_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
