@@ -19,7 +19,7 @@ from threadsched import (
 )
 from threadsched.blocked_admission import BlockedAdmission
 from threadsched.emitter import EventEmitter
-from threadsched.policy import ALLOW, NO_CHANGE
+from threadsched.policies.base import ALLOW, NO_CHANGE
 
 LATER = 1_000_000.0
 

@@ -106,9 +106,9 @@ def test_runs_with_http_providers_lease_tasks_provider_aware() -> None:
     from test_engine_runner import small_recipe
 
     from threadsched.engine.http_endpoint import scheduler_policy
+    from threadsched.policies.base import StrictFairPolicy
     from threadsched.policies.drf import DominantResourceFairPolicy
     from threadsched.policies.provider_aware import ProviderAwarePolicy
-    from threadsched.policy import StrictFairPolicy
 
     assert isinstance(scheduler_policy("strict", build_endpoints(small_recipe())), StrictFairPolicy)  # mock only
     with MockOpenAIServer(port=0, rps=None, seed=3) as server:

@@ -39,7 +39,7 @@ from threadsched import (
 )
 from threadsched.dispatcher import DispatcherCore
 from threadsched.outcomes import classify_outcome
-from threadsched.policy import ALLOW, NO_CHANGE
+from threadsched.policies.base import ALLOW, NO_CHANGE
 from threadsched.retry import NO_RETRY
 
 # -- helpers -------------------------------------------------------------------------------------

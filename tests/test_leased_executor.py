@@ -13,7 +13,7 @@ import pytest
 
 from threadsched import MemoryEventSink, StrictFairPolicy, TaskAdmissionLease
 from threadsched.leased_executor import Lane, LeasedExecutor
-from threadsched.policy import PolicyDecision, PolicyStateDelta
+from threadsched.policies.base import PolicyDecision, PolicyStateDelta
 
 WAIT = 30.0
 

@@ -26,10 +26,10 @@ from .events import EventSink, FanOutEventSink, MemoryEventSink, SchedulerEvent
 from .futures import CancelToken, TaskFuture
 from .leased_executor import Lane, LeasedExecutor
 from .policies import POLICY_NAMES, make_policy
+from .policies.base import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 from .policies.bounded_borrow import BoundedBorrowConfig, BoundedBorrowPolicy
 from .policies.drf import DominantResourceFairPolicy
 from .policies.provider_aware import ProviderAwarePolicy, ProviderPressure
-from .policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 from .queue import FairTaskQueue, QueueSelection, QueueView
 from .records import SchedulerSnapshot, ShutdownReport, current_cancel_token, current_task_correlation
 from .retry import RetryPolicy

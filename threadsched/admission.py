@@ -33,7 +33,7 @@ from .admission_values import (
     TaskAdmissionView,
 )
 from .contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest
-from .policy import ALLOW, NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from .policies.base import ALLOW, NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 from .queue import FairTaskQueue, QueueView
 
 _POLICY_REASONS: Final = frozenset({"group_cap", "borrow_debt"})

@@ -32,7 +32,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from .dispatcher import DispatcherCore
 from .events import EventSink
-from .policy import TaskAdmissionPolicy
+from .policies.base import TaskAdmissionPolicy
 from .records import SchedulerSnapshot
 from .scheduler import DEFAULT_GROUP, Scheduler, TaskGroup, _executor_workers
 

@@ -25,7 +25,7 @@ from .emitter import EventEmitter
 from .events import EventSink
 from .futures import TaskFuture
 from .launch import Launcher, PoolLauncher, launcher_for
-from .policy import TaskAdmissionPolicy
+from .policies.base import TaskAdmissionPolicy
 from .queue import FairTaskQueue
 from .records import GroupSettings, SchedulerSnapshot, ShutdownReport
 from .retry import NO_RETRY, RetryPolicy

@@ -20,8 +20,8 @@ from types import MappingProxyType
 from threadsched.engine.recipe import ProviderSpec, Recipe
 from threadsched.events import EventSink
 from threadsched.policies import make_policy
+from threadsched.policies.base import TaskAdmissionPolicy
 from threadsched.policies.provider_aware import provider_aware_policy_for
-from threadsched.policy import TaskAdmissionPolicy
 from threadsched.records import current_task_correlation
 from threadsched.requests.contracts import ProviderModelKey, RequestAdmissionConfig
 from threadsched.requests.controller import AdaptiveRequestAdmissionController

@@ -1,7 +1,7 @@
 """Admission policies beyond strict fairness, selectable by name.
 
 Each plugs in behind ``TaskAdmissionController`` through the ``TaskAdmissionPolicy`` protocol
-(``threadsched.policy``): ``evaluate`` is pure, state changes come back as ``PolicyStateDelta`` values from
+(``threadsched.policies.base``): ``evaluate`` is pure, state changes come back as ``PolicyStateDelta`` values from
 ``on_acquire``/``on_release``. None moves DAG knowledge or resource ownership into the queue.
 
 * ``strict`` — ``StrictFairPolicy`` (the default).
@@ -12,7 +12,7 @@ Each plugs in behind ``TaskAdmissionController`` through the ``TaskAdmissionPoli
 
 from __future__ import annotations
 
-from ..policy import StrictFairPolicy, TaskAdmissionPolicy
+from .base import StrictFairPolicy, TaskAdmissionPolicy
 
 __all__ = ["POLICY_NAMES", "make_policy"]
 

@@ -49,7 +49,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from ..contracts import SUBMISSION
-from ..policy import NO_CHANGE, PolicyDecision, PolicyStateDelta
+from .base import NO_CHANGE, PolicyDecision, PolicyStateDelta
 
 if TYPE_CHECKING:
     from ..admission import TaskAdmissionLease, TaskAdmissionView

@@ -45,7 +45,7 @@ from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING
 
 from ..contracts import SUBMISSION, SchedulableTask
-from ..policy import NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy
+from .base import NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy
 
 if TYPE_CHECKING:
     from ..admission import TaskAdmissionLease, TaskAdmissionView

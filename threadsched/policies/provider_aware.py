@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 
 from ..contracts import SchedulableTask
-from ..policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from .base import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 
 if TYPE_CHECKING:
     from ..admission_values import TaskAdmissionLease, TaskAdmissionView

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .contracts import SUBMISSION, SchedulableTask
+from ..contracts import SUBMISSION, SchedulableTask
 
 if TYPE_CHECKING:
-    from .admission import TaskAdmissionLease, TaskAdmissionView
-    from .queue import QueueView
+    from ..admission import TaskAdmissionLease, TaskAdmissionView
+    from ..queue import QueueView
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
