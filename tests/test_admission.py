@@ -539,17 +539,17 @@ def test_validate_request_names_unknown_resource() -> None:
     with pytest.raises(
         ValueError, match=r"^resources: unknown resource 'tpu' \(no limit configured; known: \['gpu', 'submission'\]\)$"
     ):
-        controller.validate_request(SchedulerResourceRequest({"tpu": 1}))
+        controller.validate_resource_request(SchedulerResourceRequest({"tpu": 1}))
     with pytest.raises(ValueError, match=r"^group 'x' resources: unknown resource 'tpu'"):
-        controller.validate_request(SchedulerResourceRequest({"tpu": 1}), field_name="group 'x' resources")
+        controller.validate_resource_request(SchedulerResourceRequest({"tpu": 1}), field_name="group 'x' resources")
 
 
 def test_validate_request_names_amount_above_limit() -> None:
     controller = TaskAdmissionController(TaskAdmissionConfig(2, {"gpu": 3}))
     with pytest.raises(ValueError, match=r"^resources\['gpu'\] = 4 exceeds that resource's limit 3; it could never be admitted$"):
-        controller.validate_request(SchedulerResourceRequest({"gpu": 4}))
-    controller.validate_request(SchedulerResourceRequest({"gpu": 3}))  # exactly the limit is fine
-    controller.validate_request(SchedulerResourceRequest())
+        controller.validate_resource_request(SchedulerResourceRequest({"gpu": 4}))
+    controller.validate_resource_request(SchedulerResourceRequest({"gpu": 3}))  # exactly the limit is fine
+    controller.validate_resource_request(SchedulerResourceRequest())
 
 
 @pytest.mark.parametrize("exhaust", [None, SUBMISSION, "gpu"])

@@ -101,9 +101,9 @@ class TaskAdmissionController:
         """Units of ``resource`` free right now (a racy hint, fine for fast paths)."""
         return self._available.get(resource, 0)
 
-    def validate_request(self, request: SchedulerResourceRequest, *, field_name: str = "resources") -> None:
-        """Raise ``ValueError`` for a request that could never be admitted."""
-        for resource, amount in request.amounts.items():
+    def validate_resource_request(self, resource_request: SchedulerResourceRequest, *, field_name: str = "resources") -> None:
+        """Raise ``ValueError`` for a resource request that could never be admitted."""
+        for resource, amount in resource_request.amounts.items():
             limit = self._limits.get(resource)
             if limit is None:
                 known = sorted(self._limits)
@@ -189,15 +189,15 @@ class TaskAdmissionController:
 
     def _grant_locked(self, item: SchedulableTask, decision: PolicyDecision) -> TaskAdmissionLease | None:
         """Take ``item``'s units from the semaphores, all or nothing, and record the lease."""
-        request = item.resource_request
-        pairs = request.pairs
+        resource_request = item.resource_request
+        pairs = resource_request.pairs
         semaphores = self._semaphores
         for index, (resource, amount) in enumerate(pairs):
             taken = semaphores[resource].acquire(blocking=False) if amount == 1 else self._take_units_locked(resource, amount)
             if not taken:
                 self._return_units_locked(pairs[:index])
                 return None
-        lease = TaskAdmissionLease(next(self._lease_ids), item, request.amounts, time.monotonic(), self._generation)
+        lease = TaskAdmissionLease(next(self._lease_ids), item, resource_request.amounts, time.monotonic(), self._generation)
         key = item.group.key
         group_leased = self._leased_by_group.get(key)
         if group_leased is None:

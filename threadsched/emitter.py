@@ -66,7 +66,7 @@ class EventEmitter:
         resources: Mapping[str, int] | None = None
         correlation: Mapping[str, Any] | None = None
         if isinstance(subject, TaskRecord):
-            task_id, group, resources = subject.task_id, subject.settings.spec.key, subject.settings.request.amounts
+            task_id, group, resources = subject.task_id, subject.settings.spec.key, subject.settings.resource_request.amounts
             correlation = subject.correlation
         elif isinstance(subject, SchedulableTask):
             task_id, group, resources = subject.task_id, subject.group.key, subject.resource_request.amounts

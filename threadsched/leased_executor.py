@@ -194,7 +194,7 @@ class Lane:
 
     @property
     def resources(self) -> Mapping[str, int]:
-        return self._group.settings.request.amounts
+        return self._group.settings.resource_request.amounts
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         return self._executor._submit(self._group, fn, args, kwargs)

@@ -51,7 +51,7 @@ def current_task_correlation() -> Mapping[str, Any]:
 @dataclass(frozen=True, slots=True)
 class GroupSettings:
     spec: TaskGroupSpec
-    request: SchedulerResourceRequest
+    resource_request: SchedulerResourceRequest
     retry: RetryPolicy
     timeout: float | None
 
@@ -81,7 +81,7 @@ class TaskRecord:
         self.attempt = 1
 
     def schedulable(self) -> SchedulableTask:
-        return SchedulableTask.trusted(self.task_id, self, self.settings.spec, self.settings.request)
+        return SchedulableTask.trusted(self.task_id, self, self.settings.spec, self.settings.resource_request)
 
     def drop_call(self) -> None:
         """Forget the function and its arguments once the task is over (no attempt will need them)."""

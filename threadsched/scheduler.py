@@ -165,15 +165,15 @@ class Scheduler:
     ) -> TaskGroup:
         """The group ``key``; calling again with the same settings returns the same group."""
         spec = TaskGroupSpec(key, weight, admitted_limit)
-        request = SchedulerResourceRequest(resources)
-        self._controller.validate_request(request)
+        resource_request = SchedulerResourceRequest(resources)
+        self._controller.validate_resource_request(resource_request)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
         if timeout is not None and (
             isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0
         ):
             raise ValueError(f"timeout must be a finite number > 0 or None, got {timeout!r}")
-        settings = GroupSettings(spec, request, retry or NO_RETRY, None if timeout is None else float(timeout))
+        settings = GroupSettings(spec, resource_request, retry or NO_RETRY, None if timeout is None else float(timeout))
         with self._lock:
             existing = self._groups.get(key)
             if existing is None:

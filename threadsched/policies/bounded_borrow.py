@@ -228,15 +228,15 @@ class BoundedBorrowPolicy:
         for peer, head in queue_view.first_candidate_tasks_by_group.items():
             if peer == key:
                 continue
-            request = head.resource_request
-            if resource not in request.amounts:
+            resource_request = head.resource_request
+            if resource not in resource_request.amounts:
                 continue
-            if any(available.get(r, 0) < a for r, a in request.pairs):
+            if any(available.get(r, 0) < a for r, a in resource_request.pairs):
                 continue
             peer_leased = leased_by_group.get(peer, _EMPTY_LEASED)
             weight = head.group.weight
             admissible = True
-            for r, a in request.pairs:
+            for r, a in resource_request.pairs:
                 if debts.get((peer, r), 0):
                     admissible = False
                     break
