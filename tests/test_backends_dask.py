@@ -1,6 +1,6 @@
 """The Dask backend (``threadsched.backends.dask``) on a two-process ``LocalCluster`` on loopback.
 
-Functions that run on the cluster live in ``tests/dask_support.py`` (module level: worker processes import
+Functions that run on the cluster live in ``tests/support.py`` (module level: worker processes import
 them). The cluster is shared by the module; the tests without ``distributed`` run whether it is installed
 or not."""
 
@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import dask_support
 import pytest
+import support
 
 from threadsched import Scheduler
 from threadsched.backends.dask import DaskExecutor, as_executor, is_dask_client
@@ -60,7 +60,7 @@ def _worker_pids(client: Any) -> set[int]:
 
 
 def test_tasks_run_on_the_cluster_worker_processes(client: Any, scheduler: Scheduler) -> None:
-    futures = [scheduler.submit(dask_support.worker_pid, i) for i in range(12)]
+    futures = [scheduler.submit(support.worker_pid, i) for i in range(12)]
     results = [future.result(timeout=TIMEOUT) for future in futures]
     assert [value for _pid, value in results] == list(range(12))
     pids = {pid for pid, _value in results}
@@ -96,7 +96,7 @@ def test_the_lease_is_released_only_on_the_remote_outcome(client: Any, scheduler
     from distributed import Event
 
     started, release = f"started-{uuid.uuid4().hex}", f"release-{uuid.uuid4().hex}"
-    future = scheduler.submit(dask_support.wait_for_event, started, release, TIMEOUT)
+    future = scheduler.submit(support.wait_for_event, started, release, TIMEOUT)
     assert Event(started, client=client).wait(TIMEOUT), "the remote task did not start"
     assert future.running()
     assert future.cancel() is False  # running remotely: only its cooperative token is set
@@ -114,7 +114,7 @@ def test_the_bridge_future_cannot_be_cancelled_once_submitted(client: Any) -> No
 
     executor = DaskExecutor(client)
     started, release = f"started-{uuid.uuid4().hex}", f"release-{uuid.uuid4().hex}"
-    future = executor.submit(dask_support.wait_for_event, started, release, TIMEOUT)
+    future = executor.submit(support.wait_for_event, started, release, TIMEOUT)
     assert Event(started, client=client).wait(TIMEOUT)
     assert future.cancel() is False
     assert executor.statistics()["pending"] == 1
@@ -123,14 +123,14 @@ def test_the_bridge_future_cannot_be_cancelled_once_submitted(client: Any) -> No
     executor.shutdown(wait=True)
     assert executor.statistics()["pending"] == 0
     with pytest.raises(RuntimeError, match="after shutdown"):
-        executor.submit(dask_support.worker_pid, 1)
+        executor.submit(support.worker_pid, 1)
 
 
 def test_exceptions_propagate_and_release_the_lease(client: Any, scheduler: Scheduler) -> None:
-    future = scheduler.submit(dask_support.fail, "remote boom")
+    future = scheduler.submit(support.fail, "remote boom")
     with pytest.raises(ValueError, match="remote boom"):
         future.result(timeout=TIMEOUT)
-    plain = DaskExecutor(client).submit(dask_support.fail, "plain boom")
+    plain = DaskExecutor(client).submit(support.fail, "plain boom")
     with pytest.raises(ValueError, match="plain boom"):
         plain.result(timeout=TIMEOUT)
     snapshot = scheduler.snapshot()
@@ -139,12 +139,12 @@ def test_exceptions_propagate_and_release_the_lease(client: Any, scheduler: Sche
 
 
 def test_keyword_arguments_named_like_client_submit_options_reach_the_function(client: Any, scheduler: Scheduler) -> None:
-    future = scheduler.submit(dask_support.keywords, key="k", workers="w", pure=True)
+    future = scheduler.submit(support.keywords, key="k", workers="w", pure=True)
     assert future.result(timeout=TIMEOUT) == {"key": "k", "workers": "w", "pure": True}
 
 
 def test_many_tasks_never_exceed_capacity_and_leave_no_hidden_waiter(scheduler: Scheduler) -> None:
-    futures = [scheduler.submit(dask_support.worker_pid, i) for i in range(60)]
+    futures = [scheduler.submit(support.worker_pid, i) for i in range(60)]
     assert sorted(future.result(timeout=TIMEOUT)[1] for future in futures) == list(range(60))
     snapshot = scheduler.snapshot()
     assert snapshot.counters["hidden_waiters"] == 0

@@ -7,7 +7,7 @@ from concurrent.futures import CancelledError, Executor, Future, wait
 from typing import Any
 
 import pytest
-from scheduler_support import GENEROUS, check_lease_evidence
+from support import GENEROUS, check_lease_evidence
 
 from threadsched import MemoryEventSink, Scheduler
 

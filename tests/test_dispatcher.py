@@ -10,7 +10,7 @@ from concurrent.futures import CancelledError, Executor, Future, ThreadPoolExecu
 from typing import Any
 
 import pytest
-from scheduler_support import (
+from support import (
     GENEROUS,
     SignalingSink,
     check_lease_evidence,

@@ -285,9 +285,9 @@ def test_template_cell_renders_from_the_row() -> None:
 def test_python_cell_gets_a_copy_of_the_row() -> None:
     recipe = make_recipe(
         TOPIC
-        + python_column("loud", "engine_columns_support:shout")
-        + python_column("count", "engine_columns_support:mutate_and_count")
-        + python_column("score", "engine_columns_support:Scorer.score")
+        + python_column("loud", "support:shout")
+        + python_column("count", "support:mutate_and_count")
+        + python_column("score", "support:Scorer.score")
     )
     loud, count, score = (cell(recipe, name) for name in ("loud", "count", "score"))
     assert isinstance(loud, PythonCellExecutor) and loud.mode == "cell" and loud.dependencies == ("topic",)
@@ -298,16 +298,14 @@ def test_python_cell_gets_a_copy_of_the_row() -> None:
 
 
 def test_python_batch_returns_one_value_per_row() -> None:
-    recipe = make_recipe(TOPIC + python_column("length", "engine_columns_support:topic_lengths", "batch"))
+    recipe = make_recipe(TOPIC + python_column("length", "support:topic_lengths", "batch"))
     length = compiled(recipe, "length")
     assert isinstance(length, PythonBatchExecutor) and isinstance(length, BatchExecutor) and length.mode == "batch"
     assert length.run_batch_rows([(4, {"topic": "ccc"}), (2, {"topic": "a"})]) == {4: 3, 2: 1}
     assert length.run_batch_rows([]) == {}
 
 
-@pytest.mark.parametrize(
-    ("function", "got"), [("engine_columns_support:one_short", "got 1 values"), ("engine_columns_support:not_a_list", "got str")]
-)
+@pytest.mark.parametrize(("function", "got"), [("support:one_short", "got 1 values"), ("support:not_a_list", "got str")])
 def test_python_batch_wrong_result_names_the_function(function: str, got: str) -> None:
     executor = compiled(make_recipe(TOPIC + python_column("x", function, "batch")), "x")
     assert isinstance(executor, BatchExecutor)
@@ -319,9 +317,9 @@ def test_python_batch_wrong_result_names_the_function(function: str, got: str) -
     ("function", "message"),
     [
         ("engine_columns_no_such_module:f", r"import of 'engine_columns_no_such_module' failed: ModuleNotFoundError"),
-        ("engine_columns_support:missing", r"no attribute 'missing'"),
-        ("engine_columns_support:Scorer.missing", r"no attribute 'missing'"),
-        ("engine_columns_support:NOT_CALLABLE", r"'NOT_CALLABLE' is not callable \(got int\)"),
+        ("support:missing", r"no attribute 'missing'"),
+        ("support:Scorer.missing", r"no attribute 'missing'"),
+        ("support:NOT_CALLABLE", r"'NOT_CALLABLE' is not callable \(got int\)"),
     ],
 )
 def test_python_function_that_cannot_be_loaded_is_a_clear_error(function: str, message: str) -> None:
@@ -407,9 +405,7 @@ def test_reference_max_attempts_is_a_cap() -> None:
 
 def test_reference_python_columns_batch_per_row_group_and_failures_drop() -> None:
     recipe = make_recipe(
-        TOPIC
-        + python_column("length", "engine_columns_support:topic_lengths", "batch")
-        + python_column("loud", "engine_columns_support:shout")
+        TOPIC + python_column("length", "support:topic_lengths", "batch") + python_column("loud", "support:shout")
     )
     result = reference_row_values(recipe, build_endpoints(recipe, sleep=no_sleep), range(25))
     assert not result.dropped
@@ -417,12 +413,12 @@ def test_reference_python_columns_batch_per_row_group_and_failures_drop() -> Non
         row["length"] == len(str(row["topic"])) and row["loud"] == str(row["topic"]).upper() for row in result.rows.values()
     )
 
-    bad_batch = make_recipe(TOPIC + python_column("x", "engine_columns_support:one_short", "batch"))
+    bad_batch = make_recipe(TOPIC + python_column("x", "support:one_short", "batch"))
     dropped = reference_row_values(bad_batch, build_endpoints(bad_batch, sleep=no_sleep), range(25)).dropped
     assert sorted(dropped) == list(range(25)) and "must return a list of 10 values" in dropped[0]
     assert "must return a list of 5 values" in dropped[20]  # the last row group has 5 rows
 
-    bad_cell = make_recipe(TOPIC + python_column("x", "engine_columns_support:broken"))
+    bad_cell = make_recipe(TOPIC + python_column("x", "support:broken"))
     dropped = reference_row_values(bad_cell, build_endpoints(bad_cell, sleep=no_sleep), range(3)).dropped
     assert dropped == dict.fromkeys(range(3), "column 'x': non-retryable failure on attempt 1: RuntimeError: user code failed")
 

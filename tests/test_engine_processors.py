@@ -8,8 +8,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import engine_support
 import pytest
+import support
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -43,7 +43,7 @@ values = [1, 2, 3]
 [[columns]]
 name = "payload"
 kind = "python"
-function = "engine_support:keep_even_rows"
+function = "support:keep_even_rows"
 mode = "batch"
 """
 
@@ -209,21 +209,21 @@ def python_body(function: str) -> str:
 
 
 def test_python_processor_keeps_flagged_rows() -> None:
-    processor = compiled(python_body("engine_support:keep_even_rows"))
+    processor = compiled(python_body("support:keep_even_rows"))
     assert isinstance(processor, PythonProcessor)
     result = processor.apply(rows_of(*({"n": n} for n in range(5)), start=20))
     assert result.kept == (20, 22, 24)
     assert result.dropped == {
-        21: "python engine_support:keep_even_rows: rejected",
-        23: "python engine_support:keep_even_rows: rejected",
+        21: "python support:keep_even_rows: rejected",
+        23: "python support:keep_even_rows: rejected",
     }
 
 
 def test_python_processor_gets_copies_in_row_order() -> None:
-    engine_support.CALLS.clear()
+    support.CALLS.clear()
     rows = rows_of({"n": 1, "tags": ["x"]}, {"n": 2, "tags": ["y"]}, start=5)
-    compiled(python_body("engine_support:record_and_keep_all")).apply(rows)
-    (received,) = engine_support.CALLS
+    compiled(python_body("support:record_and_keep_all")).apply(rows)
+    (received,) = support.CALLS
     assert received == [{"n": 1, "tags": ["x"]}, {"n": 2, "tags": ["y"]}]
     assert all(type(row) is dict for row in received)
     assert received[0] is not rows[0][1] and received[0]["tags"] is not rows[0][1]["tags"]
@@ -232,27 +232,27 @@ def test_python_processor_gets_copies_in_row_order() -> None:
 def test_python_processor_cannot_mutate_input_rows() -> None:
     rows = rows_of({"n": 1, "tags": ["x"]})
     before = copy.deepcopy(rows)
-    assert compiled(python_body("engine_support:keep_all_and_mutate")).apply(rows).kept == (0,)
+    assert compiled(python_body("support:keep_all_and_mutate")).apply(rows).kept == (0,)
     assert rows == before
 
 
 def test_python_processor_resolves_dotted_attributes() -> None:
-    result = compiled(python_body("engine_support:Holder.drop_all")).apply(rows_of({"n": 1}))
+    result = compiled(python_body("support:Holder.drop_all")).apply(rows_of({"n": 1}))
     assert result.kept == ()
 
 
 def test_python_processor_is_not_called_for_an_empty_group() -> None:
-    engine_support.CALLS.clear()
-    assert compiled(python_body("engine_support:record_and_keep_all")).apply([]) == ProcessorResult((), {})
-    assert engine_support.CALLS == []
+    support.CALLS.clear()
+    assert compiled(python_body("support:record_and_keep_all")).apply([]) == ProcessorResult((), {})
+    assert support.CALLS == []
 
 
 @pytest.mark.parametrize(
     ("function", "message"),
     [
-        ("engine_support:returns_wrong_length", "'engine_support:returns_wrong_length' returned 3 flags for 2 rows"),
-        ("engine_support:returns_ints", "'engine_support:returns_ints' returned int at position 0, expected bool"),
-        ("engine_support:returns_tuple", "'engine_support:returns_tuple' returned tuple, expected a list of bools"),
+        ("support:returns_wrong_length", "'support:returns_wrong_length' returned 3 flags for 2 rows"),
+        ("support:returns_ints", "'support:returns_ints' returned int at position 0, expected bool"),
+        ("support:returns_tuple", "'support:returns_tuple' returned tuple, expected a list of bools"),
     ],
 )
 def test_python_processor_bad_return_values(function: str, message: str) -> None:
@@ -262,8 +262,8 @@ def test_python_processor_bad_return_values(function: str, message: str) -> None
 
 
 def test_python_processor_exception_is_wrapped_without_its_text() -> None:
-    processor = compiled(python_body("engine_support:raises"))
-    with pytest.raises(ProcessorError, match=r"^python processor 'engine_support:raises' raised ValueError$") as info:
+    processor = compiled(python_body("support:raises"))
+    with pytest.raises(ProcessorError, match=r"^python processor 'support:raises' raised ValueError$") as info:
         processor.apply(rows_of({"n": 1}))
     assert isinstance(info.value.__cause__, ValueError)
     assert "boom" in str(info.value.__cause__)
@@ -273,9 +273,9 @@ def test_python_processor_exception_is_wrapped_without_its_text() -> None:
     ("function", "message"),
     [
         ("no_such_module_xyz:f", r"'no_such_module_xyz:f': import of 'no_such_module_xyz' failed: ModuleNotFoundError"),
-        ("engine_support:missing", r"'engine_support:missing': no attribute 'missing' in 'engine_support'"),
-        ("engine_support:Holder.nope", r"'engine_support:Holder.nope': no attribute 'nope' in 'engine_support'"),
-        ("engine_support:NOT_CALLABLE", r"'engine_support:NOT_CALLABLE': 'NOT_CALLABLE' is not callable \(got int\)"),
+        ("support:missing", r"'support:missing': no attribute 'missing' in 'support'"),
+        ("support:Holder.nope", r"'support:Holder.nope': no attribute 'nope' in 'support'"),
+        ("support:NOT_CALLABLE", r"'support:NOT_CALLABLE': 'NOT_CALLABLE' is not callable \(got int\)"),
     ],
 )
 def test_python_processor_import_errors(function: str, message: str) -> None:
@@ -311,12 +311,12 @@ def test_apply_rejects_unordered_or_repeated_indices() -> None:
 
 
 def test_run_stage_chains_processors_on_kept_rows() -> None:
-    engine_support.CALLS.clear()
+    support.CALLS.clear()
     processors = [
         compiled(filter_body("topic", "!=", '"off"')),
         compiled('kind = "drop_duplicates"\ncolumns = ["n"]'),
-        compiled(python_body("engine_support:record_and_keep_all")),
-        compiled(python_body("engine_support:keep_even_rows")),
+        compiled(python_body("support:record_and_keep_all")),
+        compiled(python_body("support:keep_even_rows")),
     ]
     rows = rows_of(
         {"topic": "off", "n": 2},  # 0: filtered
@@ -330,10 +330,10 @@ def test_run_stage_chains_processors_on_kept_rows() -> None:
     assert result.dropped == {
         0: "filter topic != 'off'",
         2: "duplicate of row 1 on (n)",
-        3: "python engine_support:keep_even_rows: rejected",
+        3: "python support:keep_even_rows: rejected",
     }
     assert list(result.dropped) == [0, 2, 3]
-    assert [row["n"] for row in engine_support.CALLS[0]] == [2, 3, 4]  # only rows the earlier stages kept
+    assert [row["n"] for row in support.CALLS[0]] == [2, 3, 4]  # only rows the earlier stages kept
 
 
 def test_run_stage_without_processors_keeps_everything() -> None:
@@ -367,7 +367,7 @@ ALL_PROCESSORS: Sequence[str] = (
     filter_body("n", "<", "2"),
     filter_body("topic", "not_in", '["a", "b"]'),
     'kind = "drop_duplicates"\ncolumns = ["topic", "n"]',
-    python_body("engine_support:keep_even_rows"),
+    python_body("support:keep_even_rows"),
 )
 
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from scheduler_support import GENEROUS, SignalingSink, opened_on_exit, resolve_all
+from support import GENEROUS, SignalingSink, opened_on_exit, resolve_all
 
 from threadsched import (
     AdmissionStalledError,

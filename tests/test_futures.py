@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scheduler_support import GENEROUS, SignalingSink, check_lease_evidence, opened_on_exit, resolve_all
+from support import GENEROUS, SignalingSink, check_lease_evidence, opened_on_exit, resolve_all
 
 from threadsched import CancelToken, Scheduler, TaskFuture, current_cancel_token
 

@@ -15,7 +15,7 @@ from collections.abc import Hashable, Mapping, Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scheduler_support import GENEROUS, SignalingSink, resolve_all
+from support import GENEROUS, SignalingSink, resolve_all
 
 from threadsched import (
     SUBMISSION,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scheduler_support import GENEROUS
+from support import GENEROUS
 
 from threadsched import (
     FairTaskQueue,

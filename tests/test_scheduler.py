@@ -13,7 +13,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from scheduler_support import GENEROUS, SignalingSink, check_lease_evidence, opened_on_exit, resolve_all, scheduler_threads
+from support import GENEROUS, SignalingSink, check_lease_evidence, opened_on_exit, resolve_all, scheduler_threads
 
 import threadsched
 from threadsched import (

@@ -13,7 +13,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scheduler_support import GENEROUS, check_lease_evidence, join_scheduler_threads, resolve_all
+from support import GENEROUS, check_lease_evidence, join_scheduler_threads, resolve_all
 
 from threadsched import MemoryEventSink, RetryPolicy, Scheduler, TaskTimeoutError
 
