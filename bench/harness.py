@@ -5,6 +5,7 @@
     python bench/harness.py hidden_waiter --workers 16 --limit tight/model=2 --latency-ms 5
     python bench/harness.py heavy_root --baseline main --candidate HEAD    # A/B of two git refs
     python bench/harness.py heavy_root --policies strict,bounded_borrow,drf    # threadsched once per policy
+    python bench/harness.py saturated_root                  # strict vs bounded_borrow where the root work fills the pool
     python bench/harness.py two_resource_mix --quick        # DRF vs strict on a two-resource mix
     python bench/harness.py cross_provider_cooldown --quick # provider-aware vs strict vs B alone
 
@@ -14,12 +15,13 @@ row-group admission, different ways of handing ready work to threads). Each iter
 implementation once, the order alternating between iterations so that they share the machine's state;
 warm-ups are not recorded. ``--policies strict,bounded_borrow`` (default ``strict``) runs threadsched once
 per listed admission policy per iteration, as ``threadsched`` (strict), ``threadsched[bounded_borrow]``,
-``threadsched[drf]``; the summary compares each non-strict policy with strict (``policy_comparison``: wall,
-p95 downstream gap, time to the first complete row) and, on heavy_root with bounded_borrow, states the
-targets (``targets``: reported, never gates; see ``harness_policies``). ``two_resource_mix`` and
-``cross_provider_cooldown`` are policy workloads without a recipe (``harness_workloads``: their
-implementations are fixed, ``--impl``/``--policies`` do not apply; ``--warmup-s``/``--window-s`` set their
-run lengths). Artifacts (``--out``, default ``bench/results/harness/SCENARIO/``):
+``threadsched[drf]``; a scenario may name its own default policies and implementations (``saturated_root``:
+strict and bounded_borrow, threadsched only). The summary compares each non-strict policy with strict
+(``policy_comparison``: wall, p95 downstream gap, time to the first complete row) and, with bounded_borrow,
+states the targets (``targets``: reported, never gates; see ``harness_policies``). ``two_resource_mix`` and
+``cross_provider_cooldown`` are policy workloads without a recipe (``bench/two_resource_mix.py``,
+``bench/cross_provider_cooldown.py``: their implementations are fixed, ``--impl``/``--policies`` do not apply;
+``--warmup-s``/``--window-s`` set their run lengths). Artifacts (``--out``, default ``bench/results/harness/SCENARIO/``):
 ``summary.json``, ``iterations.csv``, ``summary.md`` (see ``harness_report``).
 
 Gates stated in the summary: every threadsched implementation has no hidden waiters and spawn_then_wait has some; no lease is
@@ -37,14 +39,23 @@ import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import cross_provider_cooldown
+import two_resource_mix
 from common import BENCH_DIR, git_sha, machine_info
-from harness_impls import IMPLEMENTATIONS, STRICT, Sample, impl_policy, run_cycle_sample, run_sample
-from harness_policies import COMPARED_METRICS, expand_implementations, heavy_root_targets, parse_policies, policy_comparison
+from harness_impls import IMPLEMENTATIONS, STRICT, Sample, impl_policy, run_sample
+from harness_policies import (
+    COMPARED_METRICS,
+    Workload,
+    bounded_borrow_targets,
+    expand_implementations,
+    parse_policies,
+    policy_comparison,
+)
 from harness_report import evaluate_gates, numeric_metrics, ratios, stats, validate_summary, write_artifacts
-from harness_workloads import WORKLOADS, params_dict
 from scenarios import SCENARIOS, Knobs, Scenario, get_scenario, recipe_text
 
 from threadsched.engine import Recipe, parse_recipe
@@ -56,6 +67,10 @@ HARNESS_VERSION = "1.0"
 DEFAULT_WARMUPS = 1
 DEFAULT_ITERATIONS = 5
 RESULTS_ROOT = BENCH_DIR / "results" / "harness"
+WORKLOADS: dict[str, Workload] = {
+    "two_resource_mix": two_resource_mix.WORKLOAD,
+    "cross_provider_cooldown": cross_provider_cooldown.WORKLOAD,
+}
 # knob -> name of the value in the engine's capacity plan
 _CAPACITY_NAMES = {
     "records": "records",
@@ -68,7 +83,7 @@ _CAPACITY_NAMES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bench/harness.py", description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS), help="scenario id (bench/scenarios.py)")
-    parser.add_argument("--records", type=int, default=None, help="rows (cycle: tasks per cycle run)")
+    parser.add_argument("--records", type=int, default=None, help="rows")
     parser.add_argument("--buffer-size", type=int, default=None, help="rows per row group")
     parser.add_argument("--row-groups-in-flight", type=int, default=None, help="row groups open at once")
     parser.add_argument("--workers", type=int, default=None, help="worker threads")
@@ -78,11 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="recipe seed")
     parser.add_argument("--warmups", type=int, default=None, help=f"untimed rounds first (default {DEFAULT_WARMUPS}; quick 0)")
     parser.add_argument("--iterations", type=int, default=None, help=f"measured rounds (default {DEFAULT_ITERATIONS}; quick 2)")
-    parser.add_argument("--impl", default=",".join(IMPLEMENTATIONS), help="comma-separated implementations to run")
+    parser.add_argument("--impl", default=None, help="comma-separated implementations (default: the scenario's, else all)")
     parser.add_argument(
         "--policies",
-        default=STRICT,
-        help="comma-separated admission policies of threadsched (strict, bounded_borrow, drf; default strict)",
+        default=None,
+        help="comma-separated admission policies of threadsched (strict, bounded_borrow, drf; default: the scenario's)",
     )
     parser.add_argument("--warmup-s", type=float, default=None, help="policy workloads: each run's unmeasured warm-up")
     parser.add_argument("--window-s", type=float, default=None, help="policy workloads: each run's measured window")
@@ -170,25 +185,22 @@ def run_harness(
     """Run ``scenario`` and write its artifacts into ``out_dir``; returns the summary document.
 
     ``policies``: threadsched's admission policies (recipe scenarios); ``workload_overrides``: ``warmup_s`` /
-    ``window_s`` of a policy workload (``harness_workloads``)."""
+    ``window_s`` of a policy workload (``Workload``)."""
     overrides = dict(overrides or {})
     recipe: Recipe | None = None
     workload = WORKLOADS.get(scenario.id)
     params: Any = None
-    if scenario.has_recipe:
-        recipe = parse_recipe(recipe_text(scenario, knobs), source=f"<bench scenario {scenario.id}>")
-        implementations = expand_implementations(implementations, policies)
-    elif workload is not None:
+    if workload is not None:
         params = workload.make_params(knobs, quick, dict(workload_overrides or {}))
         implementations = list(workload.implementations)  # fixed: the policies (and modes) it compares
     else:
-        implementations = ["threadsched"]  # cycle: no recipe, no baselines
+        recipe = parse_recipe(recipe_text(scenario, knobs), source=f"<bench scenario {scenario.id}>")
+        implementations = expand_implementations(implementations, policies)
 
     def once(impl: str, index: int) -> Sample:
         if workload is not None:
             return workload.run(impl, params, index)
-        if recipe is None:
-            return run_cycle_sample(knobs.records)
+        assert recipe is not None
         return run_sample(impl, recipe, sleep=sleep, capacity_sources=capacity_sources(overrides))
 
     for warmup in range(warmups):
@@ -221,10 +233,8 @@ def run_harness(
         plan = {**last.capacity_plan, "source_file": "capacity_plan.json"}
     elif recipe is not None:
         plan = fallback_capacity_plan(recipe, overrides)
-    elif params is not None:
-        plan = {"configured": {name: {"value": value, "source": "workload"} for name, value in params_dict(params).items()}}
     else:
-        plan = {"configured": {"records": {"value": knobs.records, "source": "benchmark_override" if overrides else "recipe"}}}
+        plan = {"configured": {name: {"value": value, "source": "workload"} for name, value in asdict(params).items()}}
     gates = evaluate_gates(scenario.id, rows, by_impl)
     workload_section: dict[str, Any] = {}
     targets: list[dict[str, Any]] = []
@@ -233,7 +243,7 @@ def run_harness(
         workload_section, targets = workload.report(by_impl, params)
     else:
         comparison = policy_comparison(by_impl, COMPARED_METRICS)
-        targets = heavy_root_targets(by_impl) if scenario.id == "heavy_root" else []
+        targets = bounded_borrow_targets(by_impl)
     machine = machine_info()
     import threadsched
 
@@ -248,7 +258,7 @@ def run_harness(
             "knobs_overridden": sorted(overrides),
             "quick": quick,
             "recipe_hash": recipe.recipe_hash if recipe is not None else None,
-            **({"params": params_dict(params)} if params is not None else {}),
+            **({"params": asdict(params)} if params is not None else {}),
         },
         "git_sha": git_sha() or "unknown",
         "machine": machine,
@@ -312,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     try:
-        policies = parse_policies(args.policies)
+        policies = parse_policies(args.policies or scenario.policies or STRICT)
     except ValueError as exc:
         parser.error(str(exc))
     workload_overrides = {name: getattr(args, name) for name in ("warmup_s", "window_s") if getattr(args, name) is not None}
@@ -320,7 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--warmup-s/--window-s apply to the policy workloads ({', '.join(WORKLOADS)}) only")
     if any(value <= 0 for value in workload_overrides.values()):
         parser.error("--warmup-s and --window-s must be > 0")
-    implementations = [name.strip() for name in args.impl.split(",") if name.strip()]
+    implementations = [
+        name.strip() for name in (args.impl or scenario.impl or ",".join(IMPLEMENTATIONS)).split(",") if name.strip()
+    ]
     unknown = [name for name in implementations if name not in IMPLEMENTATIONS]
     if unknown or not implementations:
         parser.error(f"--impl: unknown implementation(s) {unknown} (known: {', '.join(IMPLEMENTATIONS)})")

@@ -6,7 +6,6 @@
   lease = semaphores acquired).
 * ``threadsched[POLICY]``: the same under ``run_recipe(..., policy=POLICY)`` (``threadsched.policies``);
   plain ``threadsched`` is the ``strict`` policy (``--policies`` in ``bench/harness.py``).
-* ``cycle``: ``bench/cycle.py``'s ``run_cycles`` at G=1 and G=256 (threadsched only; no recipe).
 
 Gap metrics per sample: ``gap_p50_s``/``gap_p95_s`` over every task, ``downstream_gap_p50_s``/
 ``downstream_gap_p95_s`` over the tasks of non-root columns (the cells that wait behind the roots).
@@ -33,11 +32,10 @@ from threadsched.events import MemoryEventSink, SchedulerEvent
 from threadsched.evidence import hidden_waiters, percentile, ready_to_lease_waits
 from threadsched.scheduler import DEFAULT_GROUP
 
-__all__ = ["IMPLEMENTATIONS", "STRICT", "Sample", "impl_policy", "policy_impl", "run_cycle_sample", "run_sample"]
+__all__ = ["IMPLEMENTATIONS", "STRICT", "Sample", "impl_policy", "policy_impl", "run_sample"]
 
 IMPLEMENTATIONS = ("threadsched", "fifo", "spawn_then_wait")
 STRICT = "strict"
-CYCLE_GROUPS = (1, 256)
 
 
 @dataclass(slots=True)
@@ -163,22 +161,3 @@ def run_sample(
     if implementation in IMPLEMENTATIONS:
         return run_baseline_sample(implementation, recipe, sleep=sleep)
     raise ValueError(f"unknown implementation {implementation!r} (known: {', '.join(IMPLEMENTATIONS)})")
-
-
-def run_cycle_sample(records: int) -> Sample:
-    """``bench/cycle.py``'s cycle with ``records`` tasks at G=1 and G=256; wall = the G=256 timed loop."""
-    from cycle import make_tasks, run_cycles  # bench/cycle.py (imports common.py from bench/)
-
-    per_cycle = {groups: run_cycles(make_tasks(records, groups)) for groups in CYCLE_GROUPS}
-    g1, g256 = per_cycle[CYCLE_GROUPS[0]], per_cycle[CYCLE_GROUPS[-1]]
-    metrics: dict[str, Any] = {
-        "wall_s": g256 * records,
-        "cycle_g1_us": g1 * 1e6,
-        "cycle_g256_us": g256 * 1e6,
-        "ratio_g256_over_g1": g256 / g1 if g1 else 0.0,
-        "hidden_waiters": 0,
-        "active_leases_after": 0,  # run_cycles raises when a lease or a queued task is left behind
-        "tasks": records * len(CYCLE_GROUPS),
-        "output_hash": "",
-    }
-    return Sample("threadsched", metrics)

@@ -7,38 +7,76 @@ interleaved with the baselines. Two summary sections come from them (schema "1":
 * ``policy_comparison``: ``{policy: {metric: {policy_p50, strict_p50, policy_over_strict,
   strict_over_policy}}}`` for every non-strict policy that ran next to strict; the metrics are
   ``COMPARED_METRICS`` on recipe scenarios (wall, p95 downstream ready-to-lease gap, time to the first
-  complete row) and the workload's own on the policy workloads (``harness_workloads``). p50 = the median
+  complete row) and the workload's own on the policy workloads (``Workload``). p50 = the median
   over the iterations.
 * ``targets``: ``[{name, kind: "target", passed, value, threshold, comparison, detail}]``: the
   targets, *reported* and never gates: a miss is visible (``passed: false``) but leaves the exit code and
-  ``all_gates_passed`` alone. On ``heavy_root`` with ``strict`` and ``bounded_borrow``: p95 downstream gap
-  strict/borrow >= 2, first complete row strict/borrow >= 2, wall borrow/strict <= 1.05.
+  ``all_gates_passed`` alone. On a recipe scenario with ``strict`` and ``bounded_borrow`` (``saturated_root``
+  runs them by default): p95 downstream gap strict/borrow >= 2, first complete row strict/borrow >= 2, wall
+  borrow/strict <= 1.05.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from harness_impls import STRICT, impl_policy, policy_impl
+from harness_impls import STRICT, Sample, impl_policy, policy_impl
+from scenarios import Knobs
 
 from threadsched.policies import POLICY_NAMES
 
 __all__ = [
+    "BOUNDED_BORROW_TARGETS",
     "COMPARED_METRICS",
-    "HEAVY_ROOT_TARGETS",
+    "Stats",
+    "Workload",
+    "bounded_borrow_targets",
     "expand_implementations",
-    "heavy_root_targets",
+    "finite",
+    "p50",
     "parse_policies",
     "policy_comparison",
+    "run_lengths",
     "target",
     "validate_policy_sections",
 ]
 
+Stats = Mapping[str, Mapping[str, Mapping[str, float]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """A policy workload without a recipe (``two_resource_mix``, ``cross_provider_cooldown``):
+    ``make_params(knobs, quick, overrides)`` -> its ``Params``; ``run(impl, params, index)``;
+    ``report(by_impl, params)`` -> (the summary's ``workload`` section, its target entries). Its
+    implementations are fixed: ``--impl``/``--policies`` do not apply."""
+
+    implementations: tuple[str, ...]
+    compared_metrics: tuple[str, ...]
+    make_params: Callable[[Knobs, bool, Mapping[str, Any]], Any]
+    run: Callable[[str, Any, int], Sample]
+    report: Callable[[Stats, Any], tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+def finite(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Non-finite numbers are left out (a share ratio with an empty group): stats need finite values."""
+    return {k: v for k, v in metrics.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+
+def run_lengths(
+    quick: bool, overrides: Mapping[str, Any], default: tuple[float, float], fast: tuple[float, float]
+) -> dict[str, float]:
+    """A workload run's ``warmup_s`` / ``window_s``: ``--warmup-s`` / ``--window-s``, else quick or default."""
+    warmup, window = fast if quick else default
+    return {"warmup_s": float(overrides.get("warmup_s", warmup)), "window_s": float(overrides.get("window_s", window))}
+
+
 COMPARED_METRICS = ("wall_s", "downstream_gap_p95_s", "first_row_s")
 # (name, numerator policy, denominator policy, metric, comparison, threshold)
-HEAVY_ROOT_TARGETS: tuple[tuple[str, str, str, str, str, float], ...] = (
+BOUNDED_BORROW_TARGETS: tuple[tuple[str, str, str, str, str, float], ...] = (
     ("bounded_borrow_downstream_gap_p95_2x_smaller_than_strict", STRICT, "bounded_borrow", "downstream_gap_p95_s", ">=", 2.0),
     ("bounded_borrow_first_row_2x_sooner_than_strict", STRICT, "bounded_borrow", "first_row_s", ">=", 2.0),
     ("bounded_borrow_wall_at_most_5pct_worse_than_strict", "bounded_borrow", STRICT, "wall_s", "<=", 1.05),
@@ -71,14 +109,12 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def _p50(by_impl: Mapping[str, Mapping[str, Mapping[str, float]]], impl: str, metric: str) -> float | None:
+def p50(by_impl: Stats, impl: str, metric: str) -> float | None:
     entry = by_impl.get(impl, {}).get(metric)
     return float(entry["p50"]) if entry is not None else None
 
 
-def policy_comparison(
-    by_impl: Mapping[str, Mapping[str, Mapping[str, float]]], metrics: Sequence[str] = COMPARED_METRICS
-) -> dict[str, dict[str, dict[str, float | None]]]:
+def policy_comparison(by_impl: Stats, metrics: Sequence[str] = COMPARED_METRICS) -> dict[str, dict[str, dict[str, float | None]]]:
     """Every non-strict threadsched implementation against ``threadsched`` (strict), on ``metrics``."""
     strict = policy_impl(STRICT)
     if strict not in by_impl:
@@ -90,7 +126,7 @@ def policy_comparison(
             continue
         rows: dict[str, dict[str, float | None]] = {}
         for metric in metrics:
-            ours, theirs = _p50(by_impl, impl, metric), _p50(by_impl, strict, metric)
+            ours, theirs = p50(by_impl, impl, metric), p50(by_impl, strict, metric)
             if ours is None or theirs is None:
                 continue
             rows[metric] = {
@@ -120,13 +156,13 @@ def target(name: str, value: float | None, comparison: str, threshold: float, de
     }
 
 
-def heavy_root_targets(by_impl: Mapping[str, Mapping[str, Mapping[str, float]]]) -> list[dict[str, Any]]:
-    """The bounded-borrow targets on heavy_root (empty unless strict and bounded_borrow both ran)."""
+def bounded_borrow_targets(by_impl: Stats) -> list[dict[str, Any]]:
+    """The bounded-borrow targets of a recipe scenario (empty unless strict and bounded_borrow both ran)."""
     if policy_impl(STRICT) not in by_impl or policy_impl("bounded_borrow") not in by_impl:
         return []
     entries = []
-    for name, over, under, metric, comparison, threshold in HEAVY_ROOT_TARGETS:
-        numerator, denominator = _p50(by_impl, policy_impl(over), metric), _p50(by_impl, policy_impl(under), metric)
+    for name, over, under, metric, comparison, threshold in BOUNDED_BORROW_TARGETS:
+        numerator, denominator = p50(by_impl, policy_impl(over), metric), p50(by_impl, policy_impl(under), metric)
         value = _ratio(numerator, denominator)
         shown = "-" if value is None else f"{value:.3f}"
         scale = 1e3 if metric.endswith("_s") else 1.0

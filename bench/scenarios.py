@@ -19,11 +19,14 @@ Scenarios (``SCENARIOS``):
   and a small retryable failure rate (retries must not change the output).
 * ``hidden_waiter``: one model with a limit far below the worker count, so a spawn-then-wait pool parks
   workers on the model semaphore.
-* ``cycle``: no recipe: ``bench/cycle.py``'s select -> acquire -> commit -> release cycle (threadsched only).
-* ``two_resource_mix``: no recipe: ``bench/policy_drf.py``'s two-resource mixed workload on a bare
-  ``Scheduler``, strict against drf (``bench/harness_workloads.py``).
-* ``cross_provider_cooldown``: no recipe: ``bench/policy_cross_provider.py``'s two mock HTTP providers, A
-  throttled, strict and provider_aware against B alone (``bench/harness_workloads.py``).
+* ``saturated_root``: ``heavy_root``'s recipe where the *root* work can fill the worker pool (8 workers, all
+  24 row groups in flight, drafter limit 16, tagger limit 8), so downstream cells that become ready compete
+  with queued root tasks for worker slots; threadsched under ``strict`` and ``bounded_borrow`` by default,
+  for the bounded-borrow targets (``harness_policies``).
+* ``two_resource_mix``: no recipe: a two-resource mixed workload on a bare ``Scheduler``, strict against
+  drf (``bench/two_resource_mix.py``).
+* ``cross_provider_cooldown``: no recipe: two mock HTTP providers, A throttled, strict and provider_aware
+  against B alone (``bench/cross_provider_cooldown.py``).
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ class Scenario:
     has_recipe: bool = True
     quick_iterations: int = 2
     default_warmups: int | None = None  # None: the harness default
+    policies: str | None = None  # default --policies (None: strict)
+    impl: str | None = None  # default --impl (None: every implementation)
 
     def knobs(self, *, quick: bool, overrides: Mapping[str, Any]) -> Knobs:
         knobs = replace(self.defaults, **dict(self.quick)) if quick else self.defaults
@@ -216,13 +221,6 @@ SCENARIOS: dict[str, Scenario] = {
     scenario.id: scenario
     for scenario in (
         Scenario(
-            "cycle",
-            "bench/cycle.py's select -> try_acquire -> commit -> release cycle at G=1 and G=256 (no threads)",
-            Knobs(records=10_000, buffer_size=1, row_groups_in_flight=1, workers=1),
-            {"records": 1_000},
-            has_recipe=False,
-        ),
-        Scenario(
             "two_resource_mix",
             "two groups on cpu+mem (A weight 1 needs cpu 1/mem 3, B weight 2 needs cpu 3/mem 1): dominant shares, "
             "strict vs drf (knobs: workers, seed)",
@@ -247,6 +245,16 @@ SCENARIOS: dict[str, Scenario] = {
             {**_QUICK, "latency_ms": 4.0},
             (Provider("heavy", ("drafter",), latency_factor=2.0), Provider("fast", ("tagger",), latency_factor=0.5)),
             _heavy_root,
+        ),
+        Scenario(
+            "saturated_root",
+            "heavy_root where the root work can fill the worker pool: strict vs bounded_borrow",
+            Knobs(240, 10, 24, 8, {"heavy/drafter": 16, "fast/tagger": 8}, latency_ms=10.0, jitter_ms=2.0),
+            {"records": 60, "buffer_size": 5, "row_groups_in_flight": 6, "workers": 4, "latency_ms": 2.0},
+            (Provider("heavy", ("drafter",), latency_factor=2.0), Provider("fast", ("tagger",), latency_factor=0.5)),
+            _heavy_root,
+            policies="strict,bounded_borrow",
+            impl="threadsched",
         ),
         Scenario(
             "wide_roots",

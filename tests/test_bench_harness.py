@@ -170,20 +170,19 @@ def test_spawn_then_wait_parks_workers_while_threadsched_and_fifo_do_not(tmp_pat
     assert parked.output_hash == fifo.output_hash == ours.metrics["output_hash"] == reference_hash(recipe, tmp_path / "ref")
 
 
-def test_cycle_scenario_writes_valid_artifacts(tmp_path: Path) -> None:
-    scenario = SCENARIOS["cycle"]
-    document = run_harness(
-        scenario,
-        scenario.knobs(quick=True, overrides={"records": 300}),
-        implementations=IMPLEMENTATIONS,
-        warmups=0,
-        iterations=1,
-        out_dir=tmp_path,
-        echo=lambda _line: None,
-    )
-    assert document["implementations"] == ["threadsched"]
-    assert {"cycle_g1_us", "cycle_g256_us", "wall_s"} <= set(document["stats"]["threadsched"])
-    assert validate_summary(json.loads((tmp_path / "summary.json").read_text())) == []
+def test_saturated_root_runs_strict_and_bounded_borrow_by_default(tmp_path: Path) -> None:
+    argv = ["saturated_root", "--quick", "--records", "10", "--latency-ms", "0", "--jitter-ms", "0", "--iterations", "1"]
+    harness_main([*argv, "--out", str(tmp_path)])  # the exit code follows the timing-dependent gates too
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert validate_summary(summary) == []
+    assert summary["implementations"] == ["threadsched", "threadsched[bounded_borrow]"]
+    assert summary["scenario"]["knobs"]["row_groups_in_flight"] == 6 and summary["scenario"]["knobs"]["workers"] == 4
+    assert [entry["name"] for entry in summary["targets"]] == [
+        "bounded_borrow_downstream_gap_p95_2x_smaller_than_strict",
+        "bounded_borrow_first_row_2x_sooner_than_strict",
+        "bounded_borrow_wall_at_most_5pct_worse_than_strict",
+    ]
+    assert len(set(summary["output_hashes"].values())) == 1
 
 
 def _git_repository() -> bool:

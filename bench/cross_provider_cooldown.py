@@ -1,4 +1,4 @@
-"""Policy: cross_provider_cooldown — provider A answers 429 for a while, provider B is healthy.
+"""Harness scenario ``cross_provider_cooldown``: provider A answers 429 for a while, provider B is healthy.
 
 Target: B's throughput (completed tasks/s) while A is throttled, under ``ProviderAwarePolicy``,
 is >= 90 % of B's throughput when B runs alone. One run of one mode:
@@ -21,7 +21,7 @@ is >= 90 % of B's throughput when B runs alone. One run of one mode:
   (``StrictFairPolicy``: fair alternation, so A tasks take workers and then sit in request admission or
   back-off), ``provider_aware`` (``provider_aware_policy_for(controller)``), ``b_alone`` (only B's feeder).
 * Two windows, B's completed tasks counted from their completion times: the *onset* (the first
-  ``--warmup`` seconds, default 6: A's first 429 wave) and the *steady* window after it (``--window``,
+  ``--warmup-s`` seconds, default 6: A's first 429 wave) and the *steady* window after it (``--window-s``,
   default 5), which the target judges. Why two: at the onset A's limit is still its cap, so up to C A tasks
   are admitted before A has answered anything; their 429s then keep those workers busy through the
   executor's in-task back-offs (up to 4 attempts, >= Retry-After each: several seconds) — no admission
@@ -33,11 +33,13 @@ is >= 90 % of B's throughput when B runs alone. One run of one mode:
 * Stop: feeders stop, outstanding futures are cancelled (their tokens end executor back-offs), the request
   controller is shut down (ends admission waits), the scheduler shut down, servers and transports closed.
 
-Medians over ``--runs`` (>= 5) runs; each run costs 3 x (onset + window) + teardown (~35 s by default).
-``--quick`` is a smoke run (1 run, 0.5 s + 1 s, no verdict worth reading).
+Harness implementations: ``threadsched`` (strict), ``threadsched[provider_aware]`` and ``b_alone``; knobs
+``workers``, ``latency_ms`` and ``seed``. Each iteration costs 3 x (onset + window) + teardown (~35 s by
+default; quick 0.5 s + 1 s). Target (reported, not a gate): median B tasks/s under provider_aware / median B
+tasks/s alone >= 0.9, in the steady window.
 
-    python bench/policy_cross_provider.py             # 5 runs, W=8, C=6, L=20 ms, 6 s onset + 5 s window
-    python bench/policy_cross_provider.py --quick
+    python bench/harness.py cross_provider_cooldown            # 5 iterations
+    python bench/harness.py cross_provider_cooldown --quick
 """
 
 from __future__ import annotations
@@ -47,11 +49,14 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from common import base_parser, check_runs, print_table, summarize, write_json
+from harness_impls import STRICT, Sample, policy_impl
+from harness_policies import Stats, Workload, finite, p50, run_lengths, target
+from scenarios import Knobs
 
 from threadsched import Scheduler, StrictFairPolicy, TaskAdmissionPolicy
 from threadsched.events import SchedulerEvent
@@ -66,8 +71,6 @@ from threadsched.requests.executor import ModelRequestExecutor
 from threadsched.requests.http_provider import OpenAIChatModel, OpenAIChatTransport
 from threadsched.requests.mock_server import MockOpenAIServer
 
-NAME = "policy_cross_provider"
-SCENARIO = "cross_provider_cooldown"
 TARGET_RATIO_MIN = 0.9
 MODES = ("strict", "provider_aware", "b_alone")
 PROVIDERS = ("A", "B")
@@ -226,120 +229,75 @@ def run_mode(params: Params, mode: str, run: int = 0) -> dict[str, Any]:
     }
 
 
-def summarize_runs(params: Params, samples: list[dict[str, Any]], *, quick: bool = False) -> dict[str, Any]:
-    by_mode = {mode: [s for s in samples if s["mode"] == mode] for mode in MODES}
-    present = {mode: rows for mode, rows in by_mode.items() if rows}
+# -- the harness workload ------------------------------------------------------------------------------
 
-    def median(mode: str, key: str) -> float:
-        return float(statistics.median(row[key] for row in present[mode]))
+IMPL_MODES = {policy_impl(STRICT): "strict", policy_impl("provider_aware"): "provider_aware", "b_alone": "b_alone"}
 
-    summary: dict[str, Any] = {}
-    for mode, rows in present.items():
-        summary[mode] = {
-            "b_tasks_per_s": summarize([row["b_tasks_per_s"] for row in rows]),
-            "b_tasks_per_s_onset": summarize([row["b_tasks_per_s_onset"] for row in rows]),
-            "a_tasks_per_s": summarize([row["a_tasks_per_s"] for row in rows]),
-            "b_request_waiters_max": max(row["b_request_waiters_max"] for row in rows),
-            "b_request_waiters_mean": median(mode, "b_request_waiters_mean"),
-            "a_request_waiters_mean": median(mode, "a_request_waiters_mean"),
-            "workers_leased_to_a_mean": median(mode, "workers_leased_to_a_mean"),
-            "b_request_waits_started": max(row["request_waits_started"]["B"] for row in rows),
-        }
-    alone = median("b_alone", "b_tasks_per_s") if "b_alone" in present else 0.0
-    ratios = {mode: (median(mode, "b_tasks_per_s") / alone if alone else 0.0) for mode in present if mode != "b_alone"}
-    alone_onset = median("b_alone", "b_tasks_per_s_onset") if "b_alone" in present else 0.0
-    onset = {
-        mode: (median(mode, "b_tasks_per_s_onset") / alone_onset if alone_onset else 0.0) for mode in present if mode != "b_alone"
+
+def make_params(knobs: Knobs, quick: bool, overrides: Mapping[str, Any]) -> Params:
+    lengths = run_lengths(quick, overrides, (6.0, 5.0), (0.5, 1.0))
+    return Params(workers=knobs.workers, latency_ms=knobs.latency_ms, seed=knobs.seed, **lengths)
+
+
+def run_sample(impl: str, params: Params, index: int) -> Sample:
+    if impl not in IMPL_MODES:
+        raise ValueError(f"cross_provider_cooldown: unknown implementation {impl!r} (known: {', '.join(IMPL_MODES)})")
+    started = time.perf_counter()
+    found = run_mode(params, IMPL_MODES[impl], max(index, 0))
+    wall = time.perf_counter() - started
+    keys = ("b_tasks_per_s", "b_tasks_per_s_onset", "a_tasks_per_s", "b_request_waiters_max", "b_request_waiters_mean")
+    keys += ("a_request_waiters_max", "a_request_waiters_mean", "workers_leased_to_a_mean")
+    metrics: dict[str, Any] = {
+        "wall_s": wall,
+        **{key: found[key] for key in keys},
+        "b_request_waits_started": found["request_waits_started"]["B"],
+        "a_request_waits_started": found["request_waits_started"]["A"],
+        "task_failures": sum(found["task_failures"].values()),
+        "shutdown_clean": int(bool(found["shutdown_clean"])),
+        "output_hash": "",
     }
-    pa_ratio = ratios.get("provider_aware", 0.0)
-    return {
-        "scenario": SCENARIO,
-        "params": asdict(params),
-        "quick": quick,
-        "target": {"b_throughput_ratio_min": TARGET_RATIO_MIN},
-        "b_throughput_ratio_vs_alone": ratios,
+    return Sample(impl, finite(metrics))
+
+
+def report(by_impl: Stats, params: Params) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def ratios(metric: str) -> dict[str, float | None]:
+        alone = p50(by_impl, "b_alone", metric)
+        result: dict[str, float | None] = {}
+        for impl in IMPL_MODES:
+            ours = p50(by_impl, impl, metric)
+            if impl != "b_alone" and ours is not None:
+                result[impl] = ours / alone if alone else None
+        return result
+
+    steady, onset = ratios("b_tasks_per_s"), ratios("b_tasks_per_s_onset")
+    section = {
+        "description": "B's completed tasks/s (median over iterations) relative to B alone; steady window and onset",
+        "window_s": params.window_s,
+        "onset_s": params.warmup_s,
+        "b_alone_tasks_per_s": p50(by_impl, "b_alone", "b_tasks_per_s"),
+        "b_throughput_ratio_vs_alone": steady,
         "b_throughput_ratio_vs_alone_onset": onset,
-        "met": pa_ratio >= TARGET_RATIO_MIN,
-        "summary": summary,
-        "runs": samples,
     }
+    impl = policy_impl("provider_aware")
+    if impl not in by_impl or "b_alone" not in by_impl:
+        return section, []
+    value, strict = steady.get(impl), steady.get(policy_impl(STRICT))
 
+    def fmt(number: float | None) -> str:
+        return "-" if number is None else f"{number:.3f}"
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = base_parser(NAME, __doc__.splitlines()[0])
-    defaults = Params()
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 run, 0.5 s warm-up + 1 s window")
-    parser.add_argument("--workers", type=int, default=defaults.workers, help="scheduler workers W")
-    parser.add_argument("--cap", type=int, default=defaults.cap, help="per-provider request cap = llm: hard limit C")
-    parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms, help="server latency L")
-    parser.add_argument("--a-rps", type=float, default=defaults.a_rps, help="provider A's rate limit (throttled)")
-    parser.add_argument("--warmup", type=float, default=None, help="onset (warm-up) seconds (default 6, quick 0.5)")
-    parser.add_argument("--window", type=float, default=None, help="steady window seconds (default 5, quick 1)")
-    args = parser.parse_args(argv)
-    runs = 1 if args.quick else check_runs(args.runs)
-    params = Params(
-        workers=args.workers,
-        cap=args.cap,
-        latency_ms=args.latency_ms,
-        a_rps=args.a_rps,
-        warmup_s=args.warmup if args.warmup is not None else (0.5 if args.quick else defaults.warmup_s),
-        window_s=args.window if args.window is not None else (1.0 if args.quick else defaults.window_s),
+    detail = (
+        f"B tasks/s in the steady window (median): provider_aware / B alone = {fmt(value)} (target >= {TARGET_RATIO_MIN:g}); "
+        f"strict / B alone = {fmt(strict)}; onset: provider_aware {fmt(onset.get(impl))}, "
+        f"strict {fmt(onset.get(policy_impl(STRICT)))}"
     )
-    print(
-        f"{SCENARIO}: W={params.workers} workers, cap C={params.cap}, L={params.latency_ms:g} ms, A at {params.a_rps:g} rps, "
-        f"depth {params.depth}/provider, warm-up {params.warmup_s:g} s + window {params.window_s:g} s, {runs} runs",
-        flush=True,
-    )
-    samples: list[dict[str, Any]] = []
-    for run in range(runs):
-        for index in range(len(MODES)):
-            mode = MODES[(run + index) % len(MODES)]  # interleaved, rotating order
-            sample = run_mode(params, mode, run)
-            samples.append(sample)
-            print(
-                f"  run {run + 1}/{runs} {mode:>14}: B {sample['b_tasks_per_s']:.1f}/s, A {sample['a_tasks_per_s']:.1f}/s, "
-                f"B waiters max {sample['b_request_waiters_max']}, A waiters mean {sample['a_request_waiters_mean']:.2f}, "
-                f"workers on A {sample['workers_leased_to_a_mean']:.2f}",
-                flush=True,
-            )
-    payload = summarize_runs(params, samples, quick=args.quick)
-    rows = []
-    for mode, row in payload["summary"].items():
-        ratio = payload["b_throughput_ratio_vs_alone"].get(mode, 1.0)
-        onset = payload["b_throughput_ratio_vs_alone_onset"].get(mode, 1.0)
-        rows.append(
-            [
-                mode,
-                row["b_tasks_per_s"]["median"],
-                ratio,
-                row["b_tasks_per_s_onset"]["median"],
-                onset,
-                row["a_tasks_per_s"]["median"],
-                row["b_request_waiters_max"],
-                row["b_request_waits_started"],
-                row["a_request_waiters_mean"],
-                row["workers_leased_to_a_mean"],
-            ]
-        )
-    columns = [
-        "mode",
-        "B tasks/s",
-        "vs alone",
-        "B onset/s",
-        "onset vs alone",
-        "A tasks/s",
-        "B waiters max",
-        "B waits",
-        "A waiters",
-        "workers on A",
-    ]
-    print_table(f"{SCENARIO} (medians over {runs} runs)", columns, rows)
-    pa = payload["b_throughput_ratio_vs_alone"].get("provider_aware", 0.0)
-    print(f"provider_aware B / B alone = {pa:.3f} (target >= {TARGET_RATIO_MIN}): {'ok' if payload['met'] else 'MISS'}")
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
-    return payload
+    return section, [target("provider_aware_b_throughput_at_least_90pct_of_b_alone", value, ">=", TARGET_RATIO_MIN, detail)]
 
 
-if __name__ == "__main__":
-    main()
+WORKLOAD = Workload(
+    tuple(IMPL_MODES),
+    ("b_tasks_per_s", "b_tasks_per_s_onset", "a_tasks_per_s", "workers_leased_to_a_mean", "b_request_waiters_mean"),
+    make_params,
+    run_sample,
+    report,
+)

@@ -1,4 +1,4 @@
-"""Policy DRF: per-group dominant shares of a two-resource mixed workload, DRF against strict.
+"""Harness scenario ``two_resource_mix``: per-group dominant shares of a two-resource mixed workload, DRF against strict.
 
 Target: under ``DominantResourceFairPolicy`` the groups' average dominant shares are within
 10 % of their weights' proportions. One run of one policy:
@@ -17,31 +17,33 @@ Target: under ``DominantResourceFairPolicy`` the groups' average dominant shares
   the policy's own definition) and the time-averaged leased amount of every resource.
 * Verdict: ratio = share(B) / share(A), target = weight(B) / weight(A) = 2; error = |ratio / target - 1|;
   within 10 % is ``ok``. ``strict`` (``StrictFairPolicy``, no admitted limits: plain weighted queue order)
-  runs the same workload in the same process, interleaved run by run, as the baseline.
+  runs the same workload in the same process, interleaved run by run (``bench/harness.py``), as the baseline.
 
-Medians over ``--runs`` (>= 5) runs per policy; the policies alternate order from run to run.
+Harness implementations: ``threadsched`` (strict) and ``threadsched[drf]``. Run lengths: 0.5 s warm-up + 3 s
+window (quick 0.2 s + 0.8 s; ``--warmup-s`` / ``--window-s``); knobs ``workers`` and ``seed``. Target
+(reported, not a gate): the median error of ``drf`` <= 10 %.
 
-    python bench/policy_drf.py              # 0.5 s warm-up + 3 s window per run and policy, 5 runs
-    python bench/policy_drf.py --quick      # CI smoke run: 0.2 s + 0.8 s
+    python bench/harness.py two_resource_mix            # 5 iterations
+    python bench/harness.py two_resource_mix --quick
 """
 
 from __future__ import annotations
 
 import random
-import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from common import base_parser, check_runs, print_table, write_json
+from harness_impls import STRICT, Sample, impl_policy, policy_impl
+from harness_policies import Stats, Workload, finite, p50, run_lengths, target
+from scenarios import Knobs
 
 from threadsched import SUBMISSION, Scheduler, SchedulerEvent, StrictFairPolicy, TaskAdmissionPolicy, TaskGroup
 from threadsched.policies.drf import DominantResourceFairPolicy, dominant_share
 
-NAME = "policy_drf"
 TARGET_RELATIVE_ERROR_MAX = 0.10
 POLICIES: dict[str, Callable[[], TaskAdmissionPolicy]] = {"drf": DominantResourceFairPolicy, "strict": StrictFairPolicy}
 LEASE_KINDS = frozenset({"task_lease_acquired", "task_lease_released"})
@@ -195,80 +197,65 @@ def run_once(params: Params, policy_name: str, run: int = 0) -> dict[str, Any]:
     }
 
 
-def summarize_runs(params: Params, samples: list[dict[str, Any]], quick: bool = False) -> dict[str, Any]:
-    by_policy: dict[str, Any] = {}
-    for name in POLICIES:
-        mine = [s for s in samples if s["policy"] == name]
-        if not mine:
-            continue
-        median_error = statistics.median(s["relative_error"] for s in mine)
-        by_policy[name] = {
-            "median_share_a": statistics.median(s["share_a"] for s in mine),
-            "median_share_b": statistics.median(s["share_b"] for s in mine),
-            "median_ratio": statistics.median(s["ratio"] for s in mine),
-            "median_relative_error": median_error,
-            "max_relative_error": max(s["relative_error"] for s in mine),
-            "within_target": median_error <= TARGET_RELATIVE_ERROR_MAX,
-            "median_completed_per_s": statistics.median(sum(s["completed"].values()) for s in mine)
-            / (params.warmup_s + params.window_s),
-        }
-    return {
-        "description": __doc__.splitlines()[0] if __doc__ else NAME,
-        "quick": quick,
-        "runs": len({s["run"] for s in samples}),
-        "params": asdict(params),
-        "target": {"ratio": params.target_ratio, "relative_error_max": TARGET_RELATIVE_ERROR_MAX, "policy": "drf"},
-        "policies": by_policy,
-        "meets_target": bool(by_policy.get("drf", {}).get("within_target", False)),
-        "samples": samples,
+# -- the harness workload ------------------------------------------------------------------------------
+
+IMPLS = (policy_impl(STRICT), policy_impl("drf"))
+
+
+def make_params(knobs: Knobs, quick: bool, overrides: Mapping[str, Any]) -> Params:
+    return Params(workers=knobs.workers, seed=knobs.seed, **run_lengths(quick, overrides, (0.5, 3.0), (0.2, 0.8)))
+
+
+def run_sample(impl: str, params: Params, index: int) -> Sample:
+    policy = impl_policy(impl)
+    if policy not in (STRICT, "drf"):
+        raise ValueError(f"two_resource_mix: unknown implementation {impl!r} (known: {', '.join(IMPLS)})")
+    started = time.perf_counter()
+    found = run_once(params, policy, index)
+    wall = time.perf_counter() - started
+    metrics: dict[str, Any] = {
+        "wall_s": wall,
+        "dominant_share_A": found["share_a"],
+        "dominant_share_B": found["share_b"],
+        "share_ratio_B_over_A": found["ratio"],
+        "share_ratio_error": found["relative_error"],
+        "completed_per_s": sum(found["completed"].values()) / (params.warmup_s + params.window_s),
+        **{f"leased_{group}_{res}": amount for group, per in found["leased"].items() for res, amount in per.items()},
+        "lease_events": found["lease_events"],
+        "shutdown_clean": int(bool(found["shutdown_clean"])),
+        "output_hash": "",
     }
+    return Sample(impl, finite(metrics))
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = base_parser(NAME, (__doc__ or NAME).splitlines()[0])
-    defaults = Params()
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: 0.2 s warm-up + 0.8 s window")
-    parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds (default 0.5, quick 0.2)")
-    parser.add_argument("--window", type=float, default=None, help="measured seconds (default 3, quick 0.8)")
-    parser.add_argument("--b-weight", type=float, default=defaults.b_weight, help="group B's weight (A's is 1)")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    args = parser.parse_args(argv)
-    runs = check_runs(args.runs)
-    params = Params(
-        b_weight=args.b_weight,
-        warmup_s=args.warmup if args.warmup is not None else (0.2 if args.quick else defaults.warmup_s),
-        window_s=args.window if args.window is not None else (0.8 if args.quick else defaults.window_s),
-        seed=args.seed,
+def report(by_impl: Stats, params: Params) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    shown = ("dominant_share_A", "dominant_share_B", "share_ratio_B_over_A", "share_ratio_error")
+    section = {
+        "description": "time-averaged dominant share per group after the warm-up (median over iterations)",
+        "weights": {"A": params.a_weight, "B": params.b_weight},
+        "target_share_ratio_B_over_A": params.target_ratio,
+        "per_implementation": {impl: {m: p50(by_impl, impl, m) for m in shown} for impl in IMPLS if impl in by_impl},
+    }
+    ours, strict = p50(by_impl, IMPLS[1], "share_ratio_error"), p50(by_impl, IMPLS[0], "share_ratio_error")
+    if IMPLS[1] not in by_impl:
+        return section, []
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    ratio = p50(by_impl, IMPLS[1], "share_ratio_B_over_A")
+    detail = (
+        f"drf: dominant share B/A (median) {ratio if ratio is not None else float('nan'):.3f} vs weights' "
+        f"{params.target_ratio:g}, error {pct(ours)} (target <= {TARGET_RELATIVE_ERROR_MAX:.0%}); strict's error {pct(strict)}"
     )
-    print(
-        f"policy_drf: cpu={params.cpu} mem={params.mem} workers={params.workers}; A {params.a_needs} w={params.a_weight:g}, "
-        f"B {params.b_needs} w={params.b_weight:g}; {params.warmup_s:g} s + {params.window_s:g} s, {runs} runs",
-        flush=True,
-    )
-    samples: list[dict[str, Any]] = []
-    names = list(POLICIES)
-    for run in range(runs):
-        for name in names if run % 2 == 0 else names[::-1]:  # interleaved, alternating order
-            samples.append(run_once(params, name, run))
-    payload = summarize_runs(params, samples, quick=args.quick)
-    rows = [
-        [s["policy"], s["run"], s["share_a"], s["share_b"], s["ratio"], s["relative_error"], sum(s["completed"].values())]
-        for s in samples
-    ]
-    print_table("per run", ["policy", "run", "share A", "share B", "B/A", "error", "completed"], rows)
-    summary_rows = [
-        [name, p["median_share_a"], p["median_share_b"], p["median_ratio"], p["median_relative_error"], p["within_target"]]
-        for name, p in payload["policies"].items()
-    ]
-    print_table(
-        f"medians (target B/A = {params.target_ratio:g} within {TARGET_RELATIVE_ERROR_MAX:.0%})",
-        ["policy", "share A", "share B", "B/A (median)", "error", "within"],
-        summary_rows,
-    )
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
-    return payload
+    entry = target("drf_dominant_shares_within_10pct_of_weights", ours, "<=", TARGET_RELATIVE_ERROR_MAX, detail)
+    return section, [entry]
 
 
-if __name__ == "__main__":
-    main()
+WORKLOAD = Workload(
+    IMPLS,
+    ("dominant_share_A", "dominant_share_B", "share_ratio_B_over_A", "share_ratio_error", "completed_per_s"),
+    make_params,
+    run_sample,
+    report,
+)
