@@ -15,6 +15,9 @@ Sections:
   ``not_a_list``, ``broken``, ``Scorer``.
 * Dask cluster functions (module level, so worker processes import them; ``distributed`` only inside them):
   ``worker_pid``, ``fail``, ``keywords``, ``wait_for_event``.
+* Engine runs: ``no_sleep``, ``small_recipe`` (a three-column mock recipe), ``PRE_FILTER``, ``assert_healthy``.
+* Report event logs (hand-built event dicts with chosen times): ``Log``, ``LLM``, ``scenario``, ``RequestLog``,
+  ``WRITER``, ``JUDGE``, ``request_scenario``.
 """
 
 from __future__ import annotations
@@ -25,8 +28,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from contextlib import contextmanager
+from typing import Any
 
 from threadsched import MemoryEventSink, SchedulerEvent
+from threadsched.engine import Recipe, parse_recipe
+from threadsched.engine.runner import RunResult
 
 # -- waiting and events ----------------------------------------------------------------------------
 
@@ -251,3 +257,215 @@ def wait_for_event(started: str, release: str, timeout: float) -> int:
     if not Event(release).wait(timeout):
         raise TimeoutError(f"event {release!r} was not set within {timeout} s")
     return os.getpid()
+
+
+# -- engine runs -----------------------------------------------------------------------------------
+
+
+def no_sleep(_seconds: float) -> None:
+    """A ``sleep`` for runs and endpoints that must not wait (retry back-off, mock latency)."""
+    return None
+
+
+def small_recipe(
+    *,
+    records: int = 60,
+    buffer_size: int = 7,
+    in_flight: int = 2,
+    failure_rate: float = 0.0,
+    fatal_rate: float = 0.0,
+    salvage: int = 2,
+    extra: str = "",
+) -> Recipe:
+    """The engine tests' recipe: ``topic`` (sampler) -> ``question`` -> ``answer`` (mock LLM calls, ``llm:mock/writer``
+    limited to 3) -> ``label`` (template); ``extra`` is appended (processors, more columns)."""
+    return parse_recipe(
+        f"""
+[run]
+records = {records}
+buffer_size = {buffer_size}
+max_row_groups_in_flight = {in_flight}
+max_workers = 4
+seed = 11
+max_salvage_rounds = {salvage}
+
+[resources]
+"llm:mock/writer" = 3
+
+[providers.mock]
+kind = "mock"
+models = ["writer"]
+failure_rate = {failure_rate}
+fatal_rate = {fatal_rate}
+
+[[columns]]
+name = "topic"
+kind = "sampler"
+values = ["space", "food", "off-topic", "sport", "art", "war", "law", "sea"]
+
+[[columns]]
+name = "question"
+kind = "llm"
+model = "mock/writer"
+prompt = "Ask about {{topic}} please."
+
+[[columns]]
+name = "answer"
+kind = "llm"
+model = "mock/writer"
+prompt = "Answer: {{question}}"
+
+[[columns]]
+name = "label"
+kind = "template"
+template = "{{topic}} / {{answer}}"
+{extra}
+"""
+    )
+
+
+PRE_FILTER = """
+[[processors]]
+stage = "pre_batch"
+kind = "filter"
+column = "topic"
+op = "!="
+value = "off-topic"
+"""
+"""A pre-batch processor for ``small_recipe(extra=...)``: drops the ``off-topic`` rows."""
+
+
+def assert_healthy(result: RunResult) -> None:
+    assert result.hidden_waiters == 0
+    assert result.final_active_leases == 0
+    assert result.shutdown_clean
+
+
+# -- report event logs -----------------------------------------------------------------------------
+
+
+class Log:
+    """Builds event dicts; ``sequence`` counts per stream in call order."""
+
+    def __init__(self, run_id: str | None = "r1") -> None:
+        self.events: list[dict[str, Any]] = []
+        self._sequence: Counter[str] = Counter()
+        self.run_id = run_id
+
+    def add(self, kind: str, at: float, *, stream: str = "scheduler", **fields: Any) -> dict[str, Any]:
+        event = {"kind": kind, "stream": stream, "sequence": self._sequence[stream], "captured_at": at, "run_id": self.run_id}
+        event.update(fields)
+        self._sequence[stream] += 1
+        self.events.append(event)
+        return event
+
+    def engine(self, kind: str, at: float, **fields: Any) -> dict[str, Any]:
+        return self.add(kind, at, stream="engine", **fields)
+
+    def ready(self, task: str, group: str, at: float, resources: dict[str, int] | None = None, **fields: Any) -> None:
+        self.add("ready_enqueued", at, task_id=task, group=group, resources=resources or {"submission": 1}, **fields)
+
+    def lease(self, task: str, group: str, lease: int, at: float, resources: dict[str, int] | None = None) -> None:
+        self.add("selected", at, task_id=task, group=group)
+        self.add("task_lease_acquired", at, task_id=task, group=group, lease_id=lease, resources=resources or {"submission": 1})
+        self.add("worker_spawned", at, task_id=task, group=group, lease_id=lease, execution_id=f"{task}.x")
+
+    def done(self, task: str, group: str, lease: int, at: float, reason: str = "succeeded") -> None:
+        self.add("task_lease_released", at, task_id=task, group=group, lease_id=lease, execution_id=f"{task}.x")
+        self.add("task_completed", at, task_id=task, group=group, reason=reason, execution_id=f"{task}.x")
+
+
+LLM = {"submission": 1, "llm": 2}
+"""The resources of ``scenario``'s downstream task (``t3``)."""
+
+
+def scenario() -> list[dict[str, Any]]:
+    """Two slots; root column ``a`` keeps getting leases while downstream ``b`` (task t3) waits 1.0 → 3.0.
+
+    Idle: 1.0 → 1.5 (one free slot, t3 and t4 queued, nothing leased). Leases (submission): L1 0-1, L2 0-2,
+    L3 1.5-3, L4 2-4, L5 3-4 = 7.5 lease-s; t3 holds llm 2 for 1 s."""
+    log = Log()
+    diagnostics = {"workers": 2, "resource_limits": {"llm": 4}, "roots": ["a"], "recipe_hash": "abc123"}
+    log.engine("scheduler_job_started", 0.0, diagnostics=diagnostics)
+    log.engine("row_group_admitted", 0.0, correlation={"row_group": 0})
+    log.engine("dependency_ready", 0.0, group="a", correlation={"row_group": 0, "column": "a"})
+    log.ready("t1", "a", 0.0)
+    log.ready("t2", "a", 0.0)
+    log.lease("t1", "a", 1, 0.0)
+    log.lease("t2", "a", 2, 0.0)
+    log.done("t1", "a", 1, 1.0)
+    log.engine("dependency_ready", 1.0, group="b", correlation={"row_group": 0, "column": "b"})
+    log.engine("row_group_admitted", 1.0, correlation={"row_group": 1})
+    log.ready("t3", "b", 1.0, LLM)
+    log.ready("t4", "a", 1.0)
+    log.add("selected", 1.25, task_id="t3", group="b")
+    log.add("admission_denied", 1.25, task_id="t3", group="b", reason="policy_denial")
+    log.lease("t4", "a", 3, 1.5)
+    log.done("t2", "a", 2, 2.0)
+    log.ready("t5", "a", 2.0)
+    log.lease("t5", "a", 4, 2.0)
+    log.done("t4", "a", 3, 3.0)
+    log.add("task_lease_acquired", 3.0, task_id="t3", group="b", lease_id=5, resources=LLM)
+    log.add("worker_spawned", 3.0, task_id="t3", group="b", lease_id=5)
+    log.engine("row_group_checkpointed", 3.5, correlation={"row_group": 0}, diagnostics={"rows": 2})
+    log.done("t5", "a", 4, 4.0)
+    log.done("t3", "b", 5, 4.0)
+    log.engine("scheduler_job_completed", 4.0)
+    return log.events
+
+
+WRITER = "p/writer:chat"
+JUDGE = "p/judge:chat"
+
+
+class RequestLog(Log):
+    """``Log`` plus ``requests``-stream events of an attempt of a task (correlation as the engine makes it)."""
+
+    def request(
+        self, kind: str, at: float, resource: str, task: str, column: str, attempt: int = 1, **fields: Any
+    ) -> dict[str, Any]:
+        correlation = {"task_id": task, "execution_id": f"{task}#1", "column": column, "attempt": attempt}
+        return self.add(
+            kind, at, stream="requests", resources={resource: 1}, group=column, task_id=task, correlation=correlation, **fields
+        )
+
+
+def request_scenario() -> list[dict[str, Any]]:
+    """Tasks t1, t2 (group q) call the writer, t3 (group s) the judge.
+
+    writer: t1 leases at once (0.1) and is rate limited (0.7: limit 2 → 1); t2 leases at once (0.6), succeeds
+    at 1.0; t1's retry waits 0.8 → 1.0 and succeeds at 1.5 (limit 1 → 2). judge: t3 waits 1.0 → 1.25 (lease
+    without ``waited_s``: paired with its wait start), fails at 1.75, its retry times out after 0.5 s."""
+    log = RequestLog()
+    log.ready("t1", "q", 0.0)
+    log.lease("t1", "q", 1, 0.0)
+    log.ready("t2", "q", 0.0)
+    log.lease("t2", "q", 2, 0.5)
+    log.ready("t3", "s", 0.75)
+    log.lease("t3", "s", 3, 0.75)
+    log.request("request_lease_acquired", 0.1, WRITER, "t1", "q", lease_id=1, diagnostics={"waited_s": 0.0, "limit": 2})
+    log.request("request_lease_acquired", 0.6, WRITER, "t2", "q", lease_id=2, diagnostics={"waited_s": 0.0, "limit": 2})
+    log.request("request_rate_limited", 0.7, WRITER, "t1", "q", lease_id=1, diagnostics={"cooldown_s": 0.1})
+    log.request("request_limit_decreased", 0.7, WRITER, "t1", "q", lease_id=1, diagnostics={"before": 2, "after": 1})
+    released = {"held_s": 0.6, "in_flight": 1, "limit": 1}
+    log.request("request_lease_released", 0.7, WRITER, "t1", "q", lease_id=1, reason="rate_limited", diagnostics=released)
+    log.request("request_wait_started", 0.8, WRITER, "t1", "q", attempt=2, reason="cooldown")
+    released = {"held_s": 0.4, "in_flight": 0, "limit": 1}
+    log.request("request_lease_released", 1.0, WRITER, "t2", "q", lease_id=2, reason="success", diagnostics=released)
+    log.request("request_wait_completed", 1.0, WRITER, "t1", "q", attempt=2, reason="granted", diagnostics={"waited_s": 0.2})
+    waited = {"waited_s": 0.2, "limit": 1}
+    log.request("request_lease_acquired", 1.0, WRITER, "t1", "q", attempt=2, lease_id=3, diagnostics=waited)
+    log.request("request_limit_increased", 1.5, WRITER, "t1", "q", attempt=2, lease_id=3, diagnostics={"before": 1, "after": 2})
+    released = {"held_s": 0.5, "in_flight": 0, "limit": 2}
+    log.request("request_lease_released", 1.5, WRITER, "t1", "q", attempt=2, lease_id=3, reason="success", diagnostics=released)
+    log.request("request_wait_started", 1.0, JUDGE, "t3", "s", reason="at_limit")
+    log.request("request_lease_acquired", 1.25, JUDGE, "t3", "s", lease_id=4, diagnostics={"limit": 4})
+    released = {"held_s": 0.5, "limit": 4}
+    log.request("request_lease_released", 1.75, JUDGE, "t3", "s", lease_id=4, reason="provider_failure", diagnostics=released)
+    log.request("request_wait_started", 2.0, JUDGE, "t3", "s", attempt=2, reason="at_limit")
+    log.request("request_wait_completed", 2.5, JUDGE, "t3", "s", attempt=2, reason="timeout", diagnostics={"waited_s": 0.5})
+    log.request("request_lease_released", 2.5, JUDGE, "t3", "s", lease_id=99, reason="success")  # foreign: ignored
+    log.done("t1", "q", 1, 1.5)
+    log.done("t2", "q", 2, 1.0)
+    log.done("t3", "s", 3, 2.5)
+    return log.events

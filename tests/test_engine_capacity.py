@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_runner import assert_healthy, no_sleep, small_recipe
+from support import GENEROUS, assert_healthy, no_sleep, small_recipe
 
 from threadsched.engine import parse_recipe
 from threadsched.engine.capacity import CAPACITY_SOURCES, CapacityValue, configured_capacity
 from threadsched.engine.recipe import Recipe, RunSettings
 from threadsched.engine.runner import run_recipe
 
-GENEROUS = 20.0  # a barrier that never fills fails the run instead of hanging it
 LLM = "llm:mock/writer"
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import no_sleep
 
 from threadsched.engine import (
     RETRYABLE_ERRORS,
@@ -48,10 +49,6 @@ from threadsched.engine.reference import (
     failure_reason,
     reference_row_values,
 )
-
-
-def no_sleep(seconds: float) -> None:
-    pass
 
 
 def demo() -> Recipe:

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("httpx")
 
-from test_engine_runner import assert_healthy
+from support import assert_healthy, small_recipe
 
 from threadsched.engine import load_recipe, parse_recipe
 from threadsched.engine.columns import LLM_RETRYABLE_ERRORS, build_endpoints, close_endpoints
@@ -103,8 +103,6 @@ def test_a_refused_request_is_fatal_and_a_transient_one_retryable(tmp_path: Path
 
 
 def test_runs_with_http_providers_lease_tasks_provider_aware() -> None:
-    from test_engine_runner import small_recipe
-
     from threadsched.engine.http_endpoint import scheduler_policy
     from threadsched.policies.base import StrictFairPolicy
     from threadsched.policies.drf import DominantResourceFairPolicy

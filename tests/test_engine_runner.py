@@ -7,76 +7,12 @@ import math
 from pathlib import Path
 
 import pytest
+from support import PRE_FILTER, assert_healthy, no_sleep, small_recipe
 
 from threadsched.engine import Recipe, builtin_recipe_text, parse_recipe
 from threadsched.engine.runner import RunResult, run_recipe, run_reference
 from threadsched.events import MemoryEventSink
 from threadsched.evidence import hidden_waiters
-
-
-def no_sleep(_seconds: float) -> None:
-    return None
-
-
-def small_recipe(
-    *,
-    records: int = 60,
-    buffer_size: int = 7,
-    in_flight: int = 2,
-    failure_rate: float = 0.0,
-    fatal_rate: float = 0.0,
-    salvage: int = 2,
-    extra: str = "",
-) -> Recipe:
-    return parse_recipe(
-        f"""
-[run]
-records = {records}
-buffer_size = {buffer_size}
-max_row_groups_in_flight = {in_flight}
-max_workers = 4
-seed = 11
-max_salvage_rounds = {salvage}
-
-[resources]
-"llm:mock/writer" = 3
-
-[providers.mock]
-kind = "mock"
-models = ["writer"]
-failure_rate = {failure_rate}
-fatal_rate = {fatal_rate}
-
-[[columns]]
-name = "topic"
-kind = "sampler"
-values = ["space", "food", "off-topic", "sport", "art", "war", "law", "sea"]
-
-[[columns]]
-name = "question"
-kind = "llm"
-model = "mock/writer"
-prompt = "Ask about {{topic}} please."
-
-[[columns]]
-name = "answer"
-kind = "llm"
-model = "mock/writer"
-prompt = "Answer: {{question}}"
-
-[[columns]]
-name = "label"
-kind = "template"
-template = "{{topic}} / {{answer}}"
-{extra}
-"""
-    )
-
-
-def assert_healthy(result: RunResult) -> None:
-    assert result.hidden_waiters == 0
-    assert result.final_active_leases == 0
-    assert result.shutdown_clean
 
 
 def dataset_rows(out: Path) -> list[dict[str, object]]:
@@ -164,7 +100,7 @@ def test_zero_failures_keep_every_row_but_the_filtered(tmp_path: Path) -> None:
 
 
 def test_checkpoint_files_hold_their_row_groups(tmp_path: Path) -> None:
-    recipe = small_recipe(fatal_rate=0.1, extra=_PRE_FILTER)
+    recipe = small_recipe(fatal_rate=0.1, extra=PRE_FILTER)
     result = run_recipe(recipe, tmp_path, workers=3, sleep=no_sleep)
     assert_healthy(result)
     files = sorted((tmp_path / "row_groups").iterdir())
@@ -181,15 +117,6 @@ def test_checkpoint_files_hold_their_row_groups(tmp_path: Path) -> None:
     assert any(reason.startswith("filter topic != ") for reason in result.dropped.values())
 
 
-_PRE_FILTER = """
-[[processors]]
-stage = "pre_batch"
-kind = "filter"
-column = "topic"
-op = "!="
-value = "off-topic"
-"""
-
 _POST_DEDUP = """
 [[processors]]
 stage = "post_batch"
@@ -199,7 +126,7 @@ columns = ["topic"]
 
 
 def test_post_batch_processor_drops_rows_like_the_reference(tmp_path: Path) -> None:
-    recipe = small_recipe(failure_rate=0.1, extra=_PRE_FILTER + _POST_DEDUP)
+    recipe = small_recipe(failure_rate=0.1, extra=PRE_FILTER + _POST_DEDUP)
     result = run_recipe(recipe, tmp_path / "run", workers=4, sleep=no_sleep)
     reference = run_reference(recipe, tmp_path / "ref", sleep=no_sleep)
     assert_healthy(result)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_engine_runner import assert_healthy, no_sleep, small_recipe
+from support import assert_healthy, no_sleep, small_recipe
 
 from threadsched.engine.progress import ProgressSnapshot
 from threadsched.engine.runner import run_recipe

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_engine_runner import _PRE_FILTER, assert_healthy, no_sleep, small_recipe
+from support import PRE_FILTER, assert_healthy, no_sleep, small_recipe
 
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.runner import RunResult, run_recipe
@@ -43,7 +43,7 @@ class ObservedRun:
 @pytest.fixture(scope="module")
 def failing_run(tmp_path_factory: pytest.TempPathFactory) -> ObservedRun:
     """Retryable and fatal failures, salvage rounds and a pre_batch filter that drops off-topic rows."""
-    recipe = small_recipe(failure_rate=0.3, fatal_rate=0.05, salvage=2, extra=_PRE_FILTER)
+    recipe = small_recipe(failure_rate=0.3, fatal_rate=0.05, salvage=2, extra=PRE_FILTER)
     out = tmp_path_factory.mktemp("events")
     sink = MemoryEventSink()
     result = run_recipe(recipe, out, workers=4, events=sink, sleep=no_sleep)

@@ -17,10 +17,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import assert_healthy, no_sleep
 
 from threadsched.cli import main
 from threadsched.engine import Recipe, RecipeError, parse_recipe
-from threadsched.engine.runner import ResumeError, RunResult, run_recipe, run_reference
+from threadsched.engine.runner import ResumeError, run_recipe, run_reference
 from threadsched.engine.tracker import ColumnNode, CompletionTracker
 
 TESTS = Path(__file__).resolve().parent
@@ -65,10 +66,6 @@ def _reset_calls() -> Iterator[None]:
     reset_calls()
     yield
     CANCEL.clear()
-
-
-def no_sleep(_seconds: float) -> None:
-    return None
 
 
 def recipe_text(
@@ -125,12 +122,6 @@ template = "{{topic}}: {{question}}"
 
 def make_recipe(**kwargs: object) -> Recipe:
     return parse_recipe(recipe_text(**kwargs))  # type: ignore[arg-type]
-
-
-def assert_healthy(result: RunResult) -> None:
-    assert result.hidden_waiters == 0
-    assert result.final_active_leases == 0
-    assert result.shutdown_clean
 
 
 def checkpoints(out: Path) -> dict[str, bytes]:

@@ -7,11 +7,9 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from test_engine_runner import small_recipe
+from support import GENEROUS, small_recipe
 
 from threadsched.engine.runner_support import RowStore, ancestors
-
-GENEROUS = 20.0
 
 ANCESTORS = {
     "topic": frozenset(),

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from test_engine_runner import no_sleep, small_recipe
+from support import no_sleep, small_recipe
 
 from threadsched.engine.runner import run_recipe, run_reference
 from threadsched.engine.runner_output import RunResult

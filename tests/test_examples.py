@@ -9,16 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import no_sleep
 
 from threadsched.engine import Recipe, load_recipe, run_recipe, run_reference
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = ("support_tickets.toml", "python_columns.toml")
 MAX_EXAMPLE_RECORDS = 60
-
-
-def _no_sleep(_seconds: float) -> None:
-    return None
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +34,8 @@ def test_example_parses_and_stays_small(name: str) -> None:
 @pytest.mark.parametrize("workers", [1, 4])
 def test_example_runs_clean_and_matches_the_reference(name: str, workers: int, tmp_path: Path) -> None:
     recipe = load_recipe(EXAMPLES_DIR / name)
-    result = run_recipe(recipe, tmp_path / "scheduled", workers=workers, sleep=_no_sleep)
-    reference = run_reference(recipe, tmp_path / "reference", sleep=_no_sleep)
+    result = run_recipe(recipe, tmp_path / "scheduled", workers=workers, sleep=no_sleep)
+    reference = run_reference(recipe, tmp_path / "reference", sleep=no_sleep)
     assert result.hidden_waiters == 0
     assert result.final_active_leases == 0
     assert result.shutdown_clean
@@ -61,6 +58,6 @@ def test_python_columns_uses_cell_and_batch_python_columns_and_a_python_processo
     modes = {column.mode for column in recipe.columns if column.kind == "python"}
     assert modes == {"cell", "batch"}
     assert any(p.kind == "python" for p in recipe.processors)
-    result = run_recipe(recipe, tmp_path, sleep=_no_sleep)
+    result = run_recipe(recipe, tmp_path, sleep=no_sleep)
     dropped = set(result.dropped.values())
     assert dropped == {"python example_functions:keep_detailed_plans: rejected"}

@@ -16,6 +16,7 @@ from concurrent.futures import wait
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import GENEROUS
 
 from threadsched import (
     FairTaskQueue,
@@ -35,7 +36,6 @@ from threadsched.policies import make_policy
 from threadsched.policies.bounded_borrow import BoundedBorrowConfig, BoundedBorrowPolicy
 
 _ids = itertools.count()
-GENEROUS = 20.0
 
 
 def task(group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> SchedulableTask:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report_metrics import scenario
+from support import scenario
 
 from threadsched import MemoryEventSink, Scheduler
 from threadsched.evidence import hidden_waiters

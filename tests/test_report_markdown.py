@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from test_report_metrics import Log, scenario
-from test_report_requests import request_scenario
+from support import Log, request_scenario, scenario
 
 from threadsched.report.markdown import MAX_ROW_GROUP_ROWS, ReportContext, render_markdown
 from threadsched.report.metrics import compute_metrics

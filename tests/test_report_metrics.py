@@ -2,82 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 import pytest
+from support import LLM, Log, scenario
 
 from threadsched.report.intervals import lease_intervals, ordered, queued_intervals
 from threadsched.report.metrics import WaitStats, compute_metrics, ready_idle_gap
-
-
-class Log:
-    """Builds event dicts; ``sequence`` counts per stream in call order."""
-
-    def __init__(self, run_id: str | None = "r1") -> None:
-        self.events: list[dict[str, Any]] = []
-        self._sequence: Counter[str] = Counter()
-        self.run_id = run_id
-
-    def add(self, kind: str, at: float, *, stream: str = "scheduler", **fields: Any) -> dict[str, Any]:
-        event = {"kind": kind, "stream": stream, "sequence": self._sequence[stream], "captured_at": at, "run_id": self.run_id}
-        event.update(fields)
-        self._sequence[stream] += 1
-        self.events.append(event)
-        return event
-
-    def engine(self, kind: str, at: float, **fields: Any) -> dict[str, Any]:
-        return self.add(kind, at, stream="engine", **fields)
-
-    def ready(self, task: str, group: str, at: float, resources: dict[str, int] | None = None, **fields: Any) -> None:
-        self.add("ready_enqueued", at, task_id=task, group=group, resources=resources or {"submission": 1}, **fields)
-
-    def lease(self, task: str, group: str, lease: int, at: float, resources: dict[str, int] | None = None) -> None:
-        self.add("selected", at, task_id=task, group=group)
-        self.add("task_lease_acquired", at, task_id=task, group=group, lease_id=lease, resources=resources or {"submission": 1})
-        self.add("worker_spawned", at, task_id=task, group=group, lease_id=lease, execution_id=f"{task}.x")
-
-    def done(self, task: str, group: str, lease: int, at: float, reason: str = "succeeded") -> None:
-        self.add("task_lease_released", at, task_id=task, group=group, lease_id=lease, execution_id=f"{task}.x")
-        self.add("task_completed", at, task_id=task, group=group, reason=reason, execution_id=f"{task}.x")
-
-
-LLM = {"submission": 1, "llm": 2}
-
-
-def scenario() -> list[dict[str, Any]]:
-    """Two slots; root column ``a`` keeps getting leases while downstream ``b`` (task t3) waits 1.0 → 3.0.
-
-    Idle: 1.0 → 1.5 (one free slot, t3 and t4 queued, nothing leased). Leases (submission): L1 0-1, L2 0-2,
-    L3 1.5-3, L4 2-4, L5 3-4 = 7.5 lease-s; t3 holds llm 2 for 1 s."""
-    log = Log()
-    diagnostics = {"workers": 2, "resource_limits": {"llm": 4}, "roots": ["a"], "recipe_hash": "abc123"}
-    log.engine("scheduler_job_started", 0.0, diagnostics=diagnostics)
-    log.engine("row_group_admitted", 0.0, correlation={"row_group": 0})
-    log.engine("dependency_ready", 0.0, group="a", correlation={"row_group": 0, "column": "a"})
-    log.ready("t1", "a", 0.0)
-    log.ready("t2", "a", 0.0)
-    log.lease("t1", "a", 1, 0.0)
-    log.lease("t2", "a", 2, 0.0)
-    log.done("t1", "a", 1, 1.0)
-    log.engine("dependency_ready", 1.0, group="b", correlation={"row_group": 0, "column": "b"})
-    log.engine("row_group_admitted", 1.0, correlation={"row_group": 1})
-    log.ready("t3", "b", 1.0, LLM)
-    log.ready("t4", "a", 1.0)
-    log.add("selected", 1.25, task_id="t3", group="b")
-    log.add("admission_denied", 1.25, task_id="t3", group="b", reason="policy_denial")
-    log.lease("t4", "a", 3, 1.5)
-    log.done("t2", "a", 2, 2.0)
-    log.ready("t5", "a", 2.0)
-    log.lease("t5", "a", 4, 2.0)
-    log.done("t4", "a", 3, 3.0)
-    log.add("task_lease_acquired", 3.0, task_id="t3", group="b", lease_id=5, resources=LLM)
-    log.add("worker_spawned", 3.0, task_id="t3", group="b", lease_id=5)
-    log.engine("row_group_checkpointed", 3.5, correlation={"row_group": 0}, diagnostics={"rows": 2})
-    log.done("t5", "a", 4, 4.0)
-    log.done("t3", "b", 5, 4.0)
-    log.engine("scheduler_job_completed", 4.0)
-    return log.events
 
 
 def test_scenario_run_facts() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_report_metrics import Log, scenario
+from support import Log, scenario
 
 from threadsched.report.intervals import ordered
 from threadsched.report.metrics import compute_metrics

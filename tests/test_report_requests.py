@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report_metrics import Log
+from support import JUDGE, WRITER, Log, RequestLog, request_scenario
 
 from threadsched.report import write_report
 from threadsched.report.intervals import ordered
@@ -22,62 +22,6 @@ from threadsched.report.requests import (
 )
 from threadsched.report.series import StepSeries, level_series
 from threadsched.report.timeline import RequestSeries, build_timeline
-
-WRITER = "p/writer:chat"
-JUDGE = "p/judge:chat"
-
-
-class RequestLog(Log):
-    """``Log`` plus ``requests``-stream events of an attempt of a task (correlation as the engine makes it)."""
-
-    def request(
-        self, kind: str, at: float, resource: str, task: str, column: str, attempt: int = 1, **fields: Any
-    ) -> dict[str, Any]:
-        correlation = {"task_id": task, "execution_id": f"{task}#1", "column": column, "attempt": attempt}
-        return self.add(
-            kind, at, stream="requests", resources={resource: 1}, group=column, task_id=task, correlation=correlation, **fields
-        )
-
-
-def request_scenario() -> list[dict[str, Any]]:
-    """Tasks t1, t2 (group q) call the writer, t3 (group s) the judge.
-
-    writer: t1 leases at once (0.1) and is rate limited (0.7: limit 2 → 1); t2 leases at once (0.6), succeeds
-    at 1.0; t1's retry waits 0.8 → 1.0 and succeeds at 1.5 (limit 1 → 2). judge: t3 waits 1.0 → 1.25 (lease
-    without ``waited_s``: paired with its wait start), fails at 1.75, its retry times out after 0.5 s."""
-    log = RequestLog()
-    log.ready("t1", "q", 0.0)
-    log.lease("t1", "q", 1, 0.0)
-    log.ready("t2", "q", 0.0)
-    log.lease("t2", "q", 2, 0.5)
-    log.ready("t3", "s", 0.75)
-    log.lease("t3", "s", 3, 0.75)
-    log.request("request_lease_acquired", 0.1, WRITER, "t1", "q", lease_id=1, diagnostics={"waited_s": 0.0, "limit": 2})
-    log.request("request_lease_acquired", 0.6, WRITER, "t2", "q", lease_id=2, diagnostics={"waited_s": 0.0, "limit": 2})
-    log.request("request_rate_limited", 0.7, WRITER, "t1", "q", lease_id=1, diagnostics={"cooldown_s": 0.1})
-    log.request("request_limit_decreased", 0.7, WRITER, "t1", "q", lease_id=1, diagnostics={"before": 2, "after": 1})
-    released = {"held_s": 0.6, "in_flight": 1, "limit": 1}
-    log.request("request_lease_released", 0.7, WRITER, "t1", "q", lease_id=1, reason="rate_limited", diagnostics=released)
-    log.request("request_wait_started", 0.8, WRITER, "t1", "q", attempt=2, reason="cooldown")
-    released = {"held_s": 0.4, "in_flight": 0, "limit": 1}
-    log.request("request_lease_released", 1.0, WRITER, "t2", "q", lease_id=2, reason="success", diagnostics=released)
-    log.request("request_wait_completed", 1.0, WRITER, "t1", "q", attempt=2, reason="granted", diagnostics={"waited_s": 0.2})
-    waited = {"waited_s": 0.2, "limit": 1}
-    log.request("request_lease_acquired", 1.0, WRITER, "t1", "q", attempt=2, lease_id=3, diagnostics=waited)
-    log.request("request_limit_increased", 1.5, WRITER, "t1", "q", attempt=2, lease_id=3, diagnostics={"before": 1, "after": 2})
-    released = {"held_s": 0.5, "in_flight": 0, "limit": 2}
-    log.request("request_lease_released", 1.5, WRITER, "t1", "q", attempt=2, lease_id=3, reason="success", diagnostics=released)
-    log.request("request_wait_started", 1.0, JUDGE, "t3", "s", reason="at_limit")
-    log.request("request_lease_acquired", 1.25, JUDGE, "t3", "s", lease_id=4, diagnostics={"limit": 4})
-    released = {"held_s": 0.5, "limit": 4}
-    log.request("request_lease_released", 1.75, JUDGE, "t3", "s", lease_id=4, reason="provider_failure", diagnostics=released)
-    log.request("request_wait_started", 2.0, JUDGE, "t3", "s", attempt=2, reason="at_limit")
-    log.request("request_wait_completed", 2.5, JUDGE, "t3", "s", attempt=2, reason="timeout", diagnostics={"waited_s": 0.5})
-    log.request("request_lease_released", 2.5, JUDGE, "t3", "s", lease_id=99, reason="success")  # foreign: ignored
-    log.done("t1", "q", 1, 1.5)
-    log.done("t2", "q", 2, 1.0)
-    log.done("t3", "s", 3, 2.5)
-    return log.events
 
 
 def resources_by_name() -> dict[str, RequestResourceMetrics]:

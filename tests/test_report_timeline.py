@@ -7,8 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from test_report_metrics import Log, scenario
-from test_report_requests import request_scenario
+from support import Log, request_scenario, scenario
 
 from threadsched.report.timeline import (
     Mark,
