@@ -2,7 +2,8 @@
 
 Read statically from each module's top-level imports (``TYPE_CHECKING`` blocks excluded, since they never
 run), so a cycle hidden by import order still fails here. Function-local imports are allowed: they are
-how optional layers (dask, the engine from the CLI) stay lazy.
+how optional layers (dask, the engine from the CLI) stay lazy. The request layer is stricter: none of its
+modules imports the engine, the report or the CLI, not even inside a function.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import threadsched
 
@@ -106,3 +109,76 @@ def test_recipe_value_types_do_not_import_the_parsers() -> None:
     assert "threadsched.engine.recipe" not in graph["threadsched.engine.recipe_values"]
     assert "threadsched.engine.recipe" not in graph["threadsched.engine.recipe_columns"]
     assert "threadsched.engine.recipe_columns" in graph["threadsched.engine.recipe"]
+
+
+# The layers above ``threadsched.requests``: they may import it, it must never import them.
+ABOVE_REQUESTS = ("threadsched.engine", "threadsched.report", "threadsched.cli")
+
+
+def every_import(module: str, source: str, *, is_package: bool = False) -> Iterator[tuple[int, str]]:
+    """(line, absolute name) for every import anywhere in a module: top level, in functions, in
+    ``TYPE_CHECKING`` blocks, and ``importlib.import_module``/``__import__`` calls with a literal name.
+    ``from X import y`` yields ``X.y``: ``y`` may be a submodule, and a prefix test on ``X.y`` covers ``X``."""
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package
+                for _ in range(node.level - 1):
+                    anchor = anchor.rpartition(".")[0]
+                base = f"{anchor}.{node.module}" if node.module else anchor
+            yield from ((node.lineno, f"{base}.{alias.name}") for alias in node.names)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            function = node.func
+            called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
+            if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                yield node.lineno, node.args[0].value
+
+
+def upward_imports(module: str, source: str, *, is_package: bool = False) -> list[str]:
+    return sorted(
+        {
+            f"{module}:{line} imports {target}"
+            for line, target in every_import(module, source, is_package=is_package)
+            if any(target == layer or target.startswith(layer + ".") for layer in ABOVE_REQUESTS)
+        }
+    )
+
+
+def test_the_request_layer_never_imports_the_engine_report_or_cli() -> None:
+    """Direction: engine -> requests, never the reverse (nor requests -> report or cli). The request
+    layer (admission, executor, transports, the mock model and its server) is usable without the engine,
+    and the engine builds on it; an import back up, even a function-local one, would tie them together."""
+    requests_modules = {name: path for name, path in module_paths().items() if name.split(".")[:2] == ["threadsched", "requests"]}
+    assert "threadsched.requests.mock_model" in requests_modules  # the scan covers the package
+    found = [
+        problem
+        for name, path in sorted(requests_modules.items())
+        for problem in upward_imports(name, path.read_text(encoding="utf-8"), is_package=path.name == "__init__.py")
+    ]
+    assert found == [], "threadsched.requests must not import the layers above it:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from ..engine.recipe import Recipe",
+        "from .. import engine",
+        "import threadsched.engine.columns",
+        "from threadsched.report import write_report",
+        "def later():\n    from ..cli.commands import main\n",
+        "if TYPE_CHECKING:\n    from threadsched.engine import Recipe\n",
+        "import importlib\nimportlib.import_module('threadsched.engine')",
+    ],
+)
+def test_the_upward_import_scan_finds_a_planted_import(source: str) -> None:
+    found = upward_imports("threadsched.requests.planted", source)
+    assert len(found) == 1 and found[0].startswith("threadsched.requests.planted:"), found
+
+
+def test_the_upward_import_scan_ignores_lookalike_names() -> None:
+    source = "from .engine_like import x\nimport threadsched.engineering\nfrom ..requests.outcomes import classify"
+    assert upward_imports("threadsched.requests.planted", source) == []

@@ -326,7 +326,7 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_end_to_end_against_the_mock_openai_server(no_proxy: None, api_key: str) -> None:
     mock_server = pytest.importorskip("threadsched.requests.mock_server")
     controller_module = pytest.importorskip("threadsched.requests.controller")
-    from threadsched.engine.mock_provider import MockModelEndpoint
+    from threadsched.requests.mock_model import MockModelEndpoint
 
     clock = SharedClock()
     sink = MemoryEventSink()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from threadsched.engine.mock_provider import MockModelEndpoint
+from threadsched.requests.mock_model import MockModelEndpoint
 from threadsched.requests.mock_server import SERVER_THREAD_NAME, MockOpenAIServer
 from threadsched.requests.mock_server_cli import add_mock_provider_parser, run_mock_provider
 

@@ -1,5 +1,6 @@
-"""The dataset engine: recipes, templates, the mock endpoint, column executors,
-processors, the single-threaded reference oracle and the completion tracker.
+"""The dataset engine: recipes, templates, column executors, processors, the single-threaded
+reference oracle and the completion tracker. The mock model lives in ``threadsched.requests.mock_model``
+and its names are re-exported here, so recipes' user code can keep importing them from the engine.
 
 ``run_recipe`` executes a recipe's column DAG over row groups on the ``Scheduler``; ``run_reference`` is the
 single-threaded oracle writing the same files. ``threadsched run`` and ``threadsched demo`` drive both.
@@ -7,8 +8,7 @@ single-threaded oracle writing the same files. ``threadsched run`` and ``threads
 
 from __future__ import annotations
 
-from .columns import BatchExecutor, CellExecutor, ColumnExecutor, build_endpoints, compile_column, compile_columns
-from .mock_provider import (
+from ..requests.mock_model import (
     RETRYABLE_ERRORS,
     MockFatalError,
     MockModelEndpoint,
@@ -16,6 +16,7 @@ from .mock_provider import (
     MockTransientError,
     score_from_text,
 )
+from .columns import BatchExecutor, CellExecutor, ColumnExecutor, build_endpoints, compile_column, compile_columns
 from .processors import Processor, ProcessorError, ProcessorResult, compile_processor, run_stage
 from .recipe import (
     COLUMN_KINDS,

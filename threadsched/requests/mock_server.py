@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from ..engine.mock_provider import MockModelEndpoint
+from .mock_model import MockModelEndpoint
 from .mock_server_requests import BadRequest, ChatRequest, Reply, error_body, number_param, optional_int_param, parse_chat_request
 
 __all__ = ["CHAT_COMPLETIONS_PATH", "SERVER_THREAD_NAME", "MockOpenAIServer"]

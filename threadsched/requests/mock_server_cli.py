@@ -73,7 +73,7 @@ def run_mock_provider(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"{_PROG}: {problem}", file=sys.stderr)
         return 2
-    from .mock_server import MockOpenAIServer  # here: building threadsched's parser must not import the engine
+    from .mock_server import MockOpenAIServer  # here: building threadsched's parser need not load the HTTP server
 
     try:
         server = MockOpenAIServer(

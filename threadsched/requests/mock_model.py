@@ -1,4 +1,8 @@
-"""An in-process simulated model endpoint for recipes with ``kind = "mock"`` providers.
+"""The mock model: a deterministic simulated model endpoint, in process, with no network.
+
+It answers the ``kind = "mock"`` providers of recipes (the demo recipe among them), and
+``threadsched mock-provider`` serves the same replies over HTTP (``mock_server``), so a recipe gives
+the same dataset through either.
 
 Why deterministic: the engine's correctness oracle is that a scheduled run and the single-threaded
 ``--reference`` run produce the same output hash for any worker count. So every decision here is a

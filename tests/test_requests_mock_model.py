@@ -1,4 +1,4 @@
-"""Mock endpoint: determinism, failure model, injected latency, validation, thread safety."""
+"""The mock model (requests/mock_model.py): determinism, failure model, injected latency, validation, thread safety."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from threadsched.engine.mock_provider import (
+from threadsched.requests.mock_model import (
     RETRYABLE_ERRORS,
     MockFatalError,
     MockModelEndpoint,
