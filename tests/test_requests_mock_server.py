@@ -121,7 +121,8 @@ def test_burst_beyond_the_bucket_gets_429_with_retry_after() -> None:
         assert body["error"]["type"] == "rate_limit_exceeded"
         assert "rate limit" in body["error"]["message"]
         clock.now += 0.2
-        assert chat(server)[1]["retry-after-ms"] == "300"
+        # the token due in 300 ms was promised to the caller refused first: this one gets the slot after it
+        assert chat(server)[1]["retry-after-ms"] == "800"
         clock.now += 0.3
         assert chat(server)[0] == 200
         clock.now += 2.5  # refills to burst, not beyond
@@ -208,7 +209,42 @@ def test_max_concurrent_limit_rejects_with_429() -> None:
         (b'{"model": "m", "messages": [{"role": "user", "content": 3}]}', "messages[0].content", "messages[0].content"),
         (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 0}', "max_tokens", "max_tokens"),
         (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 9}', "temperature", "temperature"),
-        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true}', "stream", "stream"),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": 1}', "stream", "stream"),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream_options": {}}',
+            "stream_options",
+            "stream=true",
+        ),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 0}', "n", "'n'"),
+        (b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "n": 129}', "n", "'n'"),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 0}',
+            "max_completion_tokens",
+            ">= 1",
+        ),
+        (b'{"model": "m", "messages": [{"role": "robot", "content": "x"}]}', "messages[0].role", "role"),
+        (b'{"model": "m", "messages": [{"role": "user"}]}', "messages[0].content", "missing"),
+        (b'{"model": "m", "messages": [{"role": "user", "content": null}]}', "messages[0].content", "assistant"),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "video"}]}]}',
+            "messages[0].content[0].type",
+            "text",
+        ),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}]}',
+            "messages[0].content[0].text",
+            "string",
+        ),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}',
+            "response_format.type",
+            "json_object",
+        ),
+        (
+            b'{"model": "m", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}',
+            "response_format.json_schema",
+            "name",
+        ),
     ],
 )
 def test_bad_requests_get_400_naming_the_problem(body: bytes, param: str | None, words: str) -> None:
@@ -218,6 +254,86 @@ def test_bad_requests_get_400_naming_the_problem(body: bytes, param: str | None,
     assert status == 400
     assert reply["error"]["type"] == "invalid_request_error" and reply["error"]["param"] == param
     assert words in reply["error"]["message"]
+
+
+def test_refused_callers_get_staggered_retry_hints_one_slot_apart() -> None:
+    clock = FakeClock()
+    with MockOpenAIServer(rps=4.0, burst=2, clock=clock) as server:
+        assert [chat(server)[0] for _ in range(2)] == [200, 200]
+        hints = [chat(server)[1] for _ in range(6)]
+        assert [h["retry-after-ms"] for h in hints] == ["250", "500", "750", "1000", "1250", "1500"]
+        assert [h["Retry-After"] for h in hints] == ["1", "1", "1", "1", "2", "2"]
+        for hint in hints:  # each comes back at its slot and finds a token
+            clock.now = 1000.0 + int(hint["retry-after-ms"]) / 1000
+            assert chat(server)[0] == 200
+        clock.now += 10  # promises in the past do not delay anyone
+        assert [chat(server)[0] for _ in range(2)] == [200, 200]
+        assert chat(server)[1]["retry-after-ms"] == "250"
+
+
+def test_model_list_and_retrieval() -> None:
+    with MockOpenAIServer(rps=None, provider="p", models=["writer", "judge", "writer"]) as server:
+        status, _, listing = request(server, "GET", "/v1/models")
+        assert status == 200 and listing["object"] == "list"
+        assert [(m["id"], m["object"], m["owned_by"]) for m in listing["data"]] == [
+            ("writer", "model", "p"),
+            ("judge", "model", "p"),
+        ]
+        assert request(server, "GET", "/v1/models/judge")[2]["id"] == "judge"
+        status, _, missing = request(server, "GET", "/v1/models/nope")
+        assert status == 404 and missing["error"]["code"] == "model_not_found"
+        status, _, refused = chat(server, model="nope")
+        assert status == 404 and refused["error"]["code"] == "model_not_found" and refused["error"]["param"] == "model"
+        assert chat(server, model="judge")[0] == 200
+    with MockOpenAIServer(rps=None) as anything:  # no list given: every name is served and listed on first use
+        assert request(anything, "GET", "/v1/models")[2]["data"] == []
+        assert chat(anything, model="b")[0] == chat(anything, model="a")[0] == chat(anything, model="b")[0] == 200
+        assert [m["id"] for m in request(anything, "GET", "/v1/models")[2]["data"]] == ["b", "a"]
+        assert request(anything, "GET", "/v1/models/zzz")[2]["id"] == "zzz"
+
+
+def read_stream(server: MockOpenAIServer, body: dict[str, Any], connection: http.client.HTTPConnection) -> list[str]:
+    connection.request("POST", CHAT, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    assert response.headers["Transfer-Encoding"] == "chunked"
+    lines = response.read().decode().split("\n\n")
+    assert lines[-1] == ""
+    return [line.removeprefix("data: ") for line in lines[:-1]]
+
+
+def test_streamed_reply_is_server_sent_events_and_keeps_the_connection() -> None:
+    with MockOpenAIServer(rps=None, seed=5) as server:
+        plain = chat(server, "tell me", n=2)[2]
+        host, port = server.url.removeprefix("http://").rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=TIMEOUT)
+        try:
+            body = {"model": "m1", "messages": [{"role": "user", "content": "tell me"}], "n": 2, "stream": True}
+            events = read_stream(server, {**body, "stream_options": {"include_usage": True}}, connection)
+            again = read_stream(server, body, connection)  # the same keep-alive connection
+        finally:
+            connection.close()
+    assert events[-1] == "[DONE]" and again[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    texts = [
+        "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"] and c["choices"][0]["index"] == i)
+        for i in (0, 1)
+    ]
+    assert texts == [choice["message"]["content"] for choice in plain["choices"]]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == plain["usage"]
+    assert all("usage" not in json.loads(event) for event in again[:-1])
+    assert server.stats()["ok"] == 3
+
+
+def test_replies_are_byte_identical_under_the_same_seed() -> None:
+    def replies(seed: int) -> list[Any]:
+        with MockOpenAIServer(rps=None, seed=seed) as server:
+            formats = [None, {"type": "json_object"}]
+            return [chat(server, "same", n=2, response_format=fmt)[2] for fmt in formats]
+
+    assert replies(4) == replies(4)
+    assert replies(4) != replies(5)
 
 
 def test_paths_and_methods() -> None:
@@ -272,6 +388,9 @@ def test_lifecycle() -> None:
         ({"rps": None, "jitter_ms": float("nan")}, "jitter_ms must be a finite number"),
         ({"rps": None, "max_concurrent": 0}, "max_concurrent must be an int >= 1"),
         ({"rps": None, "port": 70000}, "port must be an int in"),
+        ({"rps": None, "models": []}, "models must be a non-empty sequence"),
+        ({"rps": None, "models": "writer"}, "models must be a non-empty sequence"),
+        ({"rps": None, "models": ["ok", ""]}, "models must be a non-empty sequence"),
     ],
 )
 def test_invalid_arguments(kwargs: dict[str, Any], message: str) -> None:
@@ -289,6 +408,8 @@ def test_cli_parser_defaults() -> None:
     args = _parse()
     assert (args.host, args.port, args.rps, args.burst, args.max_concurrent) == ("127.0.0.1", 0, None, None, None)
     assert (args.latency_ms, args.jitter_ms, args.seed) == (0.0, 0.0, 0)
+    assert args.models is None
+    assert _parse("--model", "writer", "--model", "judge").models == ["writer", "judge"]
 
 
 @pytest.mark.parametrize(
@@ -298,6 +419,7 @@ def test_cli_parser_defaults() -> None:
         (["--rps", "nan"], "--rps must be a finite number > 0"),
         (["--port", "70000"], "--port must be in 0..65535"),
         (["--burst", "3"], "--burst needs --rps"),
+        (["--model", "a", "--model", ""], "--model must not be empty"),
         (["--rps", "5", "--burst", "0"], "--burst must be >= 1"),
         (["--latency-ms", "-5"], "--latency-ms must be a number"),
         (["--max-concurrent", "0"], "--max-concurrent must be >= 1"),

@@ -1,15 +1,26 @@
 """An OpenAI-compatible mock chat-completions server over real HTTP, for request-admission tests and benchmarks.
 
 ``POST /v1/chat/completions`` answers in the OpenAI shape with a reply that is a pure function of (seed,
-provider name, model, prompt): exactly the text ``MockModelEndpoint(provider, [model], seed=seed)`` returns
-for that prompt, so a recipe gives the same dataset through this server as through the in-process mock.
-The prompt is the content of a single message, else the JSON list of ``[role, content]`` pairs.
+provider name, model, prompt): choice 0 is exactly the text ``MockModelEndpoint(provider, [model], seed=seed)``
+returns for that prompt, so a recipe gives the same dataset through this server as through the in-process
+mock. The prompt is the text of a single message, else the JSON list of ``[role, text]`` pairs. What the
+official OpenAI SDK sends is understood (``mock_server_requests``): content parts, ``content: null`` on an
+assistant message, ``n``, ``max_completion_tokens``, ``response_format`` (``json_object``, ``json_schema``)
+and ``stream`` (server-sent events over chunked transfer encoding, ending with ``data: [DONE]``); the
+bodies are built in ``mock_replies``, byte-identical for the same request under the same seed.
+
+``GET /v1/models`` lists the models and ``GET /v1/models/{id}`` retrieves one. With ``models`` given, only
+those are served (any other gets 404 ``model_not_found``, as OpenAI answers); without, every model name is
+served and the list holds the ones requested so far, in first-use order.
 
 Rate limit: a token bucket (``rps`` tokens per second, ``burst`` tokens, starting full). A request without
 a token gets 429 with ``Retry-After`` (integer seconds, rounded up, at least 1, as OpenAI sends it) and
-``retry-after-ms`` (the exact wait in milliseconds, rounded up): clients should prefer the latter. With
-``max_concurrent``, a request beyond that many in flight gets 429 with ``Retry-After: 1`` and no token
-taken. Invalid requests (400) take no token either. ``GET /stats`` and ``GET /health`` are never limited.
+``retry-after-ms`` (milliseconds, rounded up): clients should prefer the latter. The hints are staggered:
+each refused caller is told the earliest refill slot not already promised to a caller refused before it,
+one slot per ``1/rps`` seconds, so refused callers come back one by one instead of in lockstep (where all
+but one would be refused again). With ``max_concurrent``, a request beyond that many in flight gets 429
+with ``Retry-After: 1`` and no token taken. Invalid requests (400) take no token either. ``GET /stats``,
+``GET /health`` and the model list are never limited.
 
 Nothing about a request is printed or logged (``log_message`` is silenced; ``Authorization`` is ignored).
 
@@ -28,29 +39,35 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .mock_model import MockModelEndpoint
+from .mock_replies import CREATED, completion_body, completion_chunks, mock_choices
 from .mock_server_requests import BadRequest, ChatRequest, Reply, error_body, number_param, optional_int_param, parse_chat_request
 
-__all__ = ["CHAT_COMPLETIONS_PATH", "SERVER_THREAD_NAME", "MockOpenAIServer"]
+__all__ = ["CHAT_COMPLETIONS_PATH", "MODELS_PATH", "SERVER_THREAD_NAME", "MockOpenAIServer", "StreamReply"]
 
 CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
 SERVER_THREAD_NAME = "threadsched-mock-provider"
 REQUEST_THREAD_NAME = "threadsched-mock-provider-request"
 MAX_BODY_BYTES = 8 * 1024 * 1024
-_GET_PATHS = ("/health", "/stats")
+_GET_PATHS = ("/health", "/stats", MODELS_PATH)
 _POLL_INTERVAL_S = 0.05  # how quickly serve_forever notices shutdown(): keeps stop() fast
+
+StreamReply = list[dict[str, Any]]
+"""The ``chat.completion.chunk`` objects of a streamed 200 reply, sent as server-sent events."""
 
 
 class MockOpenAIServer:
     """A rate-limited OpenAI-compatible chat-completions server; ``start()`` serves it in a background thread.
 
-    Binds at construction, so ``url`` has the real (ephemeral) port before ``start()``. Test-only hooks:
+    Binds at construction, so ``url`` has the real (ephemeral) port before ``start()``. ``models``: the only
+    model names served (None: any). Test-only hooks:
     ``gate`` (admitted requests wait for it before answering), ``clock`` (the token bucket's time source).
     """
 
@@ -66,6 +83,7 @@ class MockOpenAIServer:
         seed: int = 0,
         max_concurrent: int | None = None,
         provider: str = "mock",
+        models: Sequence[str] | None = None,
         gate: threading.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -79,6 +97,12 @@ class MockOpenAIServer:
             raise ValueError(f"MockOpenAIServer.port must be an int in [0, 65535], got {port!r}")
         if not isinstance(provider, str) or not provider:
             raise ValueError(f"MockOpenAIServer.provider must be a non-empty str, got {provider!r}")
+        if models is not None and (
+            isinstance(models, str) or not all(isinstance(name, str) and name for name in models) or not models
+        ):
+            raise ValueError(
+                f"MockOpenAIServer.models must be a non-empty sequence of non-empty str, or None for any, got {models!r}"
+            )
         self.rps = None if rps is None else float(rps)
         self.burst = optional_int_param(burst, "burst") or (None if rps is None else max(1, math.ceil(rps)))
         self.latency_ms = number_param(latency_ms, "latency_ms", minimum=0, maximum=3_600_000)
@@ -86,6 +110,8 @@ class MockOpenAIServer:
         self.max_concurrent_limit = optional_int_param(max_concurrent, "max_concurrent")
         self.seed = seed
         self.provider = provider
+        self.models: tuple[str, ...] | None = None if models is None else tuple(dict.fromkeys(models))
+        self._seen_models: dict[str, None] = dict.fromkeys(self.models or ())  # insertion order: first use
         self._gate = gate
         self._clock = clock
         self._lock = threading.Lock()
@@ -93,8 +119,10 @@ class MockOpenAIServer:
         self._stopping = threading.Event()  # wakes sleeping or gated handlers on stop()
         self._tokens = float(self.burst or 0)
         self._refilled_at = clock()
+        self._next_unpromised_slot = -math.inf  # clock time of the first refill slot no refused caller was told
         self._counts = dict.fromkeys(
-            ("requests", "ok", "rate_limited", "bad_requests", "errors", "concurrency_limited", "not_found", "max_concurrent"), 0
+            ("requests", "ok", "rate_limited", "bad_requests", "errors", "concurrency_limited", "not_found", "max_concurrent"),
+            0,
         )
         self._in_flight = 0
         self._admitted = 0  # numbers the admitted requests: the latency draw's index
@@ -189,13 +217,17 @@ class MockOpenAIServer:
             for name in names:
                 self._counts[name] += 1
 
-    def _complete(self, body: bytes) -> Reply:
+    def _complete(self, body: bytes) -> Reply | StreamReply:
         request = parse_chat_request(body)
         with self._lock:
             self._counts["requests"] += 1
             if isinstance(request, BadRequest):
                 self._counts["bad_requests"] += 1
                 return 400, error_body(request.message, "invalid_request_error", param=request.param), {}
+            if self.models is not None and request.model not in self.models:
+                self._counts["bad_requests"] += 1
+                return 404, _model_not_found(request.model), {}
+            self._seen_models.setdefault(request.model)
             if self.max_concurrent_limit is not None and self._in_flight >= self.max_concurrent_limit:
                 self._counts["rate_limited"] += 1
                 self._counts["concurrency_limited"] += 1
@@ -226,7 +258,8 @@ class MockOpenAIServer:
                 self._changed.notify_all()
 
     def _take_token_locked(self) -> float | None:
-        """Take a token (None), or return the seconds until one is available."""
+        """Take a token (None), or return the seconds until this caller's refill slot: the earliest one
+        not already promised to a caller refused before it (so refused callers do not come back at once)."""
         if self.rps is None or self.burst is None:
             return None
         now = self._clock()
@@ -235,7 +268,23 @@ class MockOpenAIServer:
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             return None
-        return (1.0 - self._tokens) / self.rps
+        slot = max(now + (1.0 - self._tokens) / self.rps, self._next_unpromised_slot)
+        self._next_unpromised_slot = slot + 1.0 / self.rps
+        return slot - now
+
+    def _models(self, model_id: str | None) -> tuple[int, dict[str, Any]]:
+        """``GET /v1/models`` (``model_id`` None) or ``GET /v1/models/{model_id}``."""
+        with self._lock:
+            served = list(self._seen_models)
+            any_model = self.models is None
+        if model_id is None:
+            return 200, {"object": "list", "data": [self._model_object(name) for name in served]}
+        if any_model or model_id in served:
+            return 200, self._model_object(model_id)
+        return 404, _model_not_found(model_id)
+
+    def _model_object(self, name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": CREATED, "owned_by": self.provider}
 
     def _hold(self, index: int) -> None:
         """The simulated latency (deterministic per admitted request), then the test gate; both end on stop()."""
@@ -249,24 +298,17 @@ class MockOpenAIServer:
             while not self._gate.wait(_POLL_INTERVAL_S) and not self._stopping.is_set():
                 pass
 
-    def _reply(self, request: ChatRequest, index: int) -> Reply:
-        endpoint = MockModelEndpoint(self.provider, [request.model], seed=self.seed)
-        text = endpoint.complete(request.model, request.prompt)
-        words = text.split()
-        finish_reason = "stop"
-        if request.max_tokens is not None and len(words) > request.max_tokens:
-            words, finish_reason = words[: request.max_tokens], "length"
-            text = " ".join(words)
-        prompt = request.prompt_tokens
-        payload = {
-            "id": f"chatcmpl-mock-{index}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": request.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": len(words), "total_tokens": prompt + len(words)},
-        }
-        return 200, payload, {}
+    def _reply(self, request: ChatRequest, index: int) -> Reply | StreamReply:
+        choices = mock_choices(request, MockModelEndpoint(self.provider, [request.model], seed=self.seed))
+        reply_id = f"chatcmpl-mock-{index}"
+        if request.stream:
+            return list(completion_chunks(request, reply_id, choices))
+        return 200, completion_body(request, reply_id, choices), {}
+
+
+def _model_not_found(model: str) -> dict[str, Any]:
+    message = f"The model '{model}' does not exist or you do not have access to it."
+    return error_body(message, "invalid_request_error", param="model", code="model_not_found")
 
 
 def _shutdown_quietly(connection: socket.socket) -> None:
@@ -325,6 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {"status": "ok"})
         elif path == "/stats":
             self._send(200, self.owner.stats())
+        elif path == MODELS_PATH or (path.startswith(MODELS_PATH + "/") and len(path) > len(MODELS_PATH) + 1):
+            self._send(*self.owner._models(unquote(path[len(MODELS_PATH) + 1 :]) or None))
         else:
             self._not_found_or_not_allowed(path, allow="POST" if path == CHAT_COMPLETIONS_PATH else None)
 
@@ -335,8 +379,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._not_found_or_not_allowed(path, allow="GET" if path in _GET_PATHS else None)
             return
         body = self._read_body()
-        if body is not None:
-            self._send(*self.owner._complete(body))
+        if body is None:
+            return
+        reply = self.owner._complete(body)
+        if isinstance(reply, list):
+            self._send_stream(reply)
+        else:
+            self._send(*reply)
 
     def _read_body(self) -> bytes | None:
         length = self.headers.get("Content-Length")
@@ -360,6 +409,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.owner._count("not_found")
             self._send(404, error_body(f"unknown path {path}", "invalid_request_error", code="not_found"))
+
+    def _send_stream(self, chunks: StreamReply) -> None:
+        """Server-sent events, one HTTP chunk each, then ``data: [DONE]``: the connection stays usable."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        for data in [*(json.dumps(chunk) for chunk in chunks), "[DONE]"]:
+            event = f"data: {data}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
 
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload).encode()

@@ -20,8 +20,9 @@ __all__ = ["add_mock_provider_options", "add_mock_provider_parser", "run_mock_pr
 
 _PROG = "threadsched mock-provider"
 _DESCRIPTION = (
-    "Serve an OpenAI-compatible POST /v1/chat/completions with deterministic replies, a token-bucket rate limit "
-    "(429 with Retry-After and retry-after-ms), simulated latency, GET /stats and GET /health. Runs until "
+    "Serve an OpenAI-compatible POST /v1/chat/completions (also streamed as server-sent events) and GET /v1/models "
+    "with deterministic replies, a token-bucket rate limit (429 with staggered Retry-After and retry-after-ms), "
+    "simulated latency, GET /stats and GET /health. Runs until "
     "SIGINT/SIGTERM; the first line of output is 'listening on http://HOST:PORT'."
 )
 
@@ -36,6 +37,14 @@ def add_mock_provider_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the replies and the latency jitter (default 0)")
     parser.add_argument("--max-concurrent", type=int, default=None, help="429 beyond this many in flight (default: none)")
     parser.add_argument("--provider", default="mock", help="provider name hashed into replies (default mock)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        default=None,
+        metavar="NAME",
+        help="serve only this model (repeat for several; GET /v1/models lists them); default: any model name",
+    )
 
 
 def add_mock_provider_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -64,6 +73,8 @@ def validate_mock_provider_args(args: argparse.Namespace) -> str | None:
         return f"--max-concurrent must be >= 1, got {args.max_concurrent}"
     if not args.provider:
         return "--provider must not be empty"
+    if args.models is not None and not all(args.models):
+        return "--model must not be empty"
     return None
 
 
@@ -86,6 +97,7 @@ def run_mock_provider(args: argparse.Namespace) -> int:
             seed=args.seed,
             max_concurrent=args.max_concurrent,
             provider=args.provider,
+            models=args.models,
         )
     except OSError as error:
         print(f"{_PROG}: cannot listen on {args.host}:{args.port}: {error.strerror or error}", file=sys.stderr)
