@@ -18,21 +18,48 @@ Sections:
 * Engine runs: ``no_sleep``, ``small_recipe`` (a three-column mock recipe), ``PRE_FILTER``, ``assert_healthy``.
 * Report event logs (hand-built event dicts with chosen times): ``Log``, ``LLM``, ``scenario``, ``RequestLog``,
   ``WRITER``, ``JUDGE``, ``request_scenario``.
+* Admission policies, tasks and a policy harness: ``PolicyStub`` (allows everything, changes nothing),
+  ``RaisingPolicy``, ``make_task``, ``empty_view``, ``reason``, ``contended``, ``strict_fair_outcome`` (a model of
+  StrictFairPolicy), ``PolicyHarness``.
+* Hypothesis strategies: ``per_group``, ``resource_amounts``, ``group_draws``.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, wait
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
-from threadsched import MemoryEventSink, SchedulerEvent
+from hypothesis import strategies as st
+
+from threadsched import (
+    SUBMISSION,
+    FairTaskQueue,
+    MemoryEventSink,
+    PolicyDecision,
+    PolicyStateDelta,
+    QueueView,
+    SchedulableTask,
+    SchedulerEvent,
+    SchedulerResourceRequest,
+    TaskAdmissionConfig,
+    TaskAdmissionController,
+    TaskAdmissionDenied,
+    TaskAdmissionLease,
+    TaskAdmissionPolicy,
+    TaskAdmissionView,
+    TaskGroupSpec,
+)
 from threadsched.engine import Recipe, parse_recipe
 from threadsched.engine.runner import RunResult
+from threadsched.policies.base import ALLOW, NO_CHANGE
+
+T = TypeVar("T")
 
 # -- waiting and events ----------------------------------------------------------------------------
 
@@ -469,3 +496,157 @@ def request_scenario() -> list[dict[str, Any]]:
     log.done("t2", "q", 2, 1.0)
     log.done("t3", "s", 3, 2.5)
     return log.events
+
+
+# -- admission policies, tasks and a policy harness ------------------------------------------------
+
+
+class PolicyStub:
+    """A custom policy (so the controller always consults it): allows everything, changes nothing.
+
+    Subclasses override the hook they are about."""
+
+    def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
+        return ALLOW
+
+    def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
+        return NO_CHANGE
+
+    def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
+        return NO_CHANGE
+
+
+class RaisingPolicy(PolicyStub):
+    """A policy with a bug: ``evaluate`` raises ``RuntimeError`` for the groups in ``evaluate_fails_for`` (and allows
+    the others); ``on_acquire`` and ``on_release`` raise when ``hooks_fail``. Its repr is ``f"{label}()"``."""
+
+    def __init__(
+        self, *, evaluate_fails_for: Collection[Hashable] = (), hooks_fail: bool = False, label: str = "RaisingPolicy"
+    ) -> None:
+        self.evaluate_fails_for = frozenset(evaluate_fails_for)
+        self.hooks_fail = hooks_fail
+        self.label = label
+
+    def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
+        if item.group.key in self.evaluate_fails_for:
+            raise RuntimeError(f"policy bug for group {item.group.key!r}")
+        return ALLOW
+
+    def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
+        if self.hooks_fail:
+            raise RuntimeError("policy bug on acquire")
+        return NO_CHANGE
+
+    def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
+        if self.hooks_fail:
+            raise RuntimeError("policy bug on release")
+        return NO_CHANGE
+
+    def __repr__(self) -> str:
+        return f"{self.label}()"
+
+
+_task_ids = itertools.count()
+
+
+def make_task(group: TaskGroupSpec, amounts: Mapping[str, int] | None = None, task_id: str | None = None) -> SchedulableTask:
+    """A schedulable task of ``group`` asking for ``amounts``; its id is ``task_id`` or a fresh ``"<group key>-<n>"``."""
+    return SchedulableTask(task_id or f"{group.key}-{next(_task_ids)}", None, group, SchedulerResourceRequest(amounts))
+
+
+def empty_view() -> QueueView:
+    """A queue view with no peers in it (a lone group is always live)."""
+    return FairTaskQueue().view()
+
+
+def reason(outcome: TaskAdmissionLease | TaskAdmissionDenied) -> str:
+    """``"lease"`` for a lease, otherwise the denial's reason."""
+    return "lease" if isinstance(outcome, TaskAdmissionLease) else outcome.reason
+
+
+def contended(task: SchedulableTask) -> frozenset[str]:
+    """A task contends on its resources other than submission, or on submission alone."""
+    others = frozenset(r for r in task.resource_request.amounts if r != SUBMISSION)
+    return others or frozenset({SUBMISSION})
+
+
+def strict_fair_outcome(
+    task: SchedulableTask, queue_view: QueueView, available: Mapping[str, int], running: Mapping[Hashable, int]
+) -> str:
+    """Independent model of capacity + StrictFairPolicy's group-cap rule: ``"lease"``, ``"no_capacity"`` or ``"group_cap"``.
+
+    A group at its ``admitted_limit`` is capped while another group's head contends for one of the same resources
+    and all of that peer's resources are available; a peer that is itself at its admitted_limit does not hold a
+    capped group back (capped peers never block each other while capacity sits idle).
+    """
+    amounts = task.resource_request.amounts
+    if any(available[r] < a for r, a in amounts.items()):
+        return "no_capacity"
+    limit = task.group.admitted_limit
+    if limit is None or running.get(task.group.key, 0) < limit:
+        return "lease"
+    for peer_key, peer in queue_view.first_candidate_tasks_by_group.items():
+        if peer_key == task.group.key or contended(task).isdisjoint(contended(peer)):
+            continue
+        peer_limit = peer.group.admitted_limit
+        if peer_limit is not None and running.get(peer_key, 0) >= peer_limit:
+            continue
+        if all(available[r] >= a for r, a in peer.resource_request.amounts.items()):
+            return "group_cap"
+    return "lease"
+
+
+class PolicyHarness:
+    """One policy behind a real ``TaskAdmissionController`` (``submission`` plus ``limits``) and a real ``FairTaskQueue``.
+
+    ``policy=None`` is the controller's default policy. Policy test modules subclass it with their ``attempt``.
+    """
+
+    def __init__(self, policy: TaskAdmissionPolicy | None, submission: int, limits: Mapping[str, int]) -> None:
+        self.controller = TaskAdmissionController(TaskAdmissionConfig(submission, limits), policy)
+        self.policy: Any = self.controller.policy
+        self.queue = FairTaskQueue()
+
+    def hold(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> TaskAdmissionLease:
+        """Acquire with no peers in view (a lone group is always live)."""
+        lease = self.controller.try_acquire(make_task(group, amounts), empty_view())
+        assert isinstance(lease, TaskAdmissionLease), lease
+        return lease
+
+    def queue_task(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> SchedulableTask:
+        item = make_task(group, amounts)
+        assert self.queue.enqueue([item]) == (item.task_id,)
+        return item
+
+    def decide(
+        self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None
+    ) -> tuple[TaskAdmissionLease | TaskAdmissionDenied, PolicyDecision]:
+        """A direct ``evaluate``, then ``is_eligible`` and ``try_acquire`` against the current queue view (which must
+        agree with each other); the outcome and the direct decision."""
+        item = make_task(group, amounts)
+        view = self.queue.view()
+        decision = self.policy.evaluate(item, view, self.controller.view())
+        eligible = self.controller.is_eligible(item, view)
+        outcome = self.controller.try_acquire(item, view)
+        assert eligible is isinstance(outcome, TaskAdmissionLease)
+        return outcome, decision
+
+
+# -- hypothesis strategies -------------------------------------------------------------------------
+
+
+def per_group(values: st.SearchStrategy[T], groups: int) -> st.SearchStrategy[list[T]]:
+    """One value per group (weights, caps, specs), ``groups`` of them."""
+    return st.lists(values, min_size=groups, max_size=groups)
+
+
+def resource_amounts(resources: Sequence[str], most: int) -> st.SearchStrategy[dict[str, int]]:
+    """A task's resource request: up to two of ``resources``, 1 to ``most`` units each."""
+    return st.dictionaries(st.sampled_from(resources), st.integers(1, most), max_size=2)
+
+
+def group_draws(
+    groups: int, values: st.SearchStrategy[T], *, min_size: int = 0, max_size: int
+) -> st.SearchStrategy[list[tuple[int, T]]]:
+    """A list of ``(group index, value)``: which of ``groups`` groups does what."""
+    return st.lists(st.tuples(st.integers(0, groups - 1), values), min_size=min_size, max_size=max_size)

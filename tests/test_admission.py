@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import sys
 import threading
 from collections import Counter
@@ -14,6 +13,7 @@ import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from support import PolicyStub, RaisingPolicy, empty_view, make_task, per_group, strict_fair_outcome
 
 from threadsched import (
     SUBMISSION,
@@ -38,46 +38,13 @@ GROUP_KEYS: tuple[Hashable, ...] = ("alpha", "beta", ("gamma", 3))
 DIAGNOSTIC_REASONS = ("duplicate", "stale_lease", "wrong_controller_generation", "unknown_lease")
 RELEASED = ReleaseResult(True, "released")
 
-_task_ids = itertools.count()
-
-
-def make_task(group: TaskGroupSpec, amounts: Mapping[str, int] | None = None, task_id: str | None = None) -> SchedulableTask:
-    return SchedulableTask(task_id or f"t{next(_task_ids)}", None, group, SchedulerResourceRequest(amounts))
-
-
-def empty_view() -> QueueView:
-    return FairTaskQueue().view()
-
-
-def contended(task: SchedulableTask) -> frozenset[str]:
-    """A task contends on its resources other than submission, or on submission alone."""
-    others = frozenset(r for r in task.resource_request.amounts if r != SUBMISSION)
-    return others or frozenset({SUBMISSION})
-
 
 def expected_denial(
     task: SchedulableTask, queue_view: QueueView, available: Mapping[str, int], running: Mapping[Hashable, int]
 ) -> str | None:
-    """Independent model of capacity + StrictFairPolicy's group-cap rule; None means a lease is expected.
-
-    A peer that is itself at its admitted_limit does not hold a capped group back (capped peers
-    never block each other while capacity sits idle).
-    """
-    amounts = task.resource_request.amounts
-    if any(available[r] < a for r, a in amounts.items()):
-        return "no_capacity"
-    limit = task.group.admitted_limit
-    if limit is None or running.get(task.group.key, 0) < limit:
-        return None
-    for peer_key, peer in queue_view.first_candidate_tasks_by_group.items():
-        if peer_key == task.group.key or contended(task).isdisjoint(contended(peer)):
-            continue
-        peer_limit = peer.group.admitted_limit
-        if peer_limit is not None and running.get(peer_key, 0) >= peer_limit:
-            continue
-        if all(available[r] >= a for r, a in peer.resource_request.amounts.items()):
-            return "group_cap"
-    return None
+    """The denial ``strict_fair_outcome`` (an independent model of StrictFairPolicy) expects; None means a lease."""
+    outcome = strict_fair_outcome(task, queue_view, available, running)
+    return None if outcome == "lease" else outcome
 
 
 def assert_accounting(controller: TaskAdmissionController, held: list[TaskAdmissionLease]) -> TaskAdmissionView:
@@ -118,7 +85,7 @@ class AdmissionMachine(RuleBasedStateMachine):
     @initialize(
         capacity=st.integers(1, 4),
         limits=st.dictionaries(st.sampled_from(RESOURCE_NAMES), st.integers(1, 4), min_size=1, max_size=3),
-        caps=st.lists(st.none() | st.integers(1, 2), min_size=len(GROUP_KEYS), max_size=len(GROUP_KEYS)),
+        caps=per_group(st.none() | st.integers(1, 2), len(GROUP_KEYS)),
         peers=st.integers(0, 4),
         data=st.data(),
     )
@@ -772,17 +739,11 @@ def test_policy_denial_reason_mapping(policy_reason: str | None, expected: str, 
 
 
 def test_explain_blocked_reports_earliest_available_after() -> None:
-    class PerGroupDelay:
+    class PerGroupDelay(PolicyStub):
         delays: dict[Hashable, float | None] = {"a": 30.0, "b": 10.0, "c": None}
 
         def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
             return PolicyDecision(False, "borrow_debt", self.delays[item.group.key])
-
-        def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
-            return PolicyStateDelta()
-
-        def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
-            return PolicyStateDelta()
 
     controller = TaskAdmissionController(TaskAdmissionConfig(3), PerGroupDelay())
     queue = FairTaskQueue()
@@ -798,7 +759,7 @@ def test_explain_blocked_reports_earliest_available_after() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-class RecordingPolicy:
+class RecordingPolicy(PolicyStub):
     """Allows every group but "denied"; records the decision each on_acquire receives."""
 
     def __init__(self) -> None:
@@ -810,9 +771,6 @@ class RecordingPolicy:
 
     def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
         self.acquired_with.append((lease.item.task_id, decision.allowed, decision.diagnostics.get("task")))
-        return PolicyStateDelta()
-
-    def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
         return PolicyStateDelta()
 
 
@@ -858,16 +816,8 @@ def test_try_acquire_decides_on_the_queue_view_it_is_given() -> None:
     assert isinstance(controller.try_acquire(other, same_view), TaskAdmissionLease)
 
 
-class _ExplodingPolicy(StrictFairPolicy):
-    def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
-        raise RuntimeError("policy bug on acquire")
-
-    def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
-        raise RuntimeError("policy bug on release")
-
-
 def test_a_policy_hook_that_raises_never_breaks_acquire_or_release() -> None:
-    controller = TaskAdmissionController(TaskAdmissionConfig(submission_capacity=1), _ExplodingPolicy())
+    controller = TaskAdmissionController(TaskAdmissionConfig(submission_capacity=1), RaisingPolicy(hooks_fail=True))
     queue = FairTaskQueue()
     item = SchedulableTask("t1", None, TaskGroupSpec("g"))
     lease = controller.try_acquire(item, queue.view())

@@ -3,11 +3,12 @@ time, group caps named, and a stall only when nothing anywhere can change what i
 
 from __future__ import annotations
 
+from support import PolicyStub
+
 from threadsched import (
     FairTaskQueue,
     MemoryEventSink,
     PolicyDecision,
-    PolicyStateDelta,
     QueueView,
     SchedulableTask,
     TaskAdmissionConfig,
@@ -19,12 +20,12 @@ from threadsched import (
 )
 from threadsched.blocked_admission import BlockedAdmission
 from threadsched.emitter import EventEmitter
-from threadsched.policies.base import ALLOW, NO_CHANGE
+from threadsched.policies.base import ALLOW
 
 LATER = 1_000_000.0
 
 
-class DenyByGroup:
+class DenyByGroup(PolicyStub):
     """Denies group "capped" with ``group_cap`` and group "later" until ``LATER``; allows the rest."""
 
     def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
@@ -33,12 +34,6 @@ class DenyByGroup:
         if item.group.key == "later":
             return PolicyDecision(False, "policy_denial", available_after=LATER)
         return ALLOW
-
-    def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
-        return NO_CHANGE
-
-    def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
-        return NO_CHANGE
 
 
 def build(*groups: str) -> tuple[BlockedAdmission, MemoryEventSink, TaskAdmissionController, FairTaskQueue]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from support import (
     GENEROUS,
+    PolicyStub,
     SignalingSink,
     check_lease_evidence,
     join_scheduler_threads,
@@ -24,7 +25,6 @@ from threadsched import (
     FairTaskQueue,
     MemoryEventSink,
     PolicyDecision,
-    PolicyStateDelta,
     QueueView,
     RetryPolicy,
     SchedulableTask,
@@ -772,15 +772,9 @@ def test_shutdown_timeout_reports_overdue_worker_instead_of_hanging() -> None:
 # -- admission stalled ----------------------------------------------------------------------------
 
 
-class DenyEverything:
+class DenyEverything(PolicyStub):
     def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
         return PolicyDecision(allowed=False, reason="policy_denial", diagnostics={"why": "test"})
-
-    def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
-        return PolicyStateDelta()
-
-    def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
-        return PolicyStateDelta()
 
 
 def test_never_admissible_work_fails_with_admission_stalled_error() -> None:

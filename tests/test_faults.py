@@ -7,6 +7,7 @@ each would fail if the fix it names were reverted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import threading
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from support import GENEROUS, SignalingSink, opened_on_exit, resolve_all
+from support import GENEROUS, PolicyStub, RaisingPolicy, SignalingSink, opened_on_exit, resolve_all
 
 from threadsched import (
     AdmissionStalledError,
@@ -39,7 +40,7 @@ from threadsched import (
 )
 from threadsched.dispatcher import DispatcherCore
 from threadsched.outcomes import classify_outcome
-from threadsched.policies.base import ALLOW, NO_CHANGE
+from threadsched.policies.base import NO_CHANGE
 from threadsched.retry import NO_RETRY
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -53,25 +54,11 @@ def make_result(payload: Payload) -> Payload:
     return Payload()
 
 
-class RaisingForBadGroup:
-    """A custom policy (so the controller always consults it): ``evaluate`` raises for group "bad"."""
-
-    def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
-        if item.group.key == "bad":
-            raise RuntimeError("policy bug for group 'bad'")
-        return ALLOW
-
-    def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
-        return NO_CHANGE
-
-    def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
-        return NO_CHANGE
-
-    def __repr__(self) -> str:
-        return "RaisingForBadGroup()"
+RaisingForBadGroup = functools.partial(RaisingPolicy, evaluate_fails_for={"bad"}, label="RaisingForBadGroup")
+"""A custom policy (so the controller always consults it): ``evaluate`` raises for group "bad"."""
 
 
-class CountingPolicy:
+class CountingPolicy(PolicyStub):
     """Allows everything; counts ``evaluate`` calls per task id and remembers what ``on_acquire`` received."""
 
     def __init__(self) -> None:
@@ -87,9 +74,6 @@ class CountingPolicy:
 
     def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
         self.acquired_with[lease.item.task_id] = decision
-        return NO_CHANGE
-
-    def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
         return NO_CHANGE
 
 

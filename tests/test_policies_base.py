@@ -9,23 +9,18 @@ own ``admitted_limit`` does not hold a capped group back.
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from collections.abc import Hashable, Mapping
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import PolicyHarness, empty_view, group_draws, make_task, per_group, reason, resource_amounts, strict_fair_outcome
 
 from threadsched import (
     SUBMISSION,
-    FairTaskQueue,
     PolicyStateDelta,
-    QueueView,
-    SchedulableTask,
-    SchedulerResourceRequest,
     StrictFairPolicy,
-    TaskAdmissionConfig,
     TaskAdmissionController,
     TaskAdmissionDenied,
     TaskAdmissionLease,
@@ -33,47 +28,22 @@ from threadsched import (
     TaskGroupSpec,
 )
 
-_ids = itertools.count()
 
-
-def task(group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> SchedulableTask:
-    return SchedulableTask(f"{group.key}-{next(_ids)}", None, group, SchedulerResourceRequest(amounts))
-
-
-class Harness:
+class Harness(PolicyHarness):
     def __init__(self, submission: int = 8, **limits: int) -> None:
-        self.controller = TaskAdmissionController(TaskAdmissionConfig(submission, limits))
-        self.queue = FairTaskQueue()
+        super().__init__(None, submission, limits)
 
-    def hold(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> TaskAdmissionLease:
-        """Acquire with no peers in view (a lone group is always live)."""
-        lease = self.controller.try_acquire(task(group, amounts), FairTaskQueue().view())
-        assert isinstance(lease, TaskAdmissionLease), lease
-        return lease
-
-    def queue_peer(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> SchedulableTask:
-        item = task(group, amounts)
-        assert self.queue.enqueue([item]) == (item.task_id,)
-        return item
+    queue_peer = PolicyHarness.queue_task
 
     def attempt(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> TaskAdmissionLease | TaskAdmissionDenied:
         """try_acquire against the current queue view; is_eligible and a direct evaluate must agree."""
-        item = task(group, amounts)
-        view = self.queue.view()
-        decision = self.controller.policy.evaluate(item, view, self.controller.view())
-        eligible = self.controller.is_eligible(item, view)
-        outcome = self.controller.try_acquire(item, view)
-        assert eligible is isinstance(outcome, TaskAdmissionLease)
+        outcome, decision = self.decide(group, amounts)
         if isinstance(outcome, TaskAdmissionDenied) and outcome.reason == "group_cap":
             assert decision.allowed is False
             assert decision.reason == "group_cap"
         elif isinstance(outcome, TaskAdmissionLease):
             assert decision.allowed is True
         return outcome
-
-
-def reason(outcome: TaskAdmissionLease | TaskAdmissionDenied) -> str:
-    return "lease" if isinstance(outcome, TaskAdmissionLease) else outcome.reason
 
 
 def test_strict_fair_is_the_default_policy_and_a_policy() -> None:
@@ -248,7 +218,7 @@ def test_policy_is_pure_and_keeps_no_state() -> None:
     lease = h.hold(capped, {"gpu": 1})
     h.queue_peer(TaskGroupSpec("peer"), {"gpu": 1})
     policy = StrictFairPolicy()
-    item = task(capped, {"gpu": 1})
+    item = make_task(capped, {"gpu": 1})
     queue_before, admission_before = h.queue.view(), h.controller.view()
     decisions = [policy.evaluate(item, h.queue.view(), h.controller.view()) for _ in range(3)]
     assert decisions[0] == decisions[1] == decisions[2]
@@ -269,38 +239,17 @@ RESOURCES = ("gpu", "llm")
 KEYS: tuple[Hashable, ...] = ("a", "b", "c")
 
 
-def contended(item: SchedulableTask) -> frozenset[str]:
-    others = frozenset(r for r in item.resource_request.amounts if r != SUBMISSION)
-    return others or frozenset({SUBMISSION})
-
-
-def rule_decision(item: SchedulableTask, view: QueueView, available: Mapping[str, int], running: Mapping[Hashable, int]) -> str:
-    if any(available[r] < a for r, a in item.resource_request.amounts.items()):
-        return "no_capacity"
-    limit = item.group.admitted_limit
-    if limit is None or running.get(item.group.key, 0) < limit:
-        return "lease"
-    for key, head in view.first_candidate_tasks_by_group.items():
-        if key == item.group.key or contended(item).isdisjoint(contended(head)):
-            continue
-        if head.group.admitted_limit is not None and running.get(key, 0) >= head.group.admitted_limit:
-            continue
-        if all(available[r] >= a for r, a in head.resource_request.amounts.items()):
-            return "group_cap"
-    return "lease"
-
-
-requests = st.dictionaries(st.sampled_from(RESOURCES), st.integers(1, 3), max_size=2)
+requests = resource_amounts(RESOURCES, 3)
 
 
 @settings(max_examples=150, deadline=None)
 @given(
     submission=st.integers(1, 5),
     limits=st.tuples(st.integers(1, 3), st.integers(1, 3)),
-    caps=st.lists(st.none() | st.integers(1, 2), min_size=len(KEYS), max_size=len(KEYS)),
-    held=st.lists(st.tuples(st.integers(0, len(KEYS) - 1), requests), max_size=6),
-    queued=st.lists(st.tuples(st.integers(0, len(KEYS) - 1), requests), max_size=4),
-    attempts=st.lists(st.tuples(st.integers(0, len(KEYS) - 1), requests), min_size=1, max_size=4),
+    caps=per_group(st.none() | st.integers(1, 2), len(KEYS)),
+    held=group_draws(len(KEYS), requests, max_size=6),
+    queued=group_draws(len(KEYS), requests, max_size=4),
+    attempts=group_draws(len(KEYS), requests, min_size=1, max_size=4),
 )
 def test_decisions_follow_the_rule(
     submission: int,
@@ -318,14 +267,14 @@ def test_decisions_follow_the_rule(
         return {r: min(a, resource_limits[r]) for r, a in amounts.items()}
 
     for index, amounts in held:  # hold what fits, with no peers in view
-        h.controller.try_acquire(task(groups[index], fits(amounts)), FairTaskQueue().view())
+        h.controller.try_acquire(make_task(groups[index], fits(amounts)), empty_view())
     for index, amounts in queued:
         h.queue_peer(groups[index], fits(amounts))
     for index, amounts in attempts:
-        item = task(groups[index], fits(amounts))
+        item = make_task(groups[index], fits(amounts))
         view = h.queue.view()
         before = h.controller.view()
-        expected = rule_decision(item, view, before.resources_available, before.running_counts_by_group)
+        expected = strict_fair_outcome(item, view, before.resources_available, before.running_counts_by_group)
         outcome = h.controller.try_acquire(item, view)
         assert reason(outcome) == expected
         # Liveness: with no other group queued, a group with free capacity is never held back.

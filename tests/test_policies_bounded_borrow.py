@@ -8,7 +8,6 @@ debt, the peer goes first.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Hashable, Mapping
 from concurrent.futures import wait
@@ -16,16 +15,12 @@ from concurrent.futures import wait
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import GENEROUS
+from support import GENEROUS, PolicyHarness, make_task, per_group, reason, resource_amounts
 
 from threadsched import (
-    FairTaskQueue,
     PolicyStateDelta,
-    SchedulableTask,
     Scheduler,
-    SchedulerResourceRequest,
     StrictFairPolicy,
-    TaskAdmissionConfig,
     TaskAdmissionController,
     TaskAdmissionDenied,
     TaskAdmissionLease,
@@ -35,14 +30,8 @@ from threadsched import (
 from threadsched.policies import make_policy
 from threadsched.policies.bounded_borrow import BoundedBorrowConfig, BoundedBorrowPolicy
 
-_ids = itertools.count()
 
-
-def task(group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> SchedulableTask:
-    return SchedulableTask(f"{group.key}-{next(_ids)}", None, group, SchedulerResourceRequest(amounts))
-
-
-class Harness:
+class Harness(PolicyHarness):
     def __init__(
         self,
         submission: int = 64,
@@ -51,23 +40,11 @@ class Harness:
         policy: TaskAdmissionPolicy | None = None,
         **limits: int,
     ) -> None:
-        self.policy: TaskAdmissionPolicy = policy if policy is not None else BoundedBorrowPolicy(config)
-        self.controller = TaskAdmissionController(TaskAdmissionConfig(submission, limits), self.policy)
-        self.queue = FairTaskQueue()
-
-    def queue_task(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> SchedulableTask:
-        item = task(group, amounts)
-        assert self.queue.enqueue([item]) == (item.task_id,)
-        return item
+        super().__init__(policy if policy is not None else BoundedBorrowPolicy(config), submission, limits)
 
     def attempt(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> TaskAdmissionLease | TaskAdmissionDenied:
         """try_acquire against the current queue view; is_eligible and a direct evaluate agree with it."""
-        item = task(group, amounts)
-        view = self.queue.view()
-        decision = self.policy.evaluate(item, view, self.controller.view())
-        eligible = self.controller.is_eligible(item, view)
-        outcome = self.controller.try_acquire(item, view)
-        assert eligible is isinstance(outcome, TaskAdmissionLease)
+        outcome, decision = self.decide(group, amounts)
         if isinstance(outcome, TaskAdmissionDenied) and outcome.reason in {"group_cap", "borrow_debt"}:
             assert (decision.allowed, decision.reason) == (False, outcome.reason)
         elif isinstance(outcome, TaskAdmissionLease):
@@ -85,10 +62,6 @@ class Harness:
 
     def debt(self) -> dict[tuple[Hashable, str], int]:
         return dict(self.controller.view().policy_debt_by_group_resource)
-
-
-def reason(outcome: TaskAdmissionLease | TaskAdmissionDenied) -> str:
-    return "lease" if isinstance(outcome, TaskAdmissionLease) else outcome.reason
 
 
 def rule(outcome: TaskAdmissionLease | TaskAdmissionDenied) -> str:
@@ -369,7 +342,7 @@ def test_evaluate_is_pure() -> None:
     a, b = TaskGroupSpec("a"), TaskGroupSpec("b")
     leases = [h.lease(a, {"gpu": 1}) for _ in range(3)]
     h.queue_task(b, {"gpu": 1})
-    item = task(a, {"gpu": 1})
+    item = make_task(a, {"gpu": 1})
     queue_before, admission_before, stats_before = h.queue.view(), h.controller.view(), h.stats()
     decisions = [h.policy.evaluate(item, h.queue.view(), h.controller.view()) for _ in range(3)]
     assert decisions[0] == decisions[1] == decisions[2]
@@ -459,7 +432,7 @@ def check_invariants(controller: TaskAdmissionController, policy: TaskAdmissionP
             assert 0 < units <= view.leased_resources_by_group[key][resource]
 
 
-requests = st.dictionaries(st.sampled_from(RESOURCES), st.integers(1, 3), max_size=2)
+requests = resource_amounts(RESOURCES, 3)
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("enqueue"), st.integers(0, len(KEYS) - 1), requests),
@@ -475,7 +448,7 @@ operations = st.lists(
 @given(
     submission=st.integers(1, 6),
     limits=st.tuples(st.integers(1, 4), st.integers(1, 4)),
-    weights=st.lists(st.sampled_from([1.0, 1.5, 2.0, 5.0]), min_size=len(KEYS), max_size=len(KEYS)),
+    weights=per_group(st.sampled_from([1.0, 1.5, 2.0, 5.0]), len(KEYS)),
     reserve=st.integers(0, 3),
     default_ceiling=st.none() | st.integers(1, 4),
     ops=operations,
@@ -523,7 +496,7 @@ def test_random_operations_keep_limits_purity_and_liveness(
 
     for op, index, amounts in ops:
         if op == "enqueue":
-            item = task(groups[index], fits(amounts))
+            item = make_task(groups[index], fits(amounts))
             h.queue.enqueue([item])
             enqueued.add(item.task_id)
         elif op == "dispatch":

@@ -7,7 +7,6 @@ Rule under test: a task may run unless another group's head fits now, is not hel
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections import Counter
 from collections.abc import Hashable, Mapping, Sequence
@@ -15,18 +14,24 @@ from collections.abc import Hashable, Mapping, Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import GENEROUS, SignalingSink, resolve_all
+from support import (
+    GENEROUS,
+    PolicyHarness,
+    SignalingSink,
+    empty_view,
+    group_draws,
+    make_task,
+    per_group,
+    reason,
+    resolve_all,
+    resource_amounts,
+)
 
 from threadsched import (
     SUBMISSION,
-    FairTaskQueue,
     PolicyStateDelta,
-    SchedulableTask,
     Scheduler,
     SchedulerEvent,
-    SchedulerResourceRequest,
-    TaskAdmissionConfig,
-    TaskAdmissionController,
     TaskAdmissionDenied,
     TaskAdmissionLease,
     TaskAdmissionPolicy,
@@ -36,37 +41,18 @@ from threadsched import (
 from threadsched.policies import make_policy
 from threadsched.policies.drf import DominantResourceFairPolicy, dominant_share
 
-_ids = itertools.count()
 
-
-def task(group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> SchedulableTask:
-    return SchedulableTask(f"{group.key}-{next(_ids)}", None, group, SchedulerResourceRequest(amounts))
-
-
-class Harness:
+class Harness(PolicyHarness):
     def __init__(self, submission: int = 32, *, policy: DominantResourceFairPolicy | None = None, **limits: int) -> None:
-        self.policy = policy if policy is not None else DominantResourceFairPolicy()
-        self.controller = TaskAdmissionController(TaskAdmissionConfig(submission, limits), self.policy)
-        self.queue = FairTaskQueue()
-
-    def hold(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> TaskAdmissionLease:
-        """Acquire with no peers in view (a lone group is always live)."""
-        lease = self.controller.try_acquire(task(group, amounts), FairTaskQueue().view())
-        assert isinstance(lease, TaskAdmissionLease), lease
-        return lease
+        super().__init__(policy if policy is not None else DominantResourceFairPolicy(), submission, limits)
 
     def queue_tasks(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None, count: int = 1) -> None:
-        items = [task(group, amounts) for _ in range(count)]
+        items = [make_task(group, amounts) for _ in range(count)]
         assert len(self.queue.enqueue(items)) == count
 
     def attempt(self, group: TaskGroupSpec, amounts: Mapping[str, int] | None = None) -> TaskAdmissionLease | TaskAdmissionDenied:
         """try_acquire against the current queue view; a direct evaluate and is_eligible must agree."""
-        item = task(group, amounts)
-        view = self.queue.view()
-        decision = self.policy.evaluate(item, view, self.controller.view())
-        eligible = self.controller.is_eligible(item, view)
-        outcome = self.controller.try_acquire(item, view)
-        assert eligible is isinstance(outcome, TaskAdmissionLease)
+        outcome, decision = self.decide(group, amounts)
         if isinstance(outcome, TaskAdmissionDenied) and outcome.reason in {"policy_denial", "group_cap"}:
             assert not decision.allowed and decision.reason == outcome.reason
         return outcome
@@ -80,10 +66,6 @@ class Harness:
             assert self.queue.commit(selection) is selection.item
             admitted[selection.item.group.key] += 1
         return admitted
-
-
-def reason(outcome: TaskAdmissionLease | TaskAdmissionDenied) -> str:
-    return "lease" if isinstance(outcome, TaskAdmissionLease) else outcome.reason
 
 
 A, B = TaskGroupSpec("A"), TaskGroupSpec("B")
@@ -202,7 +184,7 @@ def test_evaluate_is_pure_and_the_policy_keeps_no_state() -> None:
     h = Harness(cpu=9, mem=18)
     lease = h.hold(A, A_NEEDS)
     h.queue_tasks(B, B_NEEDS)
-    item = task(A, A_NEEDS)
+    item = make_task(A, A_NEEDS)
     queue_before, admission_before = h.queue.view(), h.controller.view()
     decisions = [h.policy.evaluate(item, h.queue.view(), h.controller.view()) for _ in range(3)]
     assert decisions[0] == decisions[1] == decisions[2]
@@ -358,7 +340,7 @@ def test_scheduler_lone_group_completes() -> None:
 
 RESOURCES = ("cpu", "mem")
 KEYS: tuple[Hashable, ...] = ("a", "b", "c")
-requests = st.dictionaries(st.sampled_from(RESOURCES), st.integers(1, 4), max_size=2)
+requests = resource_amounts(RESOURCES, 4)
 group_specs = st.tuples(st.sampled_from([1.0, 2.0, 3.0]), st.none() | st.integers(1, 3))
 
 
@@ -426,9 +408,9 @@ def drain(
 @given(
     submission=st.integers(1, 6),
     limits=st.tuples(st.integers(1, 8), st.integers(1, 8)),
-    specs=st.lists(group_specs, min_size=len(KEYS), max_size=len(KEYS)),
-    tasks=st.lists(st.tuples(st.integers(0, len(KEYS) - 1), requests), min_size=1, max_size=14),
-    held=st.lists(st.tuples(st.integers(0, len(KEYS) - 1), requests), max_size=3),
+    specs=per_group(group_specs, len(KEYS)),
+    tasks=group_draws(len(KEYS), requests, min_size=1, max_size=14),
+    held=group_draws(len(KEYS), requests, max_size=3),
     releases=st.lists(st.integers(0, 20), max_size=8),
 )
 def test_random_workloads_respect_limits_and_drain(
@@ -448,7 +430,7 @@ def test_random_workloads_respect_limits_and_drain(
 
     out: list[TaskAdmissionLease] = []  # some leases already out, as the dispatcher would find them
     for index, amounts in held:
-        lease = h.controller.try_acquire(task(groups[index], clamp(amounts)), FairTaskQueue().view())
+        lease = h.controller.try_acquire(make_task(groups[index], clamp(amounts)), empty_view())
         if isinstance(lease, TaskAdmissionLease):
             out.append(lease)
     for index, amounts in tasks:

@@ -6,7 +6,6 @@ providers and an injected clock; ``RequestAdmissionPressure`` against a real req
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import GENEROUS
+from support import GENEROUS, empty_view, make_task
 
 from threadsched import (
     FairTaskQueue,
@@ -26,7 +25,6 @@ from threadsched import (
     QueueView,
     SchedulableTask,
     Scheduler,
-    SchedulerResourceRequest,
     StrictFairPolicy,
     TaskAdmissionConfig,
     TaskAdmissionController,
@@ -55,7 +53,6 @@ from threadsched.requests import (
 )
 
 A, B = "llm:a/m", "llm:b/m"
-_ids = itertools.count()
 
 
 class FakePressure:
@@ -98,7 +95,7 @@ class RecordingPolicy(StrictFairPolicy):
 
 
 def task(group: Hashable, amounts: Mapping[str, int] | None = None) -> SchedulableTask:
-    return SchedulableTask(f"{group}-{next(_ids)}", None, TaskGroupSpec(group), SchedulerResourceRequest(amounts))
+    return make_task(TaskGroupSpec(group), amounts)
 
 
 def controller(policy: ProviderAwarePolicy, limits: Mapping[str, int] | None = None) -> TaskAdmissionController:
@@ -106,7 +103,7 @@ def controller(policy: ProviderAwarePolicy, limits: Mapping[str, int] | None = N
 
 
 def acquire(ctl: TaskAdmissionController, item: SchedulableTask) -> TaskAdmissionLease | TaskAdmissionDenied:
-    view = FairTaskQueue().view()
+    view = empty_view()
     approval = ctl.approve(item, view)  # what the dispatcher does: the decision travels in the selection
     outcome = ctl.try_acquire(item, view, approval)
     assert (approval is not None) == isinstance(outcome, TaskAdmissionLease), (approval, outcome)

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from support import per_group
 
 from threadsched import FairTaskQueue, QueueSelection, QueueView, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
 from threadsched.queue_heaps import GroupState
@@ -266,7 +267,7 @@ class FairQueueMachine(RuleBasedStateMachine):
         self.pending: list[tuple[QueueSelection, ModelSelection]] = []
         self.snapshots: list[tuple[QueueView, dict[str, Any]]] = []
 
-    @initialize(weights=st.lists(WEIGHTS, min_size=len(GROUP_KEYS), max_size=len(GROUP_KEYS)))
+    @initialize(weights=per_group(WEIGHTS, len(GROUP_KEYS)))
     def set_weights(self, weights: list[float]) -> None:
         self.specs = {key: TaskGroupSpec(key, weight=w) for key, w in zip(GROUP_KEYS, weights, strict=True)}
 
@@ -704,7 +705,7 @@ MUTATIONS = st.one_of(
 @settings(max_examples=200, deadline=None)
 @given(
     initial=st.lists(st.tuples(st.sampled_from(TASK_IDS), st.sampled_from(MUTATION_KEYS)), max_size=16),
-    weights=st.lists(WEIGHTS, min_size=len(MUTATION_KEYS), max_size=len(MUTATION_KEYS)),
+    weights=per_group(WEIGHTS, len(MUTATION_KEYS)),
     warmup_commits=st.integers(min_value=0, max_value=6),
     ineligible_ids=st.lists(st.sampled_from(TASK_IDS), max_size=16).map(frozenset),
     mutations=st.lists(MUTATIONS, max_size=8),
@@ -1155,7 +1156,7 @@ OPERATIONS = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(weights=st.lists(WEIGHTS, min_size=len(GROUPS_FOR_OPS), max_size=len(GROUPS_FOR_OPS)), operations=OPERATIONS)
+@given(weights=per_group(WEIGHTS, len(GROUPS_FOR_OPS)), operations=OPERATIONS)
 def test_select_with_exhausted_resources_matches_brute_force(weights: list[float], operations: list[tuple[Any, ...]]) -> None:
     """Random enqueue / discard / select(+commit) over five head signatures, each select with a random
     exhausted set (passed as a list) and a random predicate, against the brute-force reference."""
@@ -1199,7 +1200,7 @@ BUDGETS = st.fixed_dictionaries({resource: st.integers(min_value=0, max_value=4)
 
 @settings(max_examples=300, deadline=None)
 @given(
-    weights=st.lists(WEIGHTS, min_size=len(GROUPS_FOR_OPS), max_size=len(GROUPS_FOR_OPS)),
+    weights=per_group(WEIGHTS, len(GROUPS_FOR_OPS)),
     limited=st.sets(st.sampled_from(GROUPS_FOR_OPS), max_size=3),
     operations=OPERATIONS,
     budget=BUDGETS,
