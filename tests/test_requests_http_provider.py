@@ -32,6 +32,7 @@ from threadsched.requests.executor import (
 from threadsched.requests.http_provider import (
     OpenAIChatModel,
     OpenAIChatTransport,
+    assemble_streamed_completion,
     chat_completion_text,
     chat_completions_url,
 )
@@ -239,6 +240,9 @@ def test_close_closes_the_pooled_client() -> None:
         {"choices": ["x"]},
         {"choices": [{"message": None}]},
         {"choices": [{"message": {"content": None}}]},
+        {"choices": [{"message": {"content": None, "refusal": "no"}}]},
+        {"choices": [{"message": {"content": [{"type": "image_url"}]}}]},
+        {"choices": [{"message": {"content": [{"type": "text", "text": 3}]}}]},
         {"error": {"message": "overloaded"}},
     ],
 )
@@ -249,6 +253,63 @@ def test_chat_completion_text_rejects_malformed_bodies(body: Any) -> None:
 
 def test_chat_completion_text() -> None:
     assert chat_completion_text(completion("hi there")) == "hi there"
+    parts = [{"type": "text", "text": "hi "}, {"type": "image_url", "image_url": {}}, {"type": "text", "text": "there"}]
+    assert chat_completion_text({"choices": [{"message": {"role": "assistant", "content": parts}}]}) == "hi there"
+
+
+def chunk(index: int, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+    body = {"id": "c9", "object": "chat.completion.chunk", "created": 5, "model": "m", **extra}
+    body.setdefault("choices", [{"index": index, "delta": delta, "finish_reason": finish}])
+    return json.dumps(body)
+
+
+def test_assemble_streamed_completion_joins_each_choice() -> None:
+    events = [
+        chunk(0, {"role": "assistant", "content": ""}),
+        chunk(1, {"role": "assistant", "content": "b"}),
+        chunk(0, {"content": "a1"}),
+        chunk(0, {"content": " a2"}),
+        chunk(1, {}, "length"),
+        chunk(0, {}, "stop"),
+        chunk(0, {}, choices=[], usage={"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4}),
+    ]
+    body = assemble_streamed_completion(events)
+    assert body == {
+        "id": "c9",
+        "object": "chat.completion",
+        "created": 5,
+        "model": "m",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "a1 a2"}, "finish_reason": "stop"},
+            {"index": 1, "message": {"role": "assistant", "content": "b"}, "finish_reason": "length"},
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+    }
+    assert chat_completion_text(body) == "a1 a2"
+
+
+@pytest.mark.parametrize("events", [[], ["{not json"], ["[1]"], [chunk(0, {}, choices=[{"index": "x"}])]])
+def test_assemble_streamed_completion_of_a_broken_stream_is_malformed(events: list[str]) -> None:
+    with pytest.raises(MalformedResponseError):
+        chat_completion_text(assemble_streamed_completion(events))
+
+
+def test_streamed_payload_is_read_as_server_sent_events(api_key: str) -> None:
+    lines = [f"data: {chunk(0, {'content': word})}" for word in ("one", " two")] + [": keep-alive", "data: [DONE]", "data: junk"]
+    stream = "\n\n".join(lines).encode()
+    replies = iter(
+        [
+            httpx.Response(200, content=stream, headers={"content-type": "text/event-stream"}),
+            httpx.Response(429, json={"error": {"message": "slow"}}, headers={"retry-after-ms": "7"}),
+        ]
+    )
+    transport, seen = transport_with(lambda request: next(replies), api_key_env=api_key)
+    with transport:
+        streamed = transport.send(chat_request(stream=True), None)
+        refused = transport.send(chat_request(stream=True), None)
+    assert seen[0].headers["accept"] == "text/event-stream" and json.loads(seen[0].content)["stream"] is True
+    assert streamed.status == 200 and chat_completion_text(streamed.body) == "one two"
+    assert (refused.status, refused.body, refused.headers["retry-after-ms"]) == (429, {"error": {"message": "slow"}}, "7")
 
 
 # -- the model facade through the executor -------------------------------------------------------------
@@ -355,3 +416,16 @@ def test_end_to_end_against_the_mock_openai_server(no_proxy: None, api_key: str)
     assert len({event.sequence for event in sink.events}) == len(kinds)
     dumped = json.dumps([event.to_dict() for event in sink.events])
     assert KEY not in dumped and "gamma" not in dumped
+
+
+def test_streamed_and_json_completions_against_the_mock_openai_server(no_proxy: None) -> None:
+    from threadsched.requests.mock_model import MockModelEndpoint
+    from threadsched.requests.mock_server import MockOpenAIServer
+
+    with MockOpenAIServer(rps=None, seed=2) as server, OpenAIChatTransport(server.url) as transport:
+        model = OpenAIChatModel(ModelRequestExecutor(RecordingAdmission(), transport), "mock", "fast")
+        streamed = model.complete("alpha", stream=True)
+        plain = model.complete("alpha", max_completion_tokens=50)
+        as_json = model.complete("alpha", response_format={"type": "json_object"})
+    assert streamed == plain == MockModelEndpoint("mock", ["fast"], seed=2).complete("fast", "alpha")
+    assert json.loads(as_json) == {"reply": plain}

@@ -7,8 +7,9 @@ repr hides it, and sent only in the ``Authorization`` header: never in reprs, lo
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -26,7 +27,13 @@ from .executor import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["OpenAIChatModel", "OpenAIChatTransport", "chat_completion_text", "chat_completions_url"]
+__all__ = [
+    "OpenAIChatModel",
+    "OpenAIChatTransport",
+    "assemble_streamed_completion",
+    "chat_completion_text",
+    "chat_completions_url",
+]
 
 HTTP_EXTRA_HINT = "pip install 'threadsched[http]'"
 
@@ -79,7 +86,9 @@ class OpenAIChatTransport:
     The JSON body is the request payload (``messages`` and any params such as ``temperature``) with
     ``model`` defaulting to ``request.resource.model``. ``api_key_env`` names the environment variable
     holding the key (read now; sent as ``Authorization: Bearer ...``); None sends no Authorization header.
-    Each attempt's timeout is the smaller of ``timeout_s`` and the executor's ``timeout``. httpx timeouts
+    Each attempt's timeout is the smaller of ``timeout_s`` and the executor's ``timeout``. A payload with
+    ``stream: true`` is read as server-sent events and handed on assembled into the body of the equivalent
+    plain completion (``assemble_streamed_completion``), so parsers see one shape. httpx timeouts
     become ``TransportTimeout``; every other request error (connect, read, protocol) becomes
     ``TransportConnectionError``. ``transport`` replaces the network (``httpx.MockTransport`` in tests)."""
 
@@ -125,6 +134,8 @@ class OpenAIChatTransport:
         if self._key is not None:
             headers["Authorization"] = f"Bearer {self._key.reveal()}"
         limit = self.timeout_s if timeout is None else min(self.timeout_s, timeout)
+        if body.get("stream") is True:
+            return self._send_streamed(body, {**headers, "Accept": "text/event-stream"}, limit)
         try:
             response = self._client.post(self.url, json=body, headers=headers, timeout=httpx.Timeout(limit))
         except httpx.TimeoutException as error:
@@ -135,6 +146,24 @@ class OpenAIChatTransport:
             parsed: Any = response.json()
         except ValueError:  # not JSON (an HTML error page, ...): keep the text
             parsed = response.text
+        return TransportResponse(response.status_code, dict(response.headers.items()), parsed)
+
+    def _send_streamed(self, body: Mapping[str, Any], headers: Mapping[str, str], limit: float) -> TransportResponse:
+        httpx = self._httpx
+        try:
+            with self._client.stream("POST", self.url, json=body, headers=headers, timeout=httpx.Timeout(limit)) as response:
+                if response.status_code != 200 or not response.headers.get("content-type", "").startswith("text/event-stream"):
+                    response.read()
+                    try:
+                        parsed: Any = response.json()
+                    except ValueError:
+                        parsed = response.text
+                else:
+                    parsed = assemble_streamed_completion(_sse_data(response.iter_lines()))
+        except httpx.TimeoutException as error:
+            raise TransportTimeout(f"{type(error).__name__} after {limit:.3g}s: POST {self.url} (stream)") from error
+        except httpx.RequestError as error:
+            raise TransportConnectionError(f"{type(error).__name__}: POST {self.url} (stream)") from error
         return TransportResponse(response.status_code, dict(response.headers.items()), parsed)
 
     def close(self) -> None:
@@ -153,9 +182,65 @@ class OpenAIChatTransport:
         )
 
 
+def _sse_data(lines: Iterable[str]) -> Iterable[str]:
+    """The ``data:`` payloads of a server-sent event stream, up to ``[DONE]`` (comments and other fields skipped)."""
+    for line in lines:
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            yield data
+
+
+def assemble_streamed_completion(events: Iterable[str]) -> Any:
+    """The ``chat.completion`` body equivalent to a stream's ``chat.completion.chunk`` events: per choice
+    index the joined ``delta.content``, its role and last ``finish_reason``; the ``usage`` if a chunk had it.
+    A chunk that is not a JSON object makes the result a string, which parsers reject as malformed."""
+    first: Mapping[str, Any] | None = None
+    choices: dict[int, dict[str, Any]] = {}
+    usage = None
+    for data in events:
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return "malformed stream chunk"
+        if not isinstance(chunk, Mapping):
+            return "malformed stream chunk"
+        first = first or chunk
+        usage = chunk.get("usage") or usage
+        for part in chunk.get("choices") or ():
+            if not isinstance(part, Mapping) or not isinstance(part.get("index", 0), int):
+                return "malformed stream chunk"
+            choice = choices.setdefault(part.get("index", 0), {"role": "assistant", "content": [], "finish_reason": None})
+            delta: Mapping[str, Any] = part["delta"] if isinstance(part.get("delta"), Mapping) else {}
+            if isinstance(delta.get("role"), str):
+                choice["role"] = delta["role"]
+            if isinstance(delta.get("content"), str):
+                choice["content"].append(delta["content"])
+            choice["finish_reason"] = part.get("finish_reason") or choice["finish_reason"]
+    if first is None:
+        return "empty stream"
+    return {
+        "id": first.get("id"),
+        "object": "chat.completion",
+        "created": first.get("created"),
+        "model": first.get("model"),
+        "choices": [
+            {
+                "index": index,
+                "message": {"role": choice["role"], "content": "".join(choice["content"])},
+                "finish_reason": choice["finish_reason"],
+            }
+            for index, choice in sorted(choices.items())
+        ],
+        "usage": usage,
+    }
+
+
 def chat_completion_text(body: Any) -> str:
-    """``choices[0].message.content`` of a chat completion body; ``MalformedResponseError`` (a provider
-    failure, retried by the executor) when the body does not have that shape. The message names the
+    """``choices[0].message.content`` of a chat completion body (a list of content parts gives its text
+    parts joined); ``MalformedResponseError`` (a provider failure, retried by the executor) when the body
+    does not have that shape or the message has no text (a refusal, a tool call). The message names the
     missing part, never the body's content."""
     if not isinstance(body, Mapping):
         raise MalformedResponseError(f"chat completion body must be a JSON object, got {type(body).__name__}")
@@ -165,6 +250,10 @@ def chat_completion_text(body: Any) -> str:
     first = choices[0]
     message = first.get("message") if isinstance(first, Mapping) else None
     content = message.get("content") if isinstance(message, Mapping) else None
+    if isinstance(content, list) and all(isinstance(part, Mapping) for part in content):
+        texts = [part.get("text") for part in content if part.get("type") == "text"]
+        if texts and all(isinstance(text, str) for text in texts):
+            content = "".join(texts)
     if not isinstance(content, str):
         raise MalformedResponseError("chat completion body has no string 'choices[0].message.content'")
     return content
