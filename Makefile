@@ -25,7 +25,7 @@ check: lint types test
 
 bench: install
 	$(BIN)/pip install -q psutil
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run.py
 
 demo: install
 	$(BIN)/threadsched demo

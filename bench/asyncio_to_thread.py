@@ -9,12 +9,13 @@ explicitly to ``ThreadPoolExecutor(W)`` so both sides get the same W. Wall and p
 the first call to the last result; ``asyncio.run``'s exit (``shutdown_default_executor``) is reported
 apart. The two alternate run by run, medians over runs. Target: median(leased) <= 1.5 x median(threadpool).
 
-    python bench/asyncio_to_thread.py                 # 20k calls in batches of 1000, W=8, 5 runs each
-    python bench/asyncio_to_thread.py --quick         # 2k calls (CI)
+    python bench/run.py asyncio_to_thread             # 20k calls in batches of 1000, W=8, 5 runs each
+    python bench/run.py asyncio_to_thread --quick     # 2k calls (CI)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import concurrent.futures as cf
 import functools
@@ -22,12 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common import base_parser, check_runs, compare_with_baseline
+from common import compare_with_baseline
 from throughput import noop
 
 import threadsched
 
-NAME = "asyncio_to_thread"
 TARGET_RATIO = 1.5
 DEFAULT_CALLS = 20_000
 QUICK_CALLS = 2_000
@@ -67,8 +67,7 @@ IMPLEMENTATIONS: dict[str, PoolFactory] = {
 }
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = base_parser(NAME, __doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--calls", type=int, default=None, help=f"to_thread calls per run (default {DEFAULT_CALLS}; {QUICK_CALLS} with --quick)"
     )
@@ -76,24 +75,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--workers", "-w", type=int, default=DEFAULT_WORKERS, help=f"worker threads W for both (default {DEFAULT_WORKERS})"
     )
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_CALLS} calls (CI smoke run)")
-    args = parser.parse_args(argv)
-    runs = check_runs(args.runs)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     calls = args.calls or (QUICK_CALLS if args.quick else DEFAULT_CALLS)
     workers, batch = args.workers, args.batch
     if calls < 1 or batch < 1 or workers < 1:
         raise SystemExit(f"--calls, --batch and --workers must be >= 1, got {calls}, {batch}, {workers}")
     return compare_with_baseline(
-        NAME,
         {
             name: functools.partial(run_to_thread, make, workers=workers, batch=batch, label=name)
             for name, make in IMPLEMENTATIONS.items()
         },
         size=calls,
         unit="calls",
-        runs=runs,
+        runs=args.runs,
         target=TARGET_RATIO,
-        title=f"{calls} asyncio.to_thread(noop) calls in gathers of {batch}, W={workers}, medians of {runs} interleaved runs",
+        title=f"{calls} asyncio.to_thread(noop) calls in gathers of {batch}, W={workers}, medians of {args.runs} runs",
+        metric=f"asyncio.to_thread, LeasedExecutor / ThreadPoolExecutor default executor wall, {calls} calls, W={workers}",
         extra_phases=("shutdown",),
         params={
             "description": (
@@ -105,9 +104,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "batch": batch,
             "workers": workers,
         },
-        out=args.out,
     )
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,8 @@
-"""Shared helpers for the benchmark scripts in ``bench/``.
+"""Shared helpers of the benchmark modules in ``bench/``.
 
-The scripts are plain programs (``python bench/cycle.py``), not an installed package; they import
-this module from their own directory. Nothing here asserts on times: benchmarks report numbers
-and compare them with targets, they never fail a test run because a machine was slow.
+The modules are not an installed package: ``bench/run.py`` (the front door) puts its own directory on
+``sys.path`` and imports them by name. Nothing here asserts on times: benchmarks report numbers and compare
+them with targets, they never fail a test run because a machine was slow.
 """
 
 from __future__ import annotations
@@ -121,23 +121,26 @@ def machine_info() -> dict[str, Any]:
 
 
 def base_parser(name: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"bench/{name}.py", description=description)
+    """The options every benchmark of ``bench/run.py`` takes; a benchmark module adds its own."""
+    parser = argparse.ArgumentParser(prog=f"bench/run.py {name}".strip(), description=description)
     parser.add_argument("--runs", type=int, default=DEFAULT_RUNS, help=f"runs per configuration (>= {MIN_RUNS})")
-    parser.add_argument("--out", type=Path, default=None, help=f"JSON output path (default: bench/results/{name}.json)")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a CI smoke run (still >= 5 runs)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON output path (default: RESULTS_DIR/NAME.json)")
     return parser
 
 
-def result_path(name: str, out: Path | None) -> Path:
-    return out if out is not None else RESULTS_DIR / f"{name}.json"
-
-
-def write_json(name: str, payload: Mapping[str, Any], out: Path | None = None) -> Path:
-    """Write ``payload`` (plus machine info, unless present) to ``out`` or ``bench/results/<name>.json``."""
-    path = result_path(name, out)
+def write_json(name: str, payload: Mapping[str, Any], path: Path) -> Path:
+    """Write ``payload`` with the benchmark's name and the machine info first to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {"benchmark": name, "machine": machine_info(), **payload}
     path.write_text(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
     return path
+
+
+def headline(metric: str, value: float, target: float, *, higher_is_better: bool = False) -> dict[str, Any]:
+    """One row of the summary's headline table (``bench/run.py`` adds whether it meets its target)."""
+    return {"metric": metric, "value": value, "target": target, "higher_is_better": higher_is_better}
 
 
 def verdict(value: float, target: float) -> str:
@@ -177,7 +180,6 @@ def fmt_mb(num_bytes: float) -> str:
 
 
 def compare_with_baseline(
-    name: str,
     runners: Mapping[str, Callable[[int], dict[str, float]]],
     *,
     size: int,
@@ -185,16 +187,17 @@ def compare_with_baseline(
     runs: int,
     target: float,
     title: str,
+    metric: str,
     extra_phases: Sequence[str] = (),
     params: Mapping[str, Any],
-    out: Path | None,
 ) -> dict[str, Any]:
-    """Time a candidate against its baseline, print the medians and their ratio, and write the JSON.
+    """Time a candidate against its baseline, print the medians and their ratio; returns the payload.
 
     ``runners`` holds exactly two entries, candidate first, baseline second; each is called with the
     number of ``unit`` (tasks, calls) to run and returns one sample with at least ``wall`` and ``cpu``.
     ``extra_phases`` are further sample entries shown as table columns. ``params`` are the document's
-    leading entries (description, sizes); the ratios, target and verdict follow them.
+    leading entries (description, sizes); the ratios, target and verdict follow them; ``metric`` names
+    the ratio in the headline.
     """
     candidate, baseline = runners
     for runner in runners.values():  # warm-up (imports, first-use code paths), untimed
@@ -229,7 +232,6 @@ def compare_with_baseline(
         f"cpu_ratio_{candidate}_over_{baseline}": cpu_ratio,
         "target": {"ratio_max": target},
         "meets_target": ratio <= target,
+        "headline": [headline(metric, ratio, target)],
     }
-    path = write_json(name, payload, out)
-    print(f"wrote {path}")
     return payload

@@ -38,8 +38,8 @@ Harness implementations: ``threadsched`` (strict), ``threadsched[provider_aware]
 default; quick 0.5 s + 1 s). Target (reported, not a gate): median B tasks/s under provider_aware / median B
 tasks/s alone >= 0.9, in the steady window.
 
-    python bench/harness.py cross_provider_cooldown            # 5 iterations
-    python bench/harness.py cross_provider_cooldown --quick
+    python bench/run.py cross_provider_cooldown            # 5 iterations
+    python bench/run.py cross_provider_cooldown --quick
 """
 
 from __future__ import annotations

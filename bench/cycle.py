@@ -23,19 +23,20 @@ enough cycles. Modes and group counts are interleaved run by run so that they sh
 Targets: ``free``: p50 cycle <= 8 us and p50(G=256) / p50(G=1) <= 1.5 for every N; ``binding``:
 p50(G=256) / p50(G=1) <= 3.0 for every N (skipping blocked groups must not cost per group).
 
-    python bench/cycle.py                  # N in {1k, 10k, 100k}
-    python bench/cycle.py --quick          # N = 2k, shorter samples: a CI smoke run of a few seconds
-    python bench/cycle.py --walk-baseline  # also binding mode without the exhausted hint (walks every head)
+    python bench/run.py cycle                  # N in {1k, 10k, 100k}
+    python bench/run.py cycle --quick          # N = 2k, shorter samples: a CI smoke run of a few seconds
+    python bench/run.py cycle --walk-baseline  # also binding mode without the exhausted hint (walks every head)
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
-from common import base_parser, check_runs, fmt_us, print_table, summarize, verdict, write_json
+from common import fmt_us, headline, print_table, summarize, verdict
 
 from threadsched import (
     FairTaskQueue,
@@ -48,7 +49,6 @@ from threadsched import (
     TaskGroupSpec,
 )
 
-NAME = "cycle"
 FULL_SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (2_000,)
 GROUP_COUNTS = (1, 8, 64, 256)
@@ -242,15 +242,15 @@ def bench_size(
     return by_mode
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = base_parser(NAME, __doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="N = 2k and shorter samples only (CI smoke)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="override the task counts N")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="override the task counts N (quick: 2k)")
     parser.add_argument(
         "--walk-baseline", action="store_true", help=f"also binding mode without the exhausted hint (N={WALK_BASELINE_SIZE})"
     )
-    args = parser.parse_args(argv)
-    runs = check_runs(args.runs)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    runs = args.runs
     sizes = tuple(args.sizes) if args.sizes else (QUICK_SIZES if args.quick else FULL_SIZES)
     min_cycles = QUICK_MIN_CYCLES_PER_SAMPLE if args.quick else MIN_CYCLES_PER_SAMPLE
     results: list[dict[str, Any]] = []
@@ -329,7 +329,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "sizes": list(sizes),
         "group_counts": list(GROUP_COUNTS),
         "results": results,
-        # The free mode's keys keep their names: bench/run_all.py reads them for its headline.
         "ratio_g256_over_g1_by_n": ratios["free"],
         "binding": {
             "ratio_g256_over_g1_by_n": ratios["binding"],
@@ -346,11 +345,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "worst_free_cycle_seconds": worst_free_cycle,
         "meets_targets": meets,
         "meets_target": all(meets.values()),
+        "headline": [headline(f"cycle p50(G=256)/p50(G=1), N={n}", ratio, TARGET_RATIO) for n, ratio in ratios["free"].items()],
     }
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
     return payload
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Dask backend: the built-in demo recipe on a two-worker ``LocalCluster`` vs. local threads (issue: distributed backend).
+"""Dask backend: the built-in demo recipe on a two-worker ``LocalCluster`` vs. local threads.
 
 Both sides run ``run_recipe`` on the demo recipe as shipped (mock latencies with jitter and retryable
 failures; ``records`` from ``--records``, default the recipe's 200) with the same worker count (``--workers``,
@@ -9,33 +9,26 @@ Runs alternate between the sides (which goes first alternates too); medians of `
 run's output hash must equal ``run_reference``'s, or the benchmark fails. No target: the numbers say what
 shipping each task to another process costs on this recipe (the mock latencies are 10-30 ms per call).
 
-    python bench/dask_backend.py               # 200 rows, 5 runs per side
-    python bench/dask_backend.py --records 400 --runs 7
+    python bench/run.py dask_backend               # 200 rows, 5 runs per side (needs threadsched[dask])
+    python bench/run.py dask_backend --records 400 --runs 7
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
-import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import base_parser, check_runs, print_table, summarize, write_json
+from common import print_table, summarize
+from engine import demo_recipe
 
 from threadsched.backends.dask import DaskExecutor, require_distributed
-from threadsched.engine import Recipe, builtin_recipe_text, parse_recipe, run_recipe, run_reference
+from threadsched.engine import Recipe, run_recipe, run_reference
 
-NAME = "dask_backend"
 N_WORKERS = 2
-
-
-def demo_recipe(records: int | None) -> Recipe:
-    text = builtin_recipe_text("demo")
-    if records is not None:
-        text = re.sub(r"^records = \d+", f"records = {records}", text, flags=re.MULTILINE)
-    return parse_recipe(text, source="demo")
 
 
 def _timed_run(recipe: Recipe, out: Path, workers: int, executor: DaskExecutor | None) -> tuple[float, str]:
@@ -47,12 +40,13 @@ def _timed_run(recipe: Recipe, out: Path, workers: int, executor: DaskExecutor |
     return elapsed, result.output_hash
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = base_parser(NAME, __doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", type=int, default=None, help="rows of the demo recipe (default: the recipe's 200)")
     parser.add_argument("--workers", "-w", type=int, default=None, help="workers on both sides (default: run.max_workers)")
-    args = parser.parse_args(argv)
-    runs = check_runs(args.runs)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    runs = args.runs
     recipe = demo_recipe(args.records)
     workers = args.workers or recipe.run.max_workers
     threads_per_worker = -(-workers // N_WORKERS)
@@ -75,14 +69,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         try:
             executor = DaskExecutor(client)
             _timed_run(recipe, root / "warm-up", workers, executor)  # workers import and compile once
-            for run in range(runs):
-                order = ("threads", "dask") if run % 2 == 0 else ("dask", "threads")
+            for index in range(runs):
+                order = ("threads", "dask") if index % 2 == 0 else ("dask", "threads")
                 for side in order:
                     elapsed, output_hash = _timed_run(
-                        recipe, root / f"{side}-{run}", workers, executor if side == "dask" else None
+                        recipe, root / f"{side}-{index}", workers, executor if side == "dask" else None
                     )
                     if output_hash != reference:
-                        raise SystemExit(f"{side} run {run}: output hash {output_hash} != reference {reference}")
+                        raise SystemExit(f"{side} run {index}: output hash {output_hash} != reference {reference}")
                     samples[side].append(elapsed)
         finally:
             client.close()
@@ -110,10 +104,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ],
     )
     print(f"dask / threads = {ratio:.2f}; cluster start-up {startup:.2f} s (not timed); output hashes equal the reference")
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
     return payload
-
-
-if __name__ == "__main__":
-    main()

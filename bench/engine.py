@@ -21,12 +21,13 @@ first alternates), medians of ``--runs`` (>= 5) runs:
   wall / engine wall >= 1.5. A baseline *without* the per-model limits (which over-subscribes the mock
   providers) is measured too, for information only.
 
-    python bench/engine.py                   # 10k-row overhead, 400-row pipeline, 5 runs each
-    python bench/engine.py --quick           # CI smoke run: 1k rows / 10k no-op tasks / 60-row pipeline
+    python bench/run.py engine               # 10k-row overhead, 400-row pipeline, 5 runs each
+    python bench/run.py engine --quick       # CI smoke run: 1k rows / 10k no-op tasks / 60-row pipeline
 """
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as cf
 import gc
 import hashlib
@@ -38,9 +39,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import base_parser, check_runs, fmt_s, fmt_us, interleave, print_table, summarize, write_json
+from common import fmt_s, fmt_us, headline, interleave, print_table, summarize
+from throughput import run_scheduler
 
-import threadsched
 from threadsched.engine import (
     BatchExecutor,
     CellExecutor,
@@ -55,7 +56,6 @@ from threadsched.engine.reference import Failure, default_max_attempts, with_ret
 from threadsched.engine.runner_output import apply_stage, compile_stage, row_group_range, row_line
 from threadsched.engine.runner_support import ancestors as column_ancestors
 
-NAME = "engine"
 TARGET_OVERHEAD_RATIO_MAX = 3.0
 TARGET_SPEEDUP_MIN = 1.5
 
@@ -71,9 +71,12 @@ def _substitute(text: str, key: str, value: str) -> str:
     return new
 
 
-def demo_recipe(records: int, *, zero_latency: bool) -> Recipe:
-    """The built-in demo recipe with ``records`` rows; with ``zero_latency`` all mock latency/failures are 0."""
-    text = _substitute(builtin_recipe_text("demo"), "records", str(records))
+def demo_recipe(records: int | None = None, *, zero_latency: bool = False) -> Recipe:
+    """The built-in demo recipe with ``records`` rows (None: as ``threadsched demo`` runs it); with
+    ``zero_latency`` all mock latency/failures are 0."""
+    if records is None and not zero_latency:
+        return parse_recipe(builtin_recipe_text("demo"), source="demo")
+    text = builtin_recipe_text("demo") if records is None else _substitute(builtin_recipe_text("demo"), "records", str(records))
     if zero_latency:
         for key in ("latency_ms", "jitter_ms"):
             text = _substitute(text, key, "0")
@@ -118,23 +121,8 @@ def run_engine(recipe: Recipe, workers: int, *, sleep: Callable[[float], None] =
     }
 
 
-def noop() -> None:
-    return None
-
-
 def run_bare_scheduler(tasks: int, workers: int) -> dict[str, Any]:
-    scheduler = threadsched.Scheduler(max_workers=workers, name="bench-bare")
-    submit = scheduler.submit
-    gc.collect()
-    c0, t0 = time.process_time(), time.perf_counter()
-    futures = [submit(noop) for _ in range(tasks)]
-    cf.wait(futures)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    report = scheduler.shutdown(wait=True)
-    bad = [f for f in futures if f.cancelled() or f.exception() is not None]
-    if bad or not report.clean or report.active_leases:
-        raise RuntimeError(f"bare scheduler run failed: {len(bad)} bad futures, {report!r}")
-    return {"wall": wall, "cpu": cpu, "tasks": tasks}
+    return {**run_scheduler(tasks, workers), "tasks": tasks}
 
 
 # -- the column-by-column baseline -------------------------------------------------------------------------
@@ -300,16 +288,16 @@ def _ok(flag: bool) -> str:
     return "ok" if flag else "MISS"
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = base_parser(NAME, __doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes for CI (1k rows, 10k no-op tasks, 60-row pipeline)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", type=int, default=None, help="rows of the zero-latency recipe (default 10000)")
     parser.add_argument("--noop-tasks", type=int, default=None, help="no-op tasks of the bare scheduler (default 100000)")
     parser.add_argument("--pipeline-records", type=int, default=None, help="rows of the realistic recipe (default 400)")
     parser.add_argument("--workers", "-w", type=int, default=None, help="worker threads (default: the recipe's max_workers)")
     parser.add_argument("--skip", choices=("overhead", "pipeline"), default=None, help="skip one of the two measurements")
-    args = parser.parse_args(argv)
-    runs = check_runs(args.runs)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    runs = args.runs
     records = args.records or (1_000 if args.quick else 10_000)
     noop_tasks = args.noop_tasks or (10_000 if args.quick else 100_000)
     pipeline_records = args.pipeline_records or (60 if args.quick else 400)
@@ -386,10 +374,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     print_table("engine targets", ["metric", "value", "target", "ok"], rows)
     payload["meets_target"] = all(payload[key]["meets_target"] for key in ("overhead", "pipeline") if key in payload)
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
+    payload["headline"] = []
+    if "overhead" in payload:
+        metric = f"engine per cell / bare Scheduler per no-op task, {records} rows"
+        payload["headline"].append(
+            headline(metric, payload["overhead"]["ratio_engine_per_cell_over_bare_per_task"], TARGET_OVERHEAD_RATIO_MAX)
+        )
+    if "pipeline" in payload:
+        metric, speedup = (
+            f"engine speedup vs column-by-column baseline, {pipeline_records} rows",
+            payload["pipeline"]["speedup_engine_vs_column_baseline"],
+        )
+        payload["headline"].append(headline(metric, speedup, TARGET_SPEEDUP_MIN, higher_is_better=True))
     return payload
-
-
-if __name__ == "__main__":
-    main()

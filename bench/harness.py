@@ -1,13 +1,13 @@
 """Benchmark harness: one scenario, threadsched against its baselines, with versioned artifacts and gates.
 
-    python bench/harness.py heavy_root                      # defaults: 1 warm-up, 5 iterations, 3 implementations
-    python bench/harness.py heavy_root --quick              # CI smoke: small knobs, 2 iterations, no warm-up
-    python bench/harness.py hidden_waiter --workers 16 --limit tight/model=2 --latency-ms 5
-    python bench/harness.py heavy_root --baseline main --candidate HEAD    # A/B of two git refs
-    python bench/harness.py heavy_root --policies strict,bounded_borrow,drf    # threadsched once per policy
-    python bench/harness.py saturated_root                  # strict vs bounded_borrow where the root work fills the pool
-    python bench/harness.py two_resource_mix --quick        # DRF vs strict on a two-resource mix
-    python bench/harness.py cross_provider_cooldown --quick # provider-aware vs strict vs B alone
+    python bench/run.py heavy_root                      # defaults: 1 warm-up, 5 iterations, 3 implementations
+    python bench/run.py heavy_root --quick              # CI smoke: small knobs, 2 iterations, no warm-up
+    python bench/run.py hidden_waiter --workers 16 --limit tight/model=2 --latency-ms 5
+    python bench/run.py heavy_root --baseline main --candidate HEAD    # A/B of two git refs
+    python bench/run.py heavy_root --policies strict,bounded_borrow,drf    # threadsched once per policy
+    python bench/run.py saturated_root                  # strict vs bounded_borrow where the root work fills the pool
+    python bench/run.py two_resource_mix --quick        # DRF vs strict on a two-resource mix
+    python bench/run.py cross_provider_cooldown --quick # provider-aware vs strict vs B alone
 
 Scenarios and knobs: ``bench/scenarios.py``. Implementations (``--impl``): ``threadsched`` (``run_recipe``),
 ``fifo`` and ``spawn_then_wait`` (``bench/baselines.py``: the same executors, processors, retries and
@@ -61,7 +61,7 @@ from scenarios import SCENARIOS, Knobs, Scenario, get_scenario, recipe_text
 from threadsched.engine import Recipe, parse_recipe
 from threadsched.evidence import percentile
 
-__all__ = ["HARNESS_VERSION", "main", "run_harness", "validate_summary"]
+__all__ = ["HARNESS_VERSION", "run", "run_harness", "validate_summary"]
 
 HARNESS_VERSION = "1.0"
 DEFAULT_WARMUPS = 1
@@ -81,7 +81,7 @@ _CAPACITY_NAMES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bench/harness.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS), help="scenario id (bench/scenarios.py)")
     parser.add_argument("--records", type=int, default=None, help="rows")
     parser.add_argument("--buffer-size", type=int, default=None, help="rows per row group")
@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jitter-ms", type=float, default=None, help="mock jitter base (x each provider's factor)")
     parser.add_argument("--seed", type=int, default=None, help="recipe seed")
     parser.add_argument("--warmups", type=int, default=None, help=f"untimed rounds first (default {DEFAULT_WARMUPS}; quick 0)")
-    parser.add_argument("--iterations", type=int, default=None, help=f"measured rounds (default {DEFAULT_ITERATIONS}; quick 2)")
+    parser.add_argument(
+        "--iterations", "--runs", type=int, default=None, help=f"measured rounds (default {DEFAULT_ITERATIONS}; quick 2)"
+    )
     parser.add_argument("--impl", default=None, help="comma-separated implementations (default: the scenario's, else all)")
     parser.add_argument(
         "--policies",
@@ -310,8 +312,9 @@ def print_summary(document: Mapping[str, Any], out_dir: Path) -> None:
     print(f"wrote {out_dir / 'summary.json'}, iterations.csv, summary.md")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def run(argv: Sequence[str]) -> int:
+    """``bench/run.py SCENARIO [options]``: parse, run, print; 0 when every gate passed, 1 otherwise."""
+    argv = list(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     scenario = get_scenario(args.scenario)
@@ -361,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides=overrides,
         policies=policies,
         workload_overrides=workload_overrides,
-        command_line=[sys.executable, str(Path(__file__).resolve()), *argv],
+        command_line=[sys.executable, str(BENCH_DIR / "run.py"), *argv],
     )
     print_summary(document, out_dir)
     failed = [gate["name"] for gate in document["gates"] if not gate["passed"]]
@@ -369,7 +372,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"FAILED gates: {', '.join(failed)}")
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,10 +2,10 @@
 
 ``--baseline REF --candidate REF``: each ref is checked out with ``git worktree add --detach`` into a
 temporary directory, and the scenario runs in a fresh interpreter with ``PYTHONPATH=<worktree>`` (so
-``import threadsched`` is that ref's package) and that worktree's ``bench/harness.py`` (``--impl
-threadsched``, the same knobs, warm-ups and iterations). A ref that predates the harness is measured with
-this checkout's harness instead (``harness`` says which in ``ab_summary.json``). The worktrees are removed
-in a ``finally``. Output in ``--out``: ``baseline/`` and ``candidate/`` (each run's artifacts), and
+``import threadsched`` is that ref's package) and that worktree's front door, ``bench/run.py`` (or, on older
+refs, ``bench/harness.py``; ``--impl threadsched``, the same knobs, warm-ups and iterations). A ref that
+predates the harness is measured with this checkout's instead (``harness`` says which in ``ab_summary.json``).
+The worktrees are removed in a ``finally``. Output in ``--out``: ``baseline/`` and ``candidate/`` (each run's artifacts), and
 ``ab_summary.json`` / ``ab_summary.md`` with candidate / baseline ratios of every statistic.
 
 The two runs are sequential (baseline first), so keep the machine otherwise idle.
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from common import REPO_ROOT, machine_info
+from common import BENCH_DIR, REPO_ROOT, machine_info
 
 __all__ = ["ROLES", "forwarded_args", "run_ab"]
 
@@ -96,7 +96,7 @@ def run_ab(args: argparse.Namespace, argv: Sequence[str], out_dir: Path) -> int:
     try:
         _git("rev-parse", "--show-toplevel")
     except (OSError, RuntimeError) as exc:
-        print(f"bench/harness.py: A/B needs git and a repository at {REPO_ROOT}: {exc}", file=sys.stderr)
+        print(f"bench/run.py: A/B needs git and a repository at {REPO_ROOT}: {exc}", file=sys.stderr)
         return 2
     out_dir.mkdir(parents=True, exist_ok=True)
     temp = Path(tempfile.mkdtemp(prefix="threadsched-ab-"))
@@ -108,10 +108,8 @@ def run_ab(args: argparse.Namespace, argv: Sequence[str], out_dir: Path) -> int:
             tree = temp / role
             _git("worktree", "add", "--detach", str(tree), sha)
             added.append(tree)
-            harness = tree / "bench" / "harness.py"
-            label = "worktree"
-            if not harness.exists():
-                harness, label = Path(__file__).resolve().parent / "harness.py", "current checkout (the ref has none)"
+            found = [path for path in (tree / "bench" / "run.py", tree / "bench" / "harness.py") if path.exists()]
+            harness, label = (found[0], "worktree") if found else (BENCH_DIR / "run.py", "current checkout (the ref has none)")
             role_out = out_dir / role
             command = [sys.executable, str(harness), args.scenario, *forwarded_args(args), "--impl", "threadsched"]
             command += ["--out", str(role_out)]
@@ -127,13 +125,13 @@ def run_ab(args: argparse.Namespace, argv: Sequence[str], out_dir: Path) -> int:
         shutil.rmtree(temp, ignore_errors=True)
     baseline, candidate = runs["baseline"]["summary"], runs["candidate"]["summary"]
     if baseline is None or candidate is None:
-        print("bench/harness.py: A/B: a run wrote no summary.json (see its output above)", file=sys.stderr)
+        print("bench/run.py: A/B: a run wrote no summary.json (see its output above)", file=sys.stderr)
         return 1
     document: dict[str, Any] = {
         "schema_version": "1",
         "kind": "ab",
         "scenario": args.scenario,
-        "command_line": [sys.executable, str(Path(__file__).resolve().parent / "harness.py"), *argv],
+        "command_line": [sys.executable, str(BENCH_DIR / "run.py"), *argv],
         "machine": machine_info(),
         **{
             role: {key: run[key] for key in ("ref", "sha", "harness", "exit_code")}

@@ -1,7 +1,7 @@
 """Peak RSS of a process holding 100k queued tasks across 256 groups in a ``Scheduler``.
 
-Each measurement runs in a fresh child interpreter (``python bench/memory.py --child ...``), so the
-numbers are that process's own. The child
+Each measurement runs in a fresh child interpreter (``python -c`` importing only this module and calling
+``child``), so the numbers are that process's own. The child
 
 1. records the RSS of the bare interpreter, then imports ``threadsched`` and records the RSS again
    (the idle reference);
@@ -19,10 +19,11 @@ numbers are that process's own. The child
 held, as a caller waiting on everything it submitted would (it takes every future's condition).
 
 Peak RSS is ``VmHWM`` from ``/proc/self/status`` (Linux) or ``resource.getrusage().ru_maxrss``.
-Target: peak RSS <= 150 MB for N=100k, G=256.
+Target: peak RSS <= 150 MB for N=100k, G=256 (other sizes: the held RSS projected to 100k tasks).
 
-    python bench/memory.py
-    python bench/memory.py --tasks 20000 --groups 64 --drain
+    python bench/run.py memory
+    python bench/run.py memory --quick                       # 20k tasks (CI)
+    python bench/run.py memory --tasks 20000 --groups 64 --drain
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-NAME = "memory"
+if TYPE_CHECKING:  # the child imports this module: nothing it does not need
+    import argparse
+
 TARGET_PEAK_MB = 150.0
 TARGET_TASKS, TARGET_GROUPS = 100_000, 256  # the sizes the target is stated for
+QUICK_TASKS = 20_000
 MB = 2**20
 
 
@@ -166,40 +170,37 @@ def child(tasks: int, groups: int, drain: bool, wait_while_held: bool = False) -
 # -- parent side -----------------------------------------------------------------------------------
 
 
+CHILD = "import json, sys; sys.path[:0] = sys.argv[1:2]; import memory; print(json.dumps(memory.child(*json.loads(sys.argv[2]))))"
+
+
 def run_child(tasks: int, groups: int, drain: bool, wait_while_held: bool) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--tasks", str(tasks), "--groups", str(groups)]
-    if drain:
-        command.append("--drain")
-    if wait_while_held:
-        command.append("--wait-while-held")
+    arguments = json.dumps([tasks, groups, drain, wait_while_held])
+    command = [sys.executable, "-c", CHILD, str(Path(__file__).resolve().parent), arguments]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"memory child failed ({result.returncode}):\n{result.stderr}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from common import base_parser, check_runs, fmt_mb, print_table, summarize, verdict, write_json
-
-    parser = base_parser(NAME, __doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=100_000, help="queued tasks (default 100000)")
-    parser.add_argument("--groups", type=int, default=256, help="groups, round-robin (default 256)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tasks", type=int, default=None, help=f"queued tasks (default {TARGET_TASKS}; quick {QUICK_TASKS})")
+    parser.add_argument("--groups", type=int, default=TARGET_GROUPS, help=f"groups, round-robin (default {TARGET_GROUPS})")
     parser.add_argument("--drain", action="store_true", help="run every queued task at the end instead of cancelling them")
     parser.add_argument(
         "--wait-while-held", action="store_true", help="call concurrent.futures.wait(futures, timeout=0) while tasks are held"
     )
-    parser.add_argument("--child", action="store_true", help=argparse_suppress())
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(child(args.tasks, args.groups, args.drain, args.wait_while_held)))
-        return {}
-    runs = check_runs(args.runs)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from common import fmt_mb, headline, print_table, summarize, verdict
+
+    runs, tasks = args.runs, args.tasks or (QUICK_TASKS if args.quick else TARGET_TASKS)
     samples: list[dict[str, Any]] = []
-    for run in range(runs):
-        sample = run_child(args.tasks, args.groups, args.drain, args.wait_while_held)
+    for index in range(runs):
+        sample = run_child(tasks, args.groups, args.drain, args.wait_while_held)
         samples.append(sample)
         print(
-            f"  run {run + 1}/{runs}: idle {fmt_mb(sample['idle_rss'])}, held {fmt_mb(sample['held_rss'])}, "
+            f"  run {index + 1}/{runs}: idle {fmt_mb(sample['idle_rss'])}, held {fmt_mb(sample['held_rss'])}, "
             f"peak {fmt_mb(sample['shutdown_peak'])} (after checks {fmt_mb(sample['final_peak'])}), "
             f"clean={sample['shutdown_clean']}",
             flush=True,
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         or sample["futures_not_done_after_shutdown"]
         or sample["leftover_threads"]
         or not sample["blocker_ok"]
-        or sample["queued_groups"] != min(args.groups, args.tasks)
+        or sample["queued_groups"] != min(args.groups, tasks)
     ]
     keys = ("bare_interpreter_rss", "idle_rss", "held_rss", "held_peak", "shutdown_peak", "final_peak", "bytes_per_queued_task")
     summaries = {key: summarize([float(sample[key]) for sample in samples]) for key in keys}
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     ]
     print_table(
-        f"{args.tasks} queued tasks over {args.groups} groups, medians of {runs} fresh processes",
+        f"{tasks} queued tasks over {args.groups} groups, medians of {runs} fresh processes",
         ["measure", "p50", "min", "max"],
         rows,
     )
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{timings['submit_to_all_queued_seconds']['median']:.2f} s, "
         f"release+shutdown {timings['release_and_shutdown_seconds']['median']:.2f} s"
     )
-    at_target_size = args.tasks == TARGET_TASKS and args.groups == TARGET_GROUPS
+    at_target_size = tasks == TARGET_TASKS and args.groups == TARGET_GROUPS
     projected_mb = (summaries["idle_rss"]["median"] + per_task * TARGET_TASKS) / MB
     if at_target_size:
         print(f"  peak RSS = {peak_mb:.1f} MB (target <= {TARGET_PEAK_MB:.0f} MB) {verdict(peak_mb, TARGET_PEAK_MB)}")
@@ -254,9 +255,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     if problems:
         print(f"  WARNING: {len(problems)} run(s) did not shut down cleanly: {problems[0]}")
+    if at_target_size:
+        metric, value = f"memory peak RSS MB, {tasks} queued / {args.groups} groups", peak_mb
+    else:
+        metric = f"memory held RSS MB projected to 100k (measured at {tasks} / {args.groups} groups)"
+        value = projected_mb
     payload = {
         "description": "peak RSS of a fresh process holding N queued tasks over G groups in a Scheduler(max_workers=1)",
-        "tasks": args.tasks,
+        "tasks": tasks,
         "groups": args.groups,
         "drain": args.drain,
         "wait_while_held": args.wait_while_held,
@@ -270,18 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "samples": samples,
         "clean_shutdowns": runs - len(problems),
         "target": {"peak_rss_mb_max": TARGET_PEAK_MB},
-        "meets_target": (peak_mb if at_target_size else projected_mb) <= TARGET_PEAK_MB and not problems,
+        "meets_target": value <= TARGET_PEAK_MB and not problems,
+        "headline": [headline(metric, value, TARGET_PEAK_MB)],
     }
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
     return payload
-
-
-def argparse_suppress() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
-
-
-if __name__ == "__main__":
-    main()

@@ -1,16 +1,16 @@
 """Where the throughput benchmark's CPU goes, by thread role (main / dispatcher / worker).
 
-Runs the scheduler side of ``bench/throughput.py`` (or the baseline, ``--baseline``) once and
-reports each role's CPU time per task (``time.thread_time`` at the end of every thread). With
+Runs the scheduler side of ``bench/throughput.py`` (or the baseline, ``--baseline``) once after a warm-up
+and reports each role's CPU time per task (``time.thread_time`` at the end of every thread). With
 ``--cprofile`` every thread also runs under its own ``cProfile.Profile``; the stats are merged per
-role, written to ``<out-dir>/profile_<role>.prof`` and the top functions by self time are printed
+role, written to ``<results-dir>/profile_<role>.prof`` and the top functions by self time are printed
 (cProfile inflates call-heavy code; the CPU split without it is the honest one).
 
-    python bench/profile_throughput.py --tasks 50000
-    python bench/profile_throughput.py --tasks 20000 --cprofile
-    py-spy record --threads --gil --format raw -o /tmp/spy.txt -- python bench/profile_throughput.py
+    python bench/run.py profile_throughput --tasks 50000
+    python bench/run.py profile_throughput --tasks 20000 --cprofile
+    py-spy record --threads --gil --format raw -o /tmp/spy.txt -- python bench/run.py profile_throughput
 
-Not a benchmark: it writes no JSON and has no target.
+One run, no baseline and no target (``--runs`` does not apply): the JSON holds the CPU split.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ import io
 import pstats
 import threading
 import time
-from pathlib import Path
+from typing import Any
 
 import throughput
-from common import RESULTS_DIR
 
 
 def role_of(thread: threading.Thread) -> str:
@@ -37,17 +36,17 @@ def role_of(thread: threading.Thread) -> str:
     return name
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="bench/profile_throughput.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=50_000)
-    parser.add_argument("--workers", "-w", type=int, default=8)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    throughput.add_arguments(parser)
     parser.add_argument("--baseline", action="store_true", help="profile the plain ThreadPoolExecutor baseline instead")
     parser.add_argument("--cprofile", action="store_true", help="also run every thread under cProfile")
     parser.add_argument("--top", type=int, default=20, help="functions to print per role with --cprofile")
-    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args(argv)
-    run = throughput.run_baseline if args.baseline else throughput.run_scheduler
-    run(min(args.tasks, 2_000), args.workers)  # warm-up, not recorded
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    tasks = args.tasks or (throughput.QUICK_TASKS["throughput"] if args.quick else throughput.DEFAULT_TASKS)
+    once = throughput.run_baseline if args.baseline else throughput.run_scheduler
+    once(min(tasks, 2_000), args.workers)  # warm-up, not recorded
 
     cpu: dict[str, float] = collections.defaultdict(float)
     profiles: dict[str, list[cProfile.Profile]] = collections.defaultdict(list)
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     if main_profile is not None:
         main_profile.enable()
     try:
-        timings = run(args.tasks, args.workers)
+        timings = once(tasks, args.workers)
     finally:
         if main_profile is not None:
             main_profile.disable()
@@ -81,24 +80,30 @@ def main(argv: list[str] | None = None) -> None:
         profiles["main"].append(main_profile)
 
     label = "baseline" if args.baseline else "scheduler"
-    print(f"{label}: {args.tasks} tasks, W={args.workers}: wall {timings['wall']:.3f} s, process cpu {timings['cpu']:.3f} s")
+    print(f"{label}: {tasks} tasks, W={args.workers}: wall {timings['wall']:.3f} s, process cpu {timings['cpu']:.3f} s")
     for role, seconds in sorted(cpu.items(), key=lambda entry: -entry[1]):
-        print(f"  {role:10s} {seconds:7.3f} s CPU  {seconds / args.tasks * 1e6:7.1f} us/task")
+        print(f"  {role:10s} {seconds:7.3f} s CPU  {seconds / tasks * 1e6:7.1f} us/task")
+    payload = {
+        "description": "CPU time by thread role of one throughput run (time.thread_time at each thread's end)",
+        "implementation": label,
+        "tasks": tasks,
+        "workers": args.workers,
+        "timings_seconds": timings,
+        "cpu_seconds_by_role": dict(cpu),
+        "cpu_us_per_task_by_role": {role: seconds / tasks * 1e6 for role, seconds in cpu.items()},
+    }
     if not args.cprofile:
-        return
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+        return payload
+    args.results_dir.mkdir(parents=True, exist_ok=True)
     for role, role_profiles in profiles.items():
         stats = pstats.Stats(role_profiles[0])
         for profile in role_profiles[1:]:
             stats.add(profile)
-        path = args.out_dir / f"profile_{role}.prof"
+        path = args.results_dir / f"profile_{role}.prof"
         stats.dump_stats(path)
         buffer = io.StringIO()
         pstats.Stats(str(path), stream=buffer).strip_dirs().sort_stats("tottime").print_stats(args.top)
         lines = [line for line in buffer.getvalue().splitlines() if line.strip()][4:]
         print(f"\n## {role} ({len(role_profiles)} thread(s)), by self time; full stats in {path}")
         print("\n".join(lines))
-
-
-if __name__ == "__main__":
-    main()
+    return payload

@@ -8,25 +8,25 @@ that run's ``events.jsonl`` by the project's own report code, exactly as ``threa
 units / the run's span. Nothing is compared with another implementation, so there is nothing to interleave;
 the runs are repeated for a median. Target: median ready-idle gap <= 5% of the span.
 
-    python bench/ready_idle.py                # the demo as shipped (200 rows), 5 runs
-    python bench/ready_idle.py --quick        # 100 rows (CI)
+    python bench/run.py ready_idle            # the demo as shipped (200 rows), 5 runs
+    python bench/run.py ready_idle --quick    # 100 rows (CI)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from common import base_parser, check_runs, fmt_s, interleave, phase_summaries, print_table, verdict, write_json
+from common import fmt_s, headline, interleave, phase_summaries, print_table, verdict
 from engine import demo_recipe
 
-from threadsched.engine import Recipe, builtin_recipe_text, parse_recipe, run_recipe
+from threadsched.engine import Recipe, run_recipe
 from threadsched.report import EVENTS_FILE, RUN_FILE, ReportMetrics, compute_metrics, last_run, load_events
 
-NAME = "ready_idle"
 TARGET_FRACTION = 0.05
 QUICK_RECORDS = 100
 
@@ -57,22 +57,16 @@ def run_once(recipe: Recipe, workers: int | None) -> dict[str, float]:
     }
 
 
-def load_demo(records: int | None) -> Recipe:
-    if records is None:
-        return parse_recipe(builtin_recipe_text("demo"), source="demo")  # as `threadsched demo` runs it
-    return demo_recipe(records, zero_latency=False)
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = base_parser(NAME, __doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--records", type=int, default=None, help=f"rows (default: the recipe's own; {QUICK_RECORDS} with --quick)"
     )
     parser.add_argument("--workers", "-w", type=int, default=None, help="worker threads (default: the recipe's run.max_workers)")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_RECORDS} rows (CI smoke run)")
-    args = parser.parse_args(argv)
-    runs = check_runs(args.runs)
-    recipe = load_demo(args.records if args.records is not None else QUICK_RECORDS if args.quick else None)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    runs = args.runs
+    recipe = demo_recipe(args.records if args.records is not None else QUICK_RECORDS if args.quick else None)
     samples = interleave(runs, {"demo": lambda: run_once(recipe, args.workers)})["demo"]
     summary = phase_summaries({"demo": samples})["demo"]
     median = summary["ready_idle_gap_fraction"]["median"]
@@ -108,11 +102,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "median_ready_idle_gap_fraction": median,
         "target": {"ready_idle_gap_fraction_max": TARGET_FRACTION},
         "meets_target": median <= TARGET_FRACTION,
+        "headline": [
+            headline(f"demo recipe ready-idle gap, % of the span, {recipe.run.records} rows", 100 * median, 100 * TARGET_FRACTION)
+        ],
     }
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
     return payload
-
-
-if __name__ == "__main__":
-    main()

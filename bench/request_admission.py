@@ -38,13 +38,14 @@ at about 1.3 s and 2 s, inside its window, so its 429 share is that of the desce
 
 Medians over ``--runs`` (>= 5) independent runs (each a fresh server, controller and transport).
 
-    python bench/request_admission.py                 # R=50 rps, 200 +- 40 ms, 3 s warm-up + 8 s window, 5 runs
-    python bench/request_admission.py --quick         # CI smoke run: 1 s warm-up + 2 s window
-    python bench/request_admission.py --window 30     # a longer window: the bucket's saved-up tokens matter less
+    python bench/run.py request_admission              # R=50 rps, 200 +- 40 ms, 3 s warm-up + 8 s window, 5 runs
+    python bench/run.py request_admission --quick      # CI smoke run: 1 s warm-up + 2 s window
+    python bench/run.py request_admission --window 30  # a longer window: the bucket's saved-up tokens matter less
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
 import threading
@@ -53,7 +54,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from common import base_parser, check_runs, print_table, summarize, write_json
+from common import headline, print_table, summarize
 
 from threadsched.events import SchedulerEvent
 from threadsched.requests import (
@@ -67,7 +68,6 @@ from threadsched.requests.executor import ModelRequestError, ModelRequestExecuto
 from threadsched.requests.http_provider import OpenAIChatModel, OpenAIChatTransport
 from threadsched.requests.mock_server import MockOpenAIServer
 
-NAME = "request_admission"
 TARGET_THROUGHPUT_RATIO_MIN = 0.9
 TARGET_RATE_LIMITED_SHARE_MAX = 0.05
 PROVIDER, MODEL = "mock", "bench-model"
@@ -358,10 +358,8 @@ def _ok(flag: bool) -> str:
     return "ok" if flag else "MISS"
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = base_parser(NAME, __doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Params()
-    parser.add_argument("--quick", action="store_true", help="CI smoke run: 1 s warm-up + 2 s window")
     parser.add_argument("--rps", type=float, default=defaults.rps, help="server rate limit R (requests/s)")
     parser.add_argument("--burst", type=int, default=None, help="token bucket size (default: ceil(R))")
     parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms, help="server latency L")
@@ -376,8 +374,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--successes-until-increase", type=int, default=defaults.successes_until_increase)
     parser.add_argument("--default-cooldown", type=float, default=defaults.default_cooldown_s, help="seconds")
     parser.add_argument("--ceiling-hold", type=float, default=defaults.ceiling_hold_s, help="seconds (0 disables)")
-    args = parser.parse_args(argv)
-    runs = check_runs(args.runs)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    runs, defaults = args.runs, Params()
     params = Params(
         rps=args.rps,
         burst=args.burst,
@@ -401,11 +401,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         flush=True,
     )
     samples: list[dict[str, Any]] = []
-    for run in range(runs):
-        sample = run_once(params, run)
+    for index in range(runs):
+        sample = run_once(params, index)
         samples.append(sample)
         print(
-            f"  run {run + 1}/{runs}: {sample['throughput_rps']:.1f} ok/s ({sample['throughput_ratio']:.3f} of R), "
+            f"  run {index + 1}/{runs}: {sample['throughput_rps']:.1f} ok/s ({sample['throughput_ratio']:.3f} of R), "
             f"429 share {sample['rate_limited_share']:.4f}, final limit {sample['final_snapshot']['current_limit']}",
             flush=True,
         )
@@ -468,10 +468,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             ],
         ],
     )
-    path = write_json(NAME, payload, args.out)
-    print(f"wrote {path}")
+    window = f"{params.window_s:g} s window after {params.warmup_s:g} s warm-up"
+    if args.quick:
+        window += " (quick: the window holds the descent from the cap)"
+    payload["headline"] = [
+        headline(
+            f"requests: throughput / R, R={params.rps:g} rps, {window}",
+            payload["median_throughput_ratio"],
+            TARGET_THROUGHPUT_RATIO_MIN,
+            higher_is_better=True,
+        ),
+        headline(
+            f"requests: 429s as % of attempts, {window}",
+            100.0 * payload["median_rate_limited_share"],
+            100.0 * TARGET_RATE_LIMITED_SHARE_MAX,
+        ),
+    ]
     return payload
-
-
-if __name__ == "__main__":
-    main()

@@ -1,38 +1,43 @@
-"""Throughput: no-op tasks through ``threadsched.Scheduler`` vs. a plain ``ThreadPoolExecutor``.
+"""Throughput: no-op tasks through ``threadsched.Scheduler`` (or ``LeasedExecutor``) vs. a plain ``ThreadPoolExecutor``.
 
-Both implementations get the same worker count W and the same workload in the same process:
+Two benchmarks of one workload, each pair with the same worker count W in the same process:
 
 * ``scheduler``: ``Scheduler(max_workers=W)``; the main thread submits every task, then waits for
   all futures (``concurrent.futures.wait``);
 * ``baseline``: ``ThreadPoolExecutor(W)``, used as code without a scheduler would use it: the main thread
   submits every task (no gate: the pool queues what its W threads cannot run yet), keeps the futures in a
-  list and waits for all of them.
+  list and waits for all of them;
+* ``leased_executor``: the drop-in facade ``LeasedExecutor(W)`` against the ``ThreadPoolExecutor(W)`` it
+  replaces, through the same loop (``run_pool``): what code switching by one line used before.
 
 The measured wall time runs from the first submit until every future is done (construction and
 shutdown are timed separately and reported, not included). The process CPU time (all threads) over
 the same window is reported too: on a busy machine it is the steadier number. The two implementations
-alternate run by run, and which goes first alternates too, so they share the machine's noise. Target:
-median(scheduler) <= 2.0 x median(baseline), the price of leases, fair queues and evidence per task.
+alternate run by run, and which goes first alternates too, so they share the machine's noise. Targets:
+median(scheduler) <= 2.0 x median(baseline), the price of leases, fair queues and evidence per task, and
+median(leased) <= 2.0 x median(threadpool).
 
-    python bench/throughput.py                  # 50k tasks, W=8, 5 runs each
-    python bench/throughput.py --tasks 20000 --workers 4
+    python bench/run.py throughput                  # 50k tasks, W=8, 5 runs each
+    python bench/run.py throughput --tasks 20000 --workers 4
+    python bench/run.py leased_executor --quick     # 10k tasks (CI)
 """
 
 from __future__ import annotations
 
+import argparse
 import concurrent.futures as cf
 import functools
 import time
 from collections.abc import Callable
 from typing import Any
 
-from common import base_parser, check_runs, compare_with_baseline
+from common import compare_with_baseline
 
 import threadsched
 
-NAME = "throughput"
 TARGET_RATIO = 2.0
 DEFAULT_TASKS = 50_000
+QUICK_TASKS = {"throughput": 20_000, "leased_executor": 10_000}
 
 
 def noop() -> None:
@@ -90,32 +95,46 @@ IMPLEMENTATIONS: dict[str, Callable[[int, int], dict[str, float]]] = {
     "scheduler": run_scheduler,
     "baseline": run_baseline,
 }
+LEASED_IMPLEMENTATIONS: dict[str, Callable[[int, int], dict[str, float]]] = {
+    "leased": lambda tasks, workers: run_pool(threadsched.LeasedExecutor, tasks, workers, "leased"),
+    "threadpool": lambda tasks, workers: run_pool(cf.ThreadPoolExecutor, tasks, workers, "threadpool"),
+}
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = base_parser(NAME, __doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=DEFAULT_TASKS, help=f"no-op tasks per run (default {DEFAULT_TASKS})")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tasks", type=int, default=None, help=f"no-op tasks per run (default {DEFAULT_TASKS}; fewer with --quick)"
+    )
     parser.add_argument("--workers", "-w", type=int, default=8, help="worker threads W for both (default 8)")
-    args = parser.parse_args(argv)
-    runs = check_runs(args.runs)
-    tasks, workers = args.tasks, args.workers
+
+
+def _compare(
+    args: argparse.Namespace,
+    name: str,
+    implementations: dict[str, Callable[[int, int], dict[str, float]]],
+    description: str,
+    extra_phases: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    tasks = args.tasks or (QUICK_TASKS[name] if args.quick else DEFAULT_TASKS)
+    candidate, baseline = implementations
     return compare_with_baseline(
-        NAME,
-        {name: functools.partial(run, workers=workers) for name, run in IMPLEMENTATIONS.items()},
+        {impl: functools.partial(run, workers=args.workers) for impl, run in implementations.items()},
         size=tasks,
         unit="tasks",
-        runs=runs,
+        runs=args.runs,
         target=TARGET_RATIO,
-        title=f"{tasks} no-op tasks, W={workers}, medians of {runs} interleaved runs",
-        extra_phases=("submit", "shutdown"),
-        params={
-            "description": "no-op tasks, first submit -> all futures done; Scheduler vs plain ThreadPoolExecutor",
-            "tasks": tasks,
-            "workers": workers,
-        },
-        out=args.out,
+        title=f"{tasks} no-op tasks, W={args.workers}, medians of {args.runs} interleaved runs",
+        metric=f"{name}: {candidate} / {baseline} wall, {tasks} no-op tasks, W={args.workers}",
+        extra_phases=extra_phases,
+        params={"description": description, "quick": args.quick, "tasks": tasks, "workers": args.workers},
     )
 
 
-if __name__ == "__main__":
-    main()
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    description = "no-op tasks, first submit -> all futures done; Scheduler vs plain ThreadPoolExecutor"
+    return _compare(args, "throughput", IMPLEMENTATIONS, description, ("submit", "shutdown"))
+
+
+def run_leased_executor(args: argparse.Namespace) -> dict[str, Any]:
+    description = "no-op tasks, first submit -> all futures done; LeasedExecutor vs ThreadPoolExecutor"
+    return _compare(args, "leased_executor", LEASED_IMPLEMENTATIONS, description)

@@ -23,8 +23,8 @@ Harness implementations: ``threadsched`` (strict) and ``threadsched[drf]``. Run 
 window (quick 0.2 s + 0.8 s; ``--warmup-s`` / ``--window-s``); knobs ``workers`` and ``seed``. Target
 (reported, not a gate): the median error of ``drf`` <= 10 %.
 
-    python bench/harness.py two_resource_mix            # 5 iterations
-    python bench/harness.py two_resource_mix --quick
+    python bench/run.py two_resource_mix            # 5 iterations
+    python bench/run.py two_resource_mix --quick
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """bench/cross_provider_cooldown.py: a tiny run of every mode completes, its harness report has its target, nothing leaks.
 
-``bench/`` is not a package: its directory goes on ``sys.path`` (as running ``bench/harness.py`` does). No timing
+``bench/`` is not a package: its directory goes on ``sys.path`` (as running ``bench/run.py`` does). No timing
 assertions.
 """
 

@@ -1,6 +1,7 @@
 """bench/harness.py and its baselines: equal output hashes, the artifact schema, hidden waiters, A/B.
 
-``bench/`` is not a package: its directory goes on ``sys.path`` (as ``python bench/harness.py`` does).
+``bench/`` is not a package: its directory goes on ``sys.path`` (as ``python bench/run.py`` does); the
+command-line tests go through the front door (``run.main``).
 No test asserts on time; every run uses zero mock latency except the hidden-waiter one, whose mock ``sleep``
 is gated on an event instead of sleeping (see there).
 """
@@ -26,9 +27,9 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 from baselines import BASELINES, run_baseline  # noqa: E402
-from harness import main as harness_main  # noqa: E402
 from harness import run_harness, validate_summary  # noqa: E402
 from harness_impls import IMPLEMENTATIONS, run_sample  # noqa: E402
+from run import main as front_door  # noqa: E402
 from scenarios import SCENARIOS, Scenario, recipe_text  # noqa: E402
 
 from threadsched.engine import Recipe, parse_recipe, run_reference  # noqa: E402
@@ -172,7 +173,7 @@ def test_spawn_then_wait_parks_workers_while_threadsched_and_fifo_do_not(tmp_pat
 
 def test_saturated_root_runs_strict_and_bounded_borrow_by_default(tmp_path: Path) -> None:
     argv = ["saturated_root", "--quick", "--records", "10", "--latency-ms", "0", "--jitter-ms", "0", "--iterations", "1"]
-    harness_main([*argv, "--out", str(tmp_path)])  # the exit code follows the timing-dependent gates too
+    front_door([*argv, "--out", str(tmp_path)])  # the exit code follows the timing-dependent gates too
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert validate_summary(summary) == []
     assert summary["implementations"] == ["threadsched", "threadsched[bounded_borrow]"]
@@ -196,7 +197,17 @@ def test_ab_mode_runs_both_refs_in_worktrees_and_removes_them(tmp_path: Path) ->
     if not _git_repository():
         pytest.skip(f"A/B needs git and a git repository with a commit at {REPO}")
     out = tmp_path / "ab"
-    command = [sys.executable, str(BENCH / "harness.py"), "heavy_root", "--quick", "--latency-ms", "0", "--iterations", "1"]
+    command = [
+        sys.executable,
+        str(BENCH / "run.py"),
+        "harness",
+        "heavy_root",
+        "--quick",
+        "--latency-ms",
+        "0",
+        "--iterations",
+        "1",
+    ]
     command += ["--baseline", "HEAD", "--candidate", "HEAD", "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -364,7 +375,7 @@ def test_policy_workloads_write_valid_summaries_with_their_targets(
 
 def test_policies_option_rejects_an_unknown_policy(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as raised:
-        harness_main(["heavy_root", "--policies", "strict,nope"])
+        front_door(["heavy_root", "--policies", "strict,nope"])
     assert raised.value.code == 2 and "nope" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        harness_main(["heavy_root", "--window-s", "1"])  # workload lengths on a recipe scenario
+        front_door(["heavy_root", "--window-s", "1"])  # workload lengths on a recipe scenario

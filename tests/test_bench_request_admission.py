@@ -1,19 +1,16 @@
 """bench/request_admission.py: a tiny run completes, its counts add up, its JSON has the expected keys, nothing leaks.
 
-``bench/`` is not a package: its directory goes on ``sys.path`` (as ``python bench/request_admission.py`` does) so that
-the script's ``from common import ...`` works. The script itself is loaded under the name ``bench_requests``,
-never as ``requests``, so that it cannot shadow the PyPI ``requests`` package for the rest of the session.
-No test asserts on time: the server is fast (R=200, 5 ms) and the run short, and only counts are checked.
+``bench/`` is not a package: its directory goes on ``sys.path`` (as ``python bench/run.py`` does), and the JSON
+comes from the front door, ``run.main(["request_admission", ...])``. No test asserts on time: the server is
+fast (R=200, 5 ms) and the run short, and only counts are checked.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import threading
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,16 +21,8 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_requests", BENCH / "request_admission.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_requests = _load()
+import request_admission as bench_requests  # noqa: E402
+import run as front_door  # noqa: E402
 
 TINY = bench_requests.Params(rps=200.0, latency_ms=5.0, jitter_ms=1.0, warmup_s=0.3, window_s=0.5, snapshot_interval_s=0.05)
 BENCH_THREAD_MARKERS = (bench_requests.CLIENT_THREAD_PREFIX, "threadsched-mock-provider")
@@ -126,16 +115,20 @@ def test_summary_document_has_targets_and_verdict(tiny_run: tuple[dict[str, Any]
 def test_main_writes_the_json_document(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "requests.json"
     argv = ["--rps", "200", "--latency-ms", "5", "--jitter-ms", "1", "--warmup", "0.05", "--window", "0.1", "--out", str(out)]
-    payload = bench_requests.main(argv)
+    assert front_door.main(["request_admission", *argv]) == 0
     document = json.loads(out.read_text())
     assert document["benchmark"] == "request_admission" and "machine" in document
     assert document["runs"] == 5 and len(document["samples"]) == 5
-    assert document["meets_target"] == payload["meets_target"]
+    assert document["median_throughput_ratio"] == document["throughput_ratio"]["median"]
+    assert [row["metric"].split(",")[0] for row in document["headline"]] == [
+        "requests: throughput / R",
+        "requests: 429s as % of attempts",
+    ]
     assert "throughput / R (median)" in capsys.readouterr().out
     assert _bench_threads() == []
 
 
 def test_main_refuses_fewer_than_five_runs(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
-        bench_requests.main(["--runs", "1", "--out", str(tmp_path / "requests.json")])
+        front_door.main(["request_admission", "--runs", "1", "--out", str(tmp_path / "requests.json")])
     assert not (tmp_path / "requests.json").exists()

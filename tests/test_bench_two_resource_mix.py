@@ -1,6 +1,6 @@
 """bench/two_resource_mix.py: a tiny run completes, its numbers are consistent, its harness report has its target.
 
-``bench/`` is not a package: its directory goes on ``sys.path`` (as running ``bench/harness.py`` does). No test
+``bench/`` is not a package: its directory goes on ``sys.path`` (as running ``bench/run.py`` does). No test
 asserts on timing or on the fairness target.
 """
 

@@ -1,4 +1,4 @@
-"""``threadsched bench``: locating the repository's bench/harness.py and passing arguments through."""
+"""``threadsched bench``: locating the repository's bench/run.py (the front door) and passing arguments through."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import threadsched
-from threadsched.cli.bench import BENCH_MISSING, add_bench_parser, harness_command, locate_harness, run_bench
+from threadsched.cli.bench import BENCH_MISSING, add_bench_parser, bench_command, locate_bench, run_bench
 
-# A stand-in harness: writes its arguments next to itself and exits with code 3.
-FAKE_HARNESS = """import json, pathlib, sys
+# A stand-in front door: writes its arguments next to itself and exits with code 3.
+FAKE_FRONT_DOOR = """import json, pathlib, sys
 pathlib.Path(__file__).with_name("argv.json").write_text(json.dumps(sys.argv[1:]))
 sys.exit(3)
 """
@@ -27,7 +27,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def fake_bench(root: Path) -> Path:
     bench = root / "bench"
     bench.mkdir(parents=True)
-    (bench / "harness.py").write_text(FAKE_HARNESS)
+    (bench / "run.py").write_text(FAKE_FRONT_DOOR)
     return bench
 
 
@@ -48,33 +48,41 @@ def test_bench_dir_after_the_scenario_is_ours(tmp_path: Path) -> None:
 def test_current_directory_bench_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bench = fake_bench(tmp_path)
     monkeypatch.chdir(tmp_path)
-    assert locate_harness(None, package_dir=tmp_path / "elsewhere" / "threadsched") == (bench / "harness.py").resolve()
+    assert locate_bench(None, package_dir=tmp_path / "elsewhere" / "threadsched") == (bench / "run.py").resolve()
     assert run_bench(parse(["bench", "cycle"])) == 3
+    assert (bench / "argv.json").read_text() == '["cycle"]'
+    assert run_bench(parse(["bench"])) == 3  # no NAME: bench/run.py runs the whole suite
+    assert (bench / "argv.json").read_text() == "[]"
 
 
 def test_bench_next_to_the_package_source_tree_is_found(tmp_path: Path) -> None:
     bench = fake_bench(tmp_path / "checkout")
-    found = locate_harness(None, cwd=tmp_path / "empty", package_dir=tmp_path / "checkout" / "threadsched")
-    assert found == (bench / "harness.py").resolve()
+    found = locate_bench(None, cwd=tmp_path / "empty", package_dir=tmp_path / "checkout" / "threadsched")
+    assert found == (bench / "run.py").resolve()
 
 
 def test_default_package_dir_is_the_package_not_the_cli_subpackage(tmp_path: Path) -> None:
     # this module lives in threadsched/cli/: a checkout's bench/ is next to threadsched/, not inside it
     checkout_bench = Path(threadsched.__file__).resolve().parent.parent / "bench"
-    if not (checkout_bench / "harness.py").is_file():
+    if not (checkout_bench / "run.py").is_file():
         pytest.skip("not running from a checkout")
-    assert locate_harness(None, cwd=tmp_path) == (checkout_bench / "harness.py").resolve()
+    assert locate_bench(None, cwd=tmp_path) == (checkout_bench / "run.py").resolve()
 
 
 def test_missing_bench_dir_prints_one_line_and_returns_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert locate_harness(tmp_path / "nope") is None
-    assert locate_harness(None, cwd=tmp_path, package_dir=tmp_path / "site-packages" / "threadsched") is None
+    assert locate_bench(tmp_path / "nope") is None
+    assert locate_bench(None, cwd=tmp_path, package_dir=tmp_path / "site-packages" / "threadsched") is None
     assert run_bench(parse(["bench", "--bench-dir", str(tmp_path / "nope"), "heavy_root"])) == 2
     captured = capsys.readouterr()
     assert captured.err == BENCH_MISSING + "\n"
     assert captured.out == ""
 
 
-def test_harness_command_uses_this_interpreter_and_drops_a_leading_double_dash(tmp_path: Path) -> None:
-    harness = tmp_path / "harness.py"
-    assert harness_command(harness, ["--", "heavy_root", "--quick"]) == [sys.executable, str(harness), "heavy_root", "--quick"]
+def test_bench_command_uses_this_interpreter_and_drops_a_leading_double_dash(tmp_path: Path) -> None:
+    front_door = tmp_path / "run.py"
+    assert bench_command(front_door, ["--", "heavy_root", "--quick"]) == [
+        sys.executable,
+        str(front_door),
+        "heavy_root",
+        "--quick",
+    ]

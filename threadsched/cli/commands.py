@@ -1,6 +1,6 @@
 """Command line: ``threadsched demo``, ``threadsched run RECIPE``, ``threadsched recipe NAME`` and
 ``threadsched report OUT``, ``threadsched mock-provider`` (an OpenAI-compatible local server),
-``threadsched bench SCENARIO`` (the repository's ``bench/harness.py``) and
+``threadsched bench [NAME ...]`` (the repository's ``bench/run.py``) and
 ``threadsched mixed-demo`` (the scheduler alone, without the engine: a heavy group of slow model tasks beside light groups).
 
 ``demo`` is ``run`` on the built-in recipe (``threadsched recipe demo``) with ``./threadsched-demo`` as the
