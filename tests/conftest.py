@@ -1,7 +1,10 @@
-"""Shared fixtures: every test must leave no scheduler thread behind."""
+"""Shared fixtures: every test must leave no scheduler thread behind (autouse); ``fast_switching`` on request.
+
+Factories, stubs and helpers shared by test modules live in ``support.py``, not here."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -28,3 +31,14 @@ def no_leaked_threads() -> Iterator[None]:
         thread.join(LEAK_GRACE_SECONDS)
     leaked = _scheduler_threads(baseline)
     assert not leaked, f"leaked scheduler threads: {[thread.name for thread in leaked]}"
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Switch threads as often as possible so races actually interleave (reads overlap writes)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)

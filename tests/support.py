@@ -6,7 +6,9 @@ one test module alone uses stays in that module.
 
 Sections:
 
-* Waiting and events: ``GENEROUS``, ``SignalingSink``, ``resolve_all``, ``opened_on_exit``.
+* Waiting and events: ``GENEROUS``, ``SignalingSink``, ``resolve_all``, ``opened_on_exit``, ``ParkingSink``
+  (parks the dispatcher in ``emit``), ``RaisingSink``, ``scheduler_event``.
+* Gated work: ``park_workers`` (occupy workers until a gate opens), ``raises_when_cancelled``.
 * Scheduler evidence and threads: ``check_lease_evidence``, ``scheduler_threads``, ``join_scheduler_threads``.
 * Python processors for recipes (``support:NAME``): ``CALLS``, ``NOT_CALLABLE``, ``keep_even_rows``,
   ``keep_all_and_mutate``, ``record_and_keep_all``, ``returns_wrong_length``, ``returns_ints``, ``returns_tuple``,
@@ -15,13 +17,14 @@ Sections:
   ``not_a_list``, ``broken``, ``Scorer``.
 * Dask cluster functions (module level, so worker processes import them; ``distributed`` only inside them):
   ``worker_pid``, ``fail``, ``keywords``, ``wait_for_event``.
-* Engine runs: ``no_sleep``, ``small_recipe`` (a three-column mock recipe), ``PRE_FILTER``, ``assert_healthy``.
+* Engine runs: ``no_sleep``, ``small_recipe`` (a four-column mock recipe), ``PRE_FILTER``, ``assert_healthy``.
 * Report event logs (hand-built event dicts with chosen times): ``Log``, ``LLM``, ``scenario``, ``RequestLog``,
   ``WRITER``, ``JUDGE``, ``request_scenario``.
 * Admission policies, tasks and a policy harness: ``PolicyStub`` (allows everything, changes nothing),
   ``RaisingPolicy``, ``make_task``, ``empty_view``, ``reason``, ``contended``, ``strict_fair_outcome`` (a model of
   StrictFairPolicy), ``PolicyHarness``.
 * Hypothesis strategies: ``per_group``, ``resource_amounts``, ``group_draws``.
+* Fake clocks and executor kinds: ``FakeClock``, ``EXECUTOR_KINDS``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import os
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -40,11 +43,13 @@ from hypothesis import strategies as st
 from threadsched import (
     SUBMISSION,
     FairTaskQueue,
+    LeasedExecutor,
     MemoryEventSink,
     PolicyDecision,
     PolicyStateDelta,
     QueueView,
     SchedulableTask,
+    Scheduler,
     SchedulerEvent,
     SchedulerResourceRequest,
     TaskAdmissionConfig,
@@ -54,9 +59,11 @@ from threadsched import (
     TaskAdmissionPolicy,
     TaskAdmissionView,
     TaskGroupSpec,
+    current_cancel_token,
 )
 from threadsched.engine import Recipe, parse_recipe
 from threadsched.engine.runner import RunResult
+from threadsched.events import SCHEDULER_STREAM
 from threadsched.policies.base import ALLOW, NO_CHANGE
 
 T = TypeVar("T")
@@ -107,6 +114,72 @@ def opened_on_exit(*gates: threading.Event) -> Iterator[None]:
     finally:
         for gate in gates:
             gate.set()
+
+
+class ParkingSink(SignalingSink):
+    """Parks the dispatcher thread inside ``emit`` at the first ``worker_spawned`` (so later submissions stay in
+    the scheduler's inbox) until ``unpark`` is set; ``parked`` is set once it is parked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parked = threading.Event()
+        self.unpark = threading.Event()
+
+    def emit(self, event: SchedulerEvent) -> None:
+        super().emit(event)
+        if event.kind == "worker_spawned" and not self.parked.is_set():
+            self.parked.set()
+            self.unpark.wait(GENEROUS)
+
+
+class RaisingSink:
+    """An event sink that raises on every ``emit``; ``calls`` counts them (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def emit(self, event: SchedulerEvent) -> None:
+        with self._lock:
+            self.calls += 1
+        raise RuntimeError("sink is broken")
+
+
+def scheduler_event(
+    kind: str, sequence: int, at: float, task: str = "t1", lease: int | None = None, *, stream: str = SCHEDULER_STREAM
+) -> SchedulerEvent:
+    """A hand-made ``SchedulerEvent`` of group ``"g"``."""
+    return SchedulerEvent(kind=kind, sequence=sequence, captured_at=at, task_id=task, lease_id=lease, group="g", stream=stream)
+
+
+# -- gated work ------------------------------------------------------------------------------------
+
+
+def park_workers(sched: Scheduler, slots: int, gate: threading.Event) -> list[Future[Any]]:
+    """Occupy ``slots`` workers with functions parked on ``gate`` (each returns ``"parked"``); their futures."""
+    started = threading.Barrier(slots + 1)
+
+    def parked() -> str:
+        started.wait(GENEROUS)
+        gate.wait(GENEROUS)
+        return "parked"
+
+    futures: list[Future[Any]] = [sched.submit(parked) for _ in range(slots)]
+    started.wait(GENEROUS)
+    return futures
+
+
+def raises_when_cancelled(started: threading.Event) -> Callable[[], None]:
+    """A task function: sets ``started``, waits for its cancel token, then raises ``CancelledError``."""
+
+    def run() -> None:
+        token = current_cancel_token()
+        assert token is not None
+        started.set()
+        token.wait(GENEROUS)
+        token.raise_if_cancelled()
+
+    return run
 
 
 # -- scheduler evidence and threads ----------------------------------------------------------------
@@ -650,3 +723,28 @@ def group_draws(
 ) -> st.SearchStrategy[list[tuple[int, T]]]:
     """A list of ``(group index, value)``: which of ``groups`` groups does what."""
     return st.lists(st.tuples(st.integers(0, groups - 1), values), min_size=min_size, max_size=max_size)
+
+
+# -- fake clocks and executor kinds ----------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that moves only when told: ``advance(seconds)``, or ``sleep(delay)`` (recorded in ``slept``)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, delay: float) -> None:
+        self.slept.append(delay)
+        self.now += delay
+
+
+EXECUTOR_KINDS: dict[str, Callable[..., ThreadPoolExecutor]] = {"stdlib": ThreadPoolExecutor, "leased": LeasedExecutor}
+"""The executors a drop-in test runs against: the stdlib pool and ``LeasedExecutor``."""

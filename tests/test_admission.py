@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -343,17 +342,6 @@ TestAdmissionStateMachine = AdmissionMachine.TestCase
 # ---------------------------------------------------------------------------------------------
 # 2./3. Threads
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Switch threads as often as possible so races actually interleave."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 def run_threads(count: int, target: Callable[[int], None]) -> None:

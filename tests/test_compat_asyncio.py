@@ -17,12 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-
-from threadsched import LeasedExecutor
+from support import EXECUTOR_KINDS as KINDS
 
 WAIT = 30.0
 WORKERS = 4
-KINDS: dict[str, Callable[..., ThreadPoolExecutor]] = {"stdlib": ThreadPoolExecutor, "leased": LeasedExecutor}
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("REQUEST_ID", default="unset")
 
 

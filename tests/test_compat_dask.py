@@ -16,8 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-
-from threadsched import LeasedExecutor
+from support import EXECUTOR_KINDS as KINDS
 
 dask = pytest.importorskip("dask")
 dask_threaded = pytest.importorskip("dask.threaded")
@@ -27,7 +26,6 @@ db = pytest.importorskip("dask.bag")
 
 WAIT = 30.0
 WORKERS = 4
-KINDS: dict[str, Callable[..., ThreadPoolExecutor]] = {"stdlib": ThreadPoolExecutor, "leased": LeasedExecutor}
 
 
 @pytest.fixture(params=list(KINDS), ids=list(KINDS))

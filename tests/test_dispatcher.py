@@ -17,6 +17,8 @@ from support import (
     check_lease_evidence,
     join_scheduler_threads,
     opened_on_exit,
+    park_workers,
+    raises_when_cancelled,
     resolve_all,
 )
 
@@ -42,20 +44,6 @@ from threadsched import (
 
 def _leases_of(sink: MemoryEventSink, task_id: str, kind: str = "task_lease_acquired") -> list[int]:
     return [event.lease_id for event in sink.events if event.kind == kind and event.task_id == task_id]  # type: ignore[misc]
-
-
-def _block_pool(sched: Scheduler, slots: int, gate: threading.Event) -> list[Future[Any]]:
-    """Occupy ``slots`` workers with functions parked on ``gate``; returns their futures."""
-    started = threading.Barrier(slots + 1)
-
-    def parked() -> str:
-        started.wait(GENEROUS)
-        gate.wait(GENEROUS)
-        return "parked"
-
-    futures: list[Future[Any]] = [sched.submit(parked) for _ in range(slots)]
-    started.wait(GENEROUS)
-    return futures
 
 
 # -- success --------------------------------------------------------------------------------------
@@ -183,7 +171,7 @@ def test_cancel_while_queued_never_leased_and_notifies_waiters() -> None:
     sink = SignalingSink()
     gate = threading.Event()
     with Scheduler(max_workers=2, events=sink, name="cq") as sched, opened_on_exit(gate):
-        parked = _block_pool(sched, 2, gate)
+        parked = park_workers(sched, 2, gate)
         ran = threading.Event()
         victim = sched.submit(ran.set)
         assert sink.wait_for_count("ready_enqueued", 1, task_id=victim.task_id)
@@ -243,16 +231,9 @@ def test_cancel_while_running_sets_token_and_releases_lease_on_return() -> None:
 def test_cancel_while_running_then_cancelled_error_ends_cancelled() -> None:
     started = threading.Event()
 
-    def raises_when_cancelled() -> None:
-        token = current_cancel_token()
-        assert token is not None
-        started.set()
-        token.wait(GENEROUS)
-        token.raise_if_cancelled()
-
     sink = MemoryEventSink()
     with Scheduler(max_workers=1, events=sink, name="crx") as sched:
-        future = sched.submit(raises_when_cancelled)
+        future = sched.submit(raises_when_cancelled(started))
         assert started.wait(GENEROUS)
         assert future.cancel() is False
         resolve_all([future])
@@ -356,7 +337,7 @@ def test_shutdown_without_cancel_runs_queued_work_to_completion() -> None:
     sched = Scheduler(max_workers=1, name="sd1")
     gate = threading.Event()
     try:
-        parked = _block_pool(sched, 1, gate)
+        parked = park_workers(sched, 1, gate)
         queued = [sched.submit(int, i) for i in range(5)]
         first = sched.shutdown(wait=False)
         assert first.cancelled == 0
@@ -380,7 +361,7 @@ def test_shutdown_wait_true_blocks_until_queued_work_ran() -> None:
     sched = Scheduler(max_workers=1, name="sd2")
     gate = threading.Event()
     try:
-        parked = _block_pool(sched, 1, gate)
+        parked = park_workers(sched, 1, gate)
         queued = [sched.submit(int, i) for i in range(5)]
         reports: list[Any] = []
         shutter = threading.Thread(target=lambda: reports.append(sched.shutdown(wait=True)), name="test-shutter")
@@ -433,7 +414,7 @@ def test_shutdown_cancel_futures_cancels_queued_work_and_notifies() -> None:
     sched = Scheduler(max_workers=2, events=sink, name="sd3")
     gate = threading.Event()
     try:
-        parked = _block_pool(sched, 2, gate)
+        parked = park_workers(sched, 2, gate)
         queued = [sched.group("q").submit(int, i) for i in range(6)]
         for future in queued:
             assert sink.wait_for_count("ready_enqueued", 1, task_id=future.task_id)
@@ -462,7 +443,7 @@ def test_shutdown_wait_and_cancel_futures_from_another_thread() -> None:
     sched = Scheduler(max_workers=1, name="sd4")
     gate = threading.Event()
     try:
-        parked = _block_pool(sched, 1, gate)
+        parked = park_workers(sched, 1, gate)
         queued = [sched.submit(int, i) for i in range(4)]
         reports: list[Any] = []
         shutter = threading.Thread(
@@ -547,7 +528,7 @@ def test_stale_selection_when_cancel_races_the_selection() -> None:
     ran = threading.Event()
     gate = threading.Event()
     with Scheduler(max_workers=1, policy=policy, events=sink, name="stale2") as sched, opened_on_exit(gate):
-        parked = _block_pool(sched, 1, gate)  # no capacity: the victim cannot be looked at yet
+        parked = park_workers(sched, 1, gate)  # no capacity: the victim cannot be looked at yet
         victim = sched.submit(ran.set)
         policy.victims[victim.task_id] = victim
         gate.set()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import PRE_FILTER, assert_healthy, no_sleep, small_recipe
+from support import PRE_FILTER, RaisingSink, assert_healthy, no_sleep, small_recipe
 
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.runner import RunResult, run_recipe
@@ -186,15 +186,6 @@ def test_no_event_carries_row_values_prompts_or_completions(failing_run: Observe
 
 
 # -- job_facts and EngineEvents on their own ---------------------------------------------------------------
-
-
-class RaisingSink:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def emit(self, event: SchedulerEvent) -> None:
-        self.calls += 1
-        raise RuntimeError("sink is broken")
 
 
 def test_job_facts_name_roots_columns_workers_and_limits() -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 from support import GENEROUS, small_recipe
@@ -109,17 +107,6 @@ class ReadProgress:
     def wait_past(self, reads: int) -> None:
         with self._changed:
             assert self._changed.wait_for(lambda: self.reads > reads, GENEROUS)
-
-
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Switch threads as often as possible so reads overlap writes."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 @pytest.mark.usefixtures("fast_switching")

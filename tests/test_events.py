@@ -5,6 +5,7 @@ import logging
 import threading
 
 import pytest
+from support import scheduler_event
 
 from threadsched import MemoryEventSink, SchedulerEvent
 from threadsched.events import ENGINE_STREAM, SCHEDULER_STREAM, FanOutEventSink, json_safe
@@ -93,22 +94,18 @@ def test_fan_out_delivers_to_every_sink_even_if_the_first_raises(caplog: pytest.
     FanOutEventSink().emit(SchedulerEvent(kind="selected", sequence=0, captured_at=0.0))  # no sinks: nothing
 
 
-def _event(kind: str, sequence: int, at: float, *, stream: str = SCHEDULER_STREAM, lease: int | None = None) -> SchedulerEvent:
-    return SchedulerEvent(kind=kind, sequence=sequence, captured_at=at, task_id="t1", lease_id=lease, group="g", stream=stream)
-
-
 def test_evidence_reads_only_the_scheduler_stream() -> None:
     scheduler = [
-        _event("ready_enqueued", 0, 1.0),
-        _event("task_lease_acquired", 1, 1.5, lease=1),
-        _event("worker_spawned", 2, 1.6, lease=1),
+        scheduler_event("ready_enqueued", 0, 1.0),
+        scheduler_event("task_lease_acquired", 1, 1.5, lease=1),
+        scheduler_event("worker_spawned", 2, 1.6, lease=1),
     ]
     # Engine events reuse sequence numbers and, built by hand here, even scheduler kinds and ids: all ignored.
     engine = [
-        _event("ready_enqueued", 0, 0.0, stream=ENGINE_STREAM),
-        _event("worker_spawned", 1, 0.1, stream=ENGINE_STREAM, lease=99),
-        _event("task_lease_acquired", 2, 5.0, stream=ENGINE_STREAM, lease=2),
-        _event("worker_spawned", 3, 5.1, stream=ENGINE_STREAM, lease=7),
+        scheduler_event("ready_enqueued", 0, 0.0, stream=ENGINE_STREAM),
+        scheduler_event("worker_spawned", 1, 0.1, stream=ENGINE_STREAM, lease=99),
+        scheduler_event("task_lease_acquired", 2, 5.0, stream=ENGINE_STREAM, lease=2),
+        scheduler_event("worker_spawned", 3, 5.1, stream=ENGINE_STREAM, lease=7),
     ]
     mixed = engine[:2] + scheduler + engine[2:]
     assert hidden_waiters(mixed) == hidden_waiters(scheduler) == 0

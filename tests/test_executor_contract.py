@@ -20,7 +20,6 @@ from concurrent.futures import (
     CancelledError,
     Executor,
     Future,
-    ThreadPoolExecutor,
     as_completed,
     wait,
 )
@@ -29,12 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from threadsched.leased_executor import LeasedExecutor
+from support import EXECUTOR_KINDS as KINDS
 
 WAIT = 30.0  # generous bound on every blocking call, so a bug fails instead of hanging
 REPO = Path(__file__).resolve().parent.parent
-KINDS = {"stdlib": ThreadPoolExecutor, "leased": LeasedExecutor}
 
 ExecutorFactory = Callable[..., Executor]
 

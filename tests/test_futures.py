@@ -10,21 +10,18 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import GENEROUS, SignalingSink, check_lease_evidence, opened_on_exit, resolve_all
+from support import (
+    GENEROUS,
+    ParkingSink,
+    SignalingSink,
+    check_lease_evidence,
+    opened_on_exit,
+    park_workers,
+    raises_when_cancelled,
+    resolve_all,
+)
 
 from threadsched import CancelToken, Scheduler, TaskFuture, current_cancel_token
-
-
-def _park_all_workers(sched: Scheduler, slots: int, gate: threading.Event) -> list[Future[Any]]:
-    started = threading.Barrier(slots + 1)
-
-    def parked() -> None:
-        started.wait(GENEROUS)
-        gate.wait(GENEROUS)
-
-    futures: list[Future[Any]] = [sched.submit(parked) for _ in range(slots)]
-    started.wait(GENEROUS)
-    return futures
 
 
 def _queued_victim(sched: Scheduler, sink: SignalingSink, fn: Any = int) -> TaskFuture:
@@ -49,7 +46,7 @@ def test_cancel_queued_notifies_concurrent_futures_wait() -> None:
     sink = SignalingSink()
     gate = threading.Event()
     with Scheduler(max_workers=1, events=sink, name="fut1") as sched, opened_on_exit(gate):
-        parked = _park_all_workers(sched, 1, gate)
+        parked = park_workers(sched, 1, gate)
         victim = _queued_victim(sched, sink)
         assert victim.cancel() is True
         assert victim.cancel() is True  # idempotent, like the stdlib
@@ -66,7 +63,7 @@ def test_cancel_queued_notifies_as_completed() -> None:
     sink = SignalingSink()
     gate = threading.Event()
     with Scheduler(max_workers=1, events=sink, name="fut2") as sched, opened_on_exit(gate):
-        parked = _park_all_workers(sched, 1, gate)
+        parked = park_workers(sched, 1, gate)
         victims = [_queued_victim(sched, sink) for _ in range(3)]
         for victim in victims:
             assert victim.cancel()
@@ -79,7 +76,7 @@ def test_cancel_queued_wakes_a_thread_already_waiting() -> None:
     sink = SignalingSink()
     gate = threading.Event()
     with Scheduler(max_workers=1, events=sink, name="fut3") as sched, opened_on_exit(gate):
-        parked = _park_all_workers(sched, 1, gate)
+        parked = park_workers(sched, 1, gate)
         victim = _queued_victim(sched, sink)
         results: list[Any] = []
         waiting = threading.Event()
@@ -114,7 +111,7 @@ def test_cancel_queued_runs_done_callbacks_once() -> None:
     sink = SignalingSink()
     gate = threading.Event()
     with Scheduler(max_workers=1, events=sink, name="fut4") as sched, opened_on_exit(gate):
-        parked = _park_all_workers(sched, 1, gate)
+        parked = park_workers(sched, 1, gate)
         victim = _queued_victim(sched, sink)
         calls: list[Future[Any]] = []
         victim.add_done_callback(calls.append)
@@ -129,7 +126,7 @@ def test_cancel_right_after_submit_resolves() -> None:
     sink = SignalingSink()
     gate = threading.Event()
     with Scheduler(max_workers=1, events=sink, name="fut5") as sched, opened_on_exit(gate):
-        parked = _park_all_workers(sched, 1, gate)
+        parked = park_workers(sched, 1, gate)
         ran = threading.Event()
         victims = [sched.submit(ran.set) for _ in range(20)]
         for victim in victims:
@@ -173,15 +170,8 @@ def test_cancel_running_returns_false_and_sets_the_cooperative_token() -> None:
 def test_cancel_running_cancelled_error_resolves_waiters() -> None:
     started = threading.Event()
 
-    def work() -> None:
-        token = current_cancel_token()
-        assert token is not None
-        started.set()
-        token.wait(GENEROUS)
-        token.raise_if_cancelled()
-
     with Scheduler(max_workers=1, name="fut7") as sched:
-        future = sched.submit(work)
+        future = sched.submit(raises_when_cancelled(started))
         assert started.wait(GENEROUS)
         assert future.cancel() is False
         assert list(as_completed([future], timeout=GENEROUS)) == [future]
@@ -234,7 +224,7 @@ def test_cancel_queued_counts_before_waiters_are_notified() -> None:
     sink = SignalingSink()
     gate = threading.Event()
     with Scheduler(max_workers=1, events=sink, name="fut8") as sched, opened_on_exit(gate):
-        parked = _park_all_workers(sched, 1, gate)
+        parked = park_workers(sched, 1, gate)
         victim = _queued_victim(sched, sink)
         probe = CounterProbe(sched)
         with victim._condition:
@@ -247,17 +237,9 @@ def test_cancel_queued_counts_before_waiters_are_notified() -> None:
 
 
 def test_cancel_from_inbox_counts_before_waiters_are_notified() -> None:
-    dispatcher_parked = threading.Event()
-    unpark = threading.Event()
-
-    class ParkingSink(SignalingSink):
-        def emit(self, event: Any) -> None:
-            super().emit(event)
-            if event.kind == "worker_spawned" and not dispatcher_parked.is_set():
-                dispatcher_parked.set()
-                unpark.wait(GENEROUS)
-
-    sched = Scheduler(max_workers=2, events=ParkingSink(), name="fut9")
+    sink = ParkingSink()
+    dispatcher_parked, unpark = sink.parked, sink.unpark
+    sched = Scheduler(max_workers=2, events=sink, name="fut9")
     try:
         first = sched.submit(int, 1)
         assert dispatcher_parked.wait(GENEROUS)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import GENEROUS, empty_view, make_task
+from support import GENEROUS, FakeClock, empty_view, make_task
 
 from threadsched import (
     FairTaskQueue,
@@ -65,14 +65,6 @@ class FakePressure:
     def pressure(self, resource: str) -> ProviderPressure | None:
         self.reads.append(resource)
         return self.pressures.get(resource)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class RecordingPolicy(StrictFairPolicy):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import FakeClock
 
 from threadsched import CancelToken, Scheduler
 from threadsched.events import MemoryEventSink, SchedulerEvent
@@ -37,17 +38,6 @@ CHAT = RequestResourceKey("mock", "fast", RequestDomain.CHAT)
 EMBEDDING = RequestResourceKey("mock", "fast", RequestDomain.EMBEDDING)
 ALIAS_CHAT = RequestResourceKey("alias", "fast-2", RequestDomain.CHAT)
 JOIN = 10.0  # generous bound for joins/gets: never reached when the code is right
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class SignalSink(MemoryEventSink):
@@ -117,7 +107,7 @@ class Waiting:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(100.0)
 
 
 # -- AIMD arithmetic ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from support import FakeClock
 
 from threadsched.requests import (
     AdaptiveRequestAdmissionController,
@@ -55,18 +56,10 @@ class Model:
     leases: list[RequestAdmissionLease] = field(default_factory=list)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class RequestAdmissionMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.clock = FakeClock()
+        self.clock = FakeClock(0.0)
         self.controller = AdaptiveRequestAdmissionController(CONFIG, clock=self.clock)
         self.models = {CHAT: Model(), EMBEDDING: Model()}
         self.released: list[RequestAdmissionLease] = []

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from support import FakeClock
 
 from threadsched import Scheduler
 from threadsched.events import MemoryEventSink, SchedulerEvent
@@ -116,19 +117,6 @@ class ScriptedTransport:
         return result
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, delay: float) -> None:
-        self.slept.append(delay)
-        self.now += delay
-
-
 def make(
     results: Iterable[TransportResponse | BaseException],
     *,
@@ -139,7 +127,7 @@ def make(
 ) -> tuple[ModelRequestExecutor, FakeAdmission, ScriptedTransport, FakeClock]:
     admission = admission or FakeAdmission()
     transport = ScriptedTransport(results)
-    clock = clock or FakeClock()
+    clock = clock or FakeClock(100.0)
     executor = ModelRequestExecutor(admission, transport, retry=retry, sleep=clock.sleep, clock=clock, **kwargs)
     return executor, admission, transport, clock
 
@@ -341,7 +329,7 @@ def test_deadline_too_close_for_the_back_off_fails_without_sleeping() -> None:
 
 
 def test_send_cut_short_by_the_deadline_is_a_local_timeout() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
 
     def slow_send() -> None:
         clock.now += 6.0
@@ -575,7 +563,7 @@ def _controller(cap: int, clock: Callable[[], float], sink: Any = None) -> Any:
 
 
 def test_real_controller_sees_one_lease_per_attempt_and_the_rate_limit() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     sink = MemoryEventSink()
     controller = _controller(4, clock, sink)
     transport = ScriptedTransport([status(429, **{"Retry-After": "2"}), ok()])
@@ -604,7 +592,7 @@ def test_real_controller_cancel_while_waiting_for_admission_leaves_nothing_behin
             if event.kind == "request_wait_started":
                 token.cancel()  # the executor's call is now queued behind the held lease
 
-    controller = _controller(1, FakeClock(), CancelOnWait())
+    controller = _controller(1, FakeClock(100.0), CancelOnWait())
     held = controller.try_acquire(RequestAdmissionItem(RESOURCE))
     assert isinstance(held, RequestAdmissionLease)
     executor = ModelRequestExecutor(controller, ScriptedTransport([ok()]), retry=NO_JITTER)

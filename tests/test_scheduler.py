@@ -13,7 +13,16 @@ from concurrent.futures import Future
 from typing import Any
 
 import pytest
-from support import GENEROUS, SignalingSink, check_lease_evidence, opened_on_exit, resolve_all, scheduler_threads
+from support import (
+    GENEROUS,
+    ParkingSink,
+    RaisingSink,
+    SignalingSink,
+    check_lease_evidence,
+    opened_on_exit,
+    resolve_all,
+    scheduler_threads,
+)
 
 import threadsched
 from threadsched import (
@@ -345,17 +354,6 @@ def test_events_carry_no_payload_values() -> None:
     assert secret not in dumped
 
 
-class RaisingSink:
-    def __init__(self) -> None:
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def emit(self, event: SchedulerEvent) -> None:
-        with self._lock:
-            self.calls += 1
-        raise RuntimeError("sink is broken")
-
-
 def test_raising_sink_is_counted_and_run_completes() -> None:
     sink = RaisingSink()
     with Scheduler(max_workers=2, events=sink, name="ev4") as sched:
@@ -511,19 +509,8 @@ def test_counters_consistent_when_shutdown_cancels_work_still_in_the_inbox() -> 
     """Work cancelled by ``shutdown(cancel_futures=True)`` before the dispatcher moved it out of the
     inbox is still work that was submitted: ``submitted`` must equal the sum of terminal outcomes."""
 
-    dispatcher_parked = threading.Event()
-    unpark = threading.Event()
-
-    class ParkingSink(MemoryEventSink):
-        """Parks the dispatcher thread inside emit() so new submissions stay in the inbox."""
-
-        def emit(self, event: SchedulerEvent) -> None:
-            super().emit(event)
-            if event.kind == "worker_spawned" and not dispatcher_parked.is_set():
-                dispatcher_parked.set()
-                unpark.wait(GENEROUS)
-
-    sink = ParkingSink()
+    sink = ParkingSink()  # parks the dispatcher thread inside emit() so new submissions stay in the inbox
+    dispatcher_parked, unpark = sink.parked, sink.unpark
     sched = Scheduler(max_workers=2, events=sink, name="cnt1")
     try:
         first = sched.submit(lambda: "first")
