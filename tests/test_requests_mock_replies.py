@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from threadsched.requests.mock_model import MockModelEndpoint
 from threadsched.requests.mock_replies import CREATED, completion_body, completion_chunks, mock_choices, schema_instance
 from threadsched.requests.mock_server_requests import ChatRequest, parse_chat_request
@@ -126,31 +124,3 @@ def test_stream_without_usage_has_no_usage_key() -> None:
     request = parsed(stream=True)
     chunks = list(completion_chunks(request, "r", mock_choices(request, endpoint())))
     assert chunks and all("usage" not in chunk for chunk in chunks)
-
-
-@pytest.mark.parametrize(
-    ("messages", "prompt"),
-    [
-        ([{"role": "user", "content": [{"type": "text", "text": "a b"}, {"type": "text", "text": "c"}]}], "a b\nc"),
-        (
-            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:,"}}, {"type": "text", "text": "x"}]}],
-            "x",
-        ),
-        (
-            [
-                {"role": "user", "content": "q"},
-                {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function"}]},
-                {"role": "tool", "content": "42", "tool_call_id": "c1"},
-            ],
-            json.dumps([["user", "q"], ["assistant", ""], ["tool", "42"]]),
-        ),
-    ],
-)
-def test_content_parts_and_null_assistant_content_make_the_prompt(messages: list[Any], prompt: str) -> None:
-    request = parse_chat_request(json.dumps({"model": "m", "messages": messages}).encode())
-    assert isinstance(request, ChatRequest) and request.prompt == prompt
-
-
-def test_the_newer_max_completion_tokens_wins() -> None:
-    assert parsed(max_tokens=5, max_completion_tokens=2).max_tokens == 2
-    assert parsed(max_tokens=5).max_tokens == 5

@@ -15,10 +15,9 @@ served and the list holds the ones requested so far, in first-use order.
 
 Rate limit: a token bucket (``rps`` tokens per second, ``burst`` tokens, starting full). A request without
 a token gets 429 with ``Retry-After`` (integer seconds, rounded up, at least 1, as OpenAI sends it) and
-``retry-after-ms`` (milliseconds, rounded up): clients should prefer the latter. The hints are staggered:
-each refused caller is told the earliest refill slot not already promised to a caller refused before it,
-one slot per ``1/rps`` seconds, so refused callers come back one by one instead of in lockstep (where all
-but one would be refused again). With ``max_concurrent``, a request beyond that many in flight gets 429
+``retry-after-ms`` (milliseconds, rounded up): clients should prefer the latter. The hints are staggered
+(``mock_rate_limit``): refused callers are told refill slots one ``1/rps`` apart, so they come back one by
+one instead of in lockstep. With ``max_concurrent``, a request beyond that many in flight gets 429
 with ``Retry-After: 1`` and no token taken. Invalid requests (400) take no token either. ``GET /stats``,
 ``GET /health`` and the model list are never limited.
 
@@ -33,34 +32,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, cast
-from urllib.parse import unquote, urlsplit
+from typing import Any
 
 from .mock_model import MockModelEndpoint
+from .mock_rate_limit import StaggeredTokenBucket
 from .mock_replies import CREATED, completion_body, completion_chunks, mock_choices
+from .mock_server_http import CHAT_COMPLETIONS_PATH, MODELS_PATH, MockHTTPServer, StreamReply
 from .mock_server_requests import BadRequest, ChatRequest, Reply, error_body, number_param, optional_int_param, parse_chat_request
 
 __all__ = ["CHAT_COMPLETIONS_PATH", "MODELS_PATH", "SERVER_THREAD_NAME", "MockOpenAIServer", "StreamReply"]
 
-CHAT_COMPLETIONS_PATH = "/v1/chat/completions"
-MODELS_PATH = "/v1/models"
 SERVER_THREAD_NAME = "threadsched-mock-provider"
-REQUEST_THREAD_NAME = "threadsched-mock-provider-request"
-MAX_BODY_BYTES = 8 * 1024 * 1024
-_GET_PATHS = ("/health", "/stats", MODELS_PATH)
 _POLL_INTERVAL_S = 0.05  # how quickly serve_forever notices shutdown(): keeps stop() fast
-
-StreamReply = list[dict[str, Any]]
-"""The ``chat.completion.chunk`` objects of a streamed 200 reply, sent as server-sent events."""
 
 
 class MockOpenAIServer:
@@ -117,9 +106,7 @@ class MockOpenAIServer:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stopping = threading.Event()  # wakes sleeping or gated handlers on stop()
-        self._tokens = float(self.burst or 0)
-        self._refilled_at = clock()
-        self._next_unpromised_slot = -math.inf  # clock time of the first refill slot no refused caller was told
+        self._bucket = None if self.rps is None or self.burst is None else StaggeredTokenBucket(self.rps, self.burst, clock())
         self._counts = dict.fromkeys(
             ("requests", "ok", "rate_limited", "bad_requests", "errors", "concurrency_limited", "not_found", "max_concurrent"),
             0,
@@ -130,7 +117,7 @@ class MockOpenAIServer:
         self._handlers: list[threading.Thread] = []  # request threads (daemons, so never a reason to hang at exit)
         self._closing = False
         self._thread: threading.Thread | None = None
-        self._httpd = _HTTPServer((host, port))
+        self._httpd = MockHTTPServer((host, port))
         self._httpd.owner = self
 
     @property
@@ -233,7 +220,7 @@ class MockOpenAIServer:
                 self._counts["concurrency_limited"] += 1
                 message = f"too many concurrent requests (limit {self.max_concurrent_limit})"
                 return 429, error_body(message, "rate_limit_exceeded", code="rate_limit_exceeded"), {"Retry-After": "1"}
-            wait = self._take_token_locked()
+            wait = None if self._bucket is None else self._bucket.take(self._clock())
             if wait is not None:
                 self._counts["rate_limited"] += 1
                 wait_ms = max(1, math.ceil(round(wait * 1000, 6)))
@@ -256,21 +243,6 @@ class MockOpenAIServer:
                 self._counts[outcome] += 1
                 self._in_flight -= 1
                 self._changed.notify_all()
-
-    def _take_token_locked(self) -> float | None:
-        """Take a token (None), or return the seconds until this caller's refill slot: the earliest one
-        not already promised to a caller refused before it (so refused callers do not come back at once)."""
-        if self.rps is None or self.burst is None:
-            return None
-        now = self._clock()
-        self._tokens = min(float(self.burst), self._tokens + max(0.0, now - self._refilled_at) * self.rps)
-        self._refilled_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return None
-        slot = max(now + (1.0 - self._tokens) / self.rps, self._next_unpromised_slot)
-        self._next_unpromised_slot = slot + 1.0 / self.rps
-        return slot - now
 
     def _models(self, model_id: str | None) -> tuple[int, dict[str, Any]]:
         """``GET /v1/models`` (``model_id`` None) or ``GET /v1/models/{model_id}``."""
@@ -314,123 +286,3 @@ def _model_not_found(model: str) -> dict[str, Any]:
 def _shutdown_quietly(connection: socket.socket) -> None:
     with contextlib.suppress(OSError):  # already closed by the client or the handler
         connection.shutdown(socket.SHUT_RDWR)
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    owner: MockOpenAIServer
-    block_on_close = False  # MockOpenAIServer.stop() joins the request threads itself
-    request_queue_size = 1024  # the default listen backlog of 5 resets connections when a benchmark's clients start at once
-
-    def __init__(self, address: tuple[str, int]) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        handler = threading.Thread(
-            target=self.process_request_thread, args=(request, client_address), name=REQUEST_THREAD_NAME, daemon=True
-        )
-        self.owner._track(handler)
-        handler.start()
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hung up (or stop() closing its connection) is normal here; anything else is a bug.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as real clients use; stop() closes idle connections
-    disable_nagle_algorithm = True  # else small responses wait ~40 ms for a delayed ACK
-    server_version = "threadsched-mock-openai"
-    sys_version = ""
-
-    @property
-    def owner(self) -> MockOpenAIServer:
-        return cast(_HTTPServer, self.server).owner
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silenced: no request line, header or body is ever printed."""
-
-    def setup(self) -> None:
-        super().setup()
-        self.owner._register(self.connection)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.owner._unregister(self.connection)
-
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path
-        if path == "/health":
-            self._send(200, {"status": "ok"})
-        elif path == "/stats":
-            self._send(200, self.owner.stats())
-        elif path == MODELS_PATH or (path.startswith(MODELS_PATH + "/") and len(path) > len(MODELS_PATH) + 1):
-            self._send(*self.owner._models(unquote(path[len(MODELS_PATH) + 1 :]) or None))
-        else:
-            self._not_found_or_not_allowed(path, allow="POST" if path == CHAT_COMPLETIONS_PATH else None)
-
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path
-        if path != CHAT_COMPLETIONS_PATH:
-            self.close_connection = True  # the body is left unread
-            self._not_found_or_not_allowed(path, allow="GET" if path in _GET_PATHS else None)
-            return
-        body = self._read_body()
-        if body is None:
-            return
-        reply = self.owner._complete(body)
-        if isinstance(reply, list):
-            self._send_stream(reply)
-        else:
-            self._send(*reply)
-
-    def _read_body(self) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        problem = None
-        if self.headers.get("Transfer-Encoding") or length is None:
-            status, problem = 411, "a Content-Length header is required (chunked bodies are not supported)"
-        elif not length.isdigit():
-            status, problem = 400, "the Content-Length header is not a non-negative integer"
-        elif int(length) > MAX_BODY_BYTES:
-            status, problem = 413, f"request body larger than {MAX_BODY_BYTES} bytes"
-        if problem is None:
-            return self.rfile.read(int(cast(str, length)))
-        self.owner._count("requests", "bad_requests")
-        self.close_connection = True
-        self._send(status, error_body(problem, "invalid_request_error"))
-        return None
-
-    def _not_found_or_not_allowed(self, path: str, *, allow: str | None) -> None:
-        if allow is not None:
-            self._send(405, error_body(f"method {self.command} not allowed on {path}", "invalid_request_error"), {"Allow": allow})
-        else:
-            self.owner._count("not_found")
-            self._send(404, error_body(f"unknown path {path}", "invalid_request_error", code="not_found"))
-
-    def _send_stream(self, chunks: StreamReply) -> None:
-        """Server-sent events, one HTTP chunk each, then ``data: [DONE]``: the connection stays usable."""
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        for data in [*(json.dumps(chunk) for chunk in chunks), "[DONE]"]:
-            event = f"data: {data}\n\n".encode()
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
-
-    def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
