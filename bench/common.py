@@ -69,32 +69,24 @@ def check_runs(runs: int) -> int:
     return runs
 
 
-def git_sha() -> str | None:
-    """``git rev-parse HEAD`` of the repository, or None when git or the repository is missing."""
+def _git(*command: str) -> str | None:
+    """The output of ``git COMMAND`` in the repository, or None when git or the repository is missing."""
     try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=False
-        )
+        result = subprocess.run(["git", *command], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
-    sha = result.stdout.strip()
-    return sha if result.returncode == 0 and sha else None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def git_sha() -> str | None:
+    """``git rev-parse HEAD`` of the repository (None without git or a commit)."""
+    return _git("rev-parse", "HEAD") or None
 
 
 def git_dirty() -> bool | None:
     """True when the working tree has uncommitted changes (the numbers are then not of ``git_sha``)."""
-    try:
-        result = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(result.stdout.strip()) if result.returncode == 0 else None
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return None if status is None else bool(status)
 
 
 def machine_info() -> dict[str, Any]:
@@ -139,8 +131,17 @@ def write_json(name: str, payload: Mapping[str, Any], path: Path) -> Path:
 
 
 def headline(metric: str, value: float, target: float, *, higher_is_better: bool = False) -> dict[str, Any]:
-    """One row of the summary's headline table (``bench/run.py`` adds whether it meets its target)."""
-    return {"metric": metric, "value": value, "target": target, "higher_is_better": higher_is_better}
+    """One row of a benchmark's headline: a number and its target (the suite's summary collects them)."""
+    row = {"metric": metric, "value": value, "target": target, "higher_is_better": higher_is_better}
+    return {**row, "meets_target": value >= target if higher_is_better else value <= target}
+
+
+def print_headline(title: str, rows: Iterable[Mapping[str, Any]]) -> None:
+    table = []
+    for row in rows:
+        target = f"{'>=' if row['higher_is_better'] else '<='} {row['target']}"
+        table.append([row["metric"], f"{row['value']:.2f}", target, "ok" if row["meets_target"] else "MISS"])
+    print_table(title, ["metric", "value", "target", "ok"], table)
 
 
 def verdict(value: float, target: float) -> str:

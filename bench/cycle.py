@@ -15,8 +15,7 @@ Each of the N timed cycles is
     queue.commit(selection)
     controller.release(lease)
 
-(``is_eligible`` and a plain ``try_acquire`` on a controller without ``approve``; exhausted resources
-from ``controller.available`` on one without ``exhausted_resources``). The per-cycle cost is the timed
+The per-cycle cost is the timed
 loop's wall time / N (enqueue is not timed); one sample repeats small N on fresh queues until it covers
 enough cycles. Modes and group counts are interleaved run by run so that they share the machine's noise.
 
@@ -85,34 +84,6 @@ def make_workload(mode: str, n: int, groups: int) -> Workload:
     return blocked, [SchedulableTask(f"t{index}", None, free) for index in range(n)]
 
 
-Predicate = Callable[[SchedulableTask, QueueView], object]
-Acquire = Callable[[SchedulableTask, QueueView, Any], object]
-
-
-def controller_calls(controller: TaskAdmissionController) -> tuple[Predicate, Acquire, Callable[[], Collection[str]]]:
-    """The dispatcher's predicate, acquire and exhausted-resources probe on this controller version."""
-    approve = getattr(controller, "approve", None)
-    if approve is not None:
-        predicate: Predicate = approve
-        acquire: Acquire = controller.try_acquire
-    else:  # a controller whose predicate decides nothing worth carrying to try_acquire
-        predicate = controller.is_eligible
-        try_acquire = controller.try_acquire
-
-        def acquire(item: SchedulableTask, view: QueueView, decision: Any) -> object:
-            return try_acquire(item, view)
-
-    probe = getattr(controller, "exhausted_resources", None)
-    if probe is None:
-        known = tuple(resource for resource in controller.resource_limits if resource != "submission")
-        available = controller.available
-
-        def probe() -> frozenset[str]:
-            return frozenset(resource for resource in known if not available(resource))
-
-    return predicate, acquire, probe
-
-
 def prepared(workload: Workload) -> tuple[FairTaskQueue, TaskAdmissionController, TaskAdmissionLease | None]:
     blocked, tasks = workload
     queue = FairTaskQueue()
@@ -144,9 +115,8 @@ def run_cycles(tasks: list[SchedulableTask], blocked: Sequence[SchedulableTask] 
     first (the cost the hint removes)."""
     n = len(tasks)
     queue, controller, holder = prepared((list(blocked), tasks))
-    predicate, acquire, probe = controller_calls(controller)
-    if not hint:
-        probe = tuple
+    predicate, acquire = controller.approve, controller.try_acquire
+    probe: Callable[[], Collection[str]] = controller.exhausted_resources if hint else tuple
     select_next, commit, release = queue.select_next, queue.commit, controller.release
     gc.collect()
     start = time.perf_counter()
@@ -169,7 +139,7 @@ def check_skipping(workload: Workload) -> None:
     """Untimed: in binding mode the predicate is offered the free head only, never a blocked one."""
     tasks = workload[1]
     queue, controller, holder = prepared(workload)
-    predicate, _, probe = controller_calls(controller)
+    predicate, probe = controller.approve, controller.exhausted_resources
     offered: list[str] = []
 
     def counting(item: SchedulableTask, view: QueueView) -> object:
@@ -192,7 +162,7 @@ def breakdown_cycles(workload: Workload) -> dict[str, float]:
     blocked, tasks = workload
     n = len(tasks)
     queue, controller, holder = prepared(workload)
-    predicate, acquire, probe = controller_calls(controller)
+    predicate, acquire, probe = controller.approve, controller.try_acquire, controller.exhausted_resources
     clock = time.perf_counter
     totals = dict.fromkeys(("exhausted", "select_next", "try_acquire", "commit", "release"), 0.0)
     gc.collect()

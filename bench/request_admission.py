@@ -54,7 +54,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from common import headline, print_table, summarize
+from common import headline, print_headline, print_table, summarize
 
 from threadsched.events import SchedulerEvent
 from threadsched.requests import (
@@ -354,10 +354,6 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
 
 
-def _ok(flag: bool) -> str:
-    return "ok" if flag else "MISS"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Params()
     parser.add_argument("--rps", type=float, default=defaults.rps, help="server rate limit R (requests/s)")
@@ -450,24 +446,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         TABLE_COLUMNS,
         rows,
     )
-    print_table(
-        "requests targets",
-        ["metric", "value", "target", "ok"],
-        [
-            [
-                "throughput / R (median)",
-                f"{payload['median_throughput_ratio']:.3f}",
-                f">= {TARGET_THROUGHPUT_RATIO_MIN}",
-                _ok(payload["meets_throughput_target"]),
-            ],
-            [
-                "429 share of attempts (median)",
-                f"{payload['median_rate_limited_share']:.4f}",
-                f"<= {TARGET_RATE_LIMITED_SHARE_MAX}",
-                _ok(payload["meets_rate_limited_target"]),
-            ],
-        ],
-    )
     window = f"{params.window_s:g} s window after {params.warmup_s:g} s warm-up"
     if args.quick:
         window += " (quick: the window holds the descent from the cap)"
@@ -484,4 +462,5 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             100.0 * TARGET_RATE_LIMITED_SHARE_MAX,
         ),
     ]
+    print_headline("requests targets (medians)", payload["headline"])
     return payload

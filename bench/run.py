@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from common import BENCH_DIR, base_parser, check_runs, headline, print_table, write_json
+from common import BENCH_DIR, base_parser, check_runs, headline, print_headline, write_json
 from scenarios import SCENARIOS
 
 # benchmark -> (module, function); the module's ``add_arguments(parser)`` adds its options to ``base_parser``
@@ -103,14 +103,11 @@ def harness_rows(name: str, summary: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def headline_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [
-        dict(row)
+    return [
+        row
         for name, result in results.items()
         for row in (harness_rows(name, result) if name in SCENARIOS else result.get("headline", []))
     ]
-    for row in rows:
-        row["meets_target"] = row["value"] >= row["target"] if row["higher_is_better"] else row["value"] <= row["target"]
-    return rows
 
 
 def run_suite(argv: Sequence[str]) -> int:
@@ -140,11 +137,7 @@ def run_suite(argv: Sequence[str]) -> int:
             continue
         results[name] = json.loads(document.read_text())
     rows = headline_rows(results)
-    table = []
-    for row in rows:
-        target = f"{'>=' if row['higher_is_better'] else '<='} {row['target']}"
-        table.append([row["metric"], f"{row['value']:.2f}", target, "ok" if row["meets_target"] else "MISS"])
-    print_table("benchmark summary", ["metric", "value", "target", "ok"], table)
+    print_headline("benchmark summary", rows)
     summary = {
         "quick": args.quick,
         "runs": runs,

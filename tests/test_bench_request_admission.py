@@ -124,7 +124,7 @@ def test_main_writes_the_json_document(tmp_path: Path, capsys: pytest.CaptureFix
         "requests: throughput / R",
         "requests: 429s as % of attempts",
     ]
-    assert "throughput / R (median)" in capsys.readouterr().out
+    assert "requests targets (medians)" in capsys.readouterr().out
     assert _bench_threads() == []
 
 
