@@ -8,7 +8,8 @@ Sections:
 
 * Waiting and events: ``GENEROUS``, ``SignalingSink``, ``resolve_all``, ``opened_on_exit``, ``ParkingSink``
   (parks the dispatcher in ``emit``), ``RaisingSink``, ``scheduler_event``.
-* Gated work: ``park_workers`` (occupy workers until a gate opens), ``raises_when_cancelled``.
+* Gated work and threads: ``park_workers`` (occupy workers until a gate opens), ``blocking``, ``raises_when_cancelled``,
+  ``run_threads``.
 * Scheduler evidence and threads: ``check_lease_evidence``, ``scheduler_threads``, ``join_scheduler_threads``.
 * Python processors for recipes (``support:NAME``): ``CALLS``, ``NOT_CALLABLE``, ``keep_even_rows``,
   ``keep_all_and_mutate``, ``record_and_keep_all``, ``returns_wrong_length``, ``returns_ints``, ``returns_tuple``,
@@ -152,7 +153,7 @@ def scheduler_event(
     return SchedulerEvent(kind=kind, sequence=sequence, captured_at=at, task_id=task, lease_id=lease, group="g", stream=stream)
 
 
-# -- gated work ------------------------------------------------------------------------------------
+# -- gated work and threads ------------------------------------------------------------------------
 
 
 def park_workers(sched: Scheduler, slots: int, gate: threading.Event) -> list[Future[Any]]:
@@ -169,6 +170,17 @@ def park_workers(sched: Scheduler, slots: int, gate: threading.Event) -> list[Fu
     return futures
 
 
+def blocking(started: threading.Event, gate: threading.Event, result: Any = None) -> Callable[[], Any]:
+    """A task function: sets ``started``, waits (at most ``GENEROUS``) for ``gate``, returns ``result``."""
+
+    def run() -> Any:
+        started.set()
+        gate.wait(GENEROUS)
+        return result
+
+    return run
+
+
 def raises_when_cancelled(started: threading.Event) -> Callable[[], None]:
     """A task function: sets ``started``, waits for its cancel token, then raises ``CancelledError``."""
 
@@ -180,6 +192,25 @@ def raises_when_cancelled(started: threading.Event) -> Callable[[], None]:
         token.raise_if_cancelled()
 
     return run
+
+
+def run_threads(count: int, target: Callable[[int], None]) -> None:
+    """Run ``target(0)`` ... ``target(count - 1)`` on ``count`` threads at once, join them all, re-raise the first error."""
+    errors: list[BaseException] = []
+
+    def guarded(index: int) -> None:
+        try:
+            target(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,), name=f"test-run-threads-{i}") for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 # -- scheduler evidence and threads ----------------------------------------------------------------

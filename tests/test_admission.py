@@ -12,7 +12,7 @@ import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from support import PolicyStub, RaisingPolicy, empty_view, make_task, per_group, strict_fair_outcome
+from support import PolicyStub, RaisingPolicy, empty_view, make_task, per_group, run_threads, strict_fair_outcome
 
 from threadsched import (
     SUBMISSION,
@@ -342,24 +342,6 @@ TestAdmissionStateMachine = AdmissionMachine.TestCase
 # ---------------------------------------------------------------------------------------------
 # 2./3. Threads
 # ---------------------------------------------------------------------------------------------
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(index: int) -> None:
-        try:
-            target(index)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,), name=f"test-admission-{i}") for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 def race_releases(controller: TaskAdmissionController, lease: TaskAdmissionLease, threads: int) -> list[ReleaseResult | None]:

@@ -14,6 +14,7 @@ from support import (
     GENEROUS,
     PolicyStub,
     SignalingSink,
+    blocking,
     check_lease_evidence,
     join_scheduler_threads,
     opened_on_exit,
@@ -295,10 +296,7 @@ def test_cancel_of_retry_attempt_waiting_in_the_queue_never_starts_it() -> None:
             raise ValueError("retry me")
         return "second attempt ran"
 
-    def blocker() -> None:
-        blocker_started.set()
-        gate.wait(GENEROUS)
-
+    blocker = blocking(blocker_started, gate)
     sched = Scheduler(max_workers=1, events=sink, name="crq")
     try:
         group = sched.group("g", retry=RetryPolicy(max_attempts=2, retry_on=(ValueError,), backoff_initial=0.01, jitter=0))
@@ -669,11 +667,7 @@ def test_task_timeout_fails_future_keeps_lease_until_thread_returns() -> None:
     gate = threading.Event()
     started = threading.Event()
 
-    def stuck() -> str:
-        started.set()
-        gate.wait(GENEROUS)
-        return "too late"
-
+    stuck = blocking(started, gate, "too late")
     sink = SignalingSink()
     with Scheduler(max_workers=2, events=sink, name="tmo") as sched:
         group = sched.group("slow", timeout=0.05)

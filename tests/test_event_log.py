@@ -12,6 +12,7 @@ from pathlib import Path
 from subprocess import PIPE
 
 import pytest
+from support import run_threads
 
 from threadsched import Scheduler, SchedulerEvent
 from threadsched.event_log import JsonlEventSink, read_events
@@ -47,11 +48,7 @@ def test_round_trip_from_many_threads(tmp_path: Path) -> None:
             for index in range(per_thread):
                 sink.emit(event(index * threads + offset))
 
-        workers = [threading.Thread(target=emit_from, args=(offset,)) for offset in range(threads)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        run_threads(threads, emit_from)
     events = read_events(path)
     assert sorted(item["sequence"] for item in events) == list(range(threads * per_thread))
     assert events[0]["group"] == ["g", 1]

@@ -5,7 +5,7 @@ import logging
 import threading
 
 import pytest
-from support import scheduler_event
+from support import run_threads, scheduler_event
 
 from threadsched import MemoryEventSink, SchedulerEvent
 from threadsched.events import ENGINE_STREAM, SCHEDULER_STREAM, FanOutEventSink, json_safe
@@ -46,11 +46,7 @@ def test_memory_sink_returns_events_in_sequence_order_from_many_threads() -> Non
         for index in range(per_thread):
             sink.emit(SchedulerEvent(kind="selected", sequence=index * threads + offset, captured_at=0.0))
 
-    workers = [threading.Thread(target=emit_from, args=(offset,)) for offset in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    run_threads(threads, emit_from)
     sequences = [event.sequence for event in sink.events]
     assert sequences == list(range(threads * per_thread))
     assert len(sink) == threads * per_thread

@@ -18,6 +18,7 @@ from support import (
     ParkingSink,
     RaisingSink,
     SignalingSink,
+    blocking,
     check_lease_evidence,
     opened_on_exit,
     resolve_all,
@@ -127,9 +128,7 @@ def test_contextvars_captured_at_submit() -> None:
     gate = threading.Event()
     started = threading.Event()
 
-    def blocker() -> None:
-        started.set()
-        gate.wait(GENEROUS)
+    blocker = blocking(started, gate)
 
     def read_and_write() -> str:
         value = var.get()
@@ -386,10 +385,7 @@ def test_snapshot_while_running_and_queued() -> None:
     started = threading.Event()
     sink = SignalingSink()
 
-    def blocker() -> str:
-        started.set()
-        gate.wait(GENEROUS)
-        return "done"
+    blocker = blocking(started, gate, "done")
 
     with Scheduler(max_workers=1, events=sink, name="snap2") as sched, opened_on_exit(gate):
         running = sched.submit(blocker)
@@ -442,10 +438,7 @@ def test_task_waiting_for_resource_stays_queued_not_in_a_worker() -> None:
     second_started = threading.Event()
     sink = SignalingSink()
 
-    def first() -> str:
-        first_started.set()
-        release_first.wait(GENEROUS)
-        return "first"
+    first = blocking(first_started, release_first, "first")
 
     def second() -> str:
         second_started.set()
@@ -541,9 +534,7 @@ def _run_two_groups(weight_a: float, weight_b: float, name: str, per_group: int 
     started = threading.Event()
     sink = SignalingSink()
 
-    def blocker() -> None:
-        started.set()
-        gate.wait(GENEROUS)
+    blocker = blocking(started, gate)
 
     def record(label: str) -> None:
         order.append(label)  # max_workers=1: functions run one at a time
