@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import FakeClock
 
 from threadsched.events import MemoryEventSink
 from threadsched.requests import (
@@ -362,21 +363,6 @@ def test_model_rejects_a_non_string_prompt() -> None:
 # -- end to end: real HTTP, real controller ------------------------------------------------------------
 
 
-class SharedClock:
-    """One fake time for the server's token bucket, the controller's cooldowns and the executor's back-off."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, delay: float) -> None:
-        self.slept.append(delay)
-        self.now += delay
-
-
 @pytest.fixture
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
@@ -389,7 +375,7 @@ def test_end_to_end_against_the_mock_openai_server(no_proxy: None, api_key: str)
     controller_module = pytest.importorskip("threadsched.requests.controller")
     from threadsched.requests.mock_model import MockModelEndpoint
 
-    clock = SharedClock()
+    clock = FakeClock(1_000.0)  # one fake time for the server's token bucket, the controller's cooldowns and the back-off
     sink = MemoryEventSink()
     # rps=1, burst=2 and a frozen clock: exactly two tokens, then 429 until the executor's back-off
     # (which advances the shared clock) lets the bucket refill.

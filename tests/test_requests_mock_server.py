@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from support import FakeClock
 
 from threadsched.requests.mock_model import MockModelEndpoint
 from threadsched.requests.mock_server import SERVER_THREAD_NAME, MockOpenAIServer
@@ -23,14 +24,6 @@ from threadsched.requests.mock_server_cli import add_mock_provider_parser, run_m
 
 CHAT = "/v1/chat/completions"
 TIMEOUT = 10.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(autouse=True)
