@@ -22,7 +22,7 @@ Sections:
 * Report event logs (hand-built event dicts with chosen times): ``Log``, ``LLM``, ``scenario``, ``RequestLog``,
   ``WRITER``, ``JUDGE``, ``request_scenario``.
 * Admission policies, tasks and a policy harness: ``PolicyStub`` (allows everything, changes nothing),
-  ``RaisingPolicy``, ``make_task``, ``empty_view``, ``reason``, ``contended``, ``strict_fair_outcome`` (a model of
+  ``RaisingPolicy``, ``make_task``, ``clamp``, ``empty_view``, ``reason``, ``contended``, ``strict_fair_outcome`` (a model of
   StrictFairPolicy), ``PolicyHarness``.
 * Hypothesis strategies: ``per_group``, ``resource_amounts``, ``group_draws``.
 * Fake clocks and executor kinds: ``FakeClock``, ``EXECUTOR_KINDS``.
@@ -656,6 +656,11 @@ _task_ids = itertools.count()
 def make_task(group: TaskGroupSpec, amounts: Mapping[str, int] | None = None, task_id: str | None = None) -> SchedulableTask:
     """A schedulable task of ``group`` asking for ``amounts``; its id is ``task_id`` or a fresh ``"<group key>-<n>"``."""
     return SchedulableTask(task_id or f"{group.key}-{next(_task_ids)}", None, group, SchedulerResourceRequest(amounts))
+
+
+def clamp(amounts: Mapping[str, int], limits: Mapping[str, int]) -> dict[str, int]:
+    """``amounts`` cut down to ``limits`` (a drawn request that can fit at all)."""
+    return {r: min(a, limits[r]) for r, a in amounts.items()}
 
 
 def empty_view() -> QueueView:

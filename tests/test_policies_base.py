@@ -15,7 +15,17 @@ from collections.abc import Hashable, Mapping
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import PolicyHarness, empty_view, group_draws, make_task, per_group, reason, resource_amounts, strict_fair_outcome
+from support import (
+    PolicyHarness,
+    clamp,
+    empty_view,
+    group_draws,
+    make_task,
+    per_group,
+    reason,
+    resource_amounts,
+    strict_fair_outcome,
+)
 
 from threadsched import (
     SUBMISSION,
@@ -263,15 +273,12 @@ def test_decisions_follow_the_rule(
     h = Harness(submission, **resource_limits)
     groups = [TaskGroupSpec(key, admitted_limit=cap) for key, cap in zip(KEYS, caps, strict=True)]
 
-    def fits(amounts: Mapping[str, int]) -> dict[str, int]:
-        return {r: min(a, resource_limits[r]) for r, a in amounts.items()}
-
     for index, amounts in held:  # hold what fits, with no peers in view
-        h.controller.try_acquire(make_task(groups[index], fits(amounts)), empty_view())
+        h.controller.try_acquire(make_task(groups[index], clamp(amounts, resource_limits)), empty_view())
     for index, amounts in queued:
-        h.queue_peer(groups[index], fits(amounts))
+        h.queue_peer(groups[index], clamp(amounts, resource_limits))
     for index, amounts in attempts:
-        item = make_task(groups[index], fits(amounts))
+        item = make_task(groups[index], clamp(amounts, resource_limits))
         view = h.queue.view()
         before = h.controller.view()
         expected = strict_fair_outcome(item, view, before.resources_available, before.running_counts_by_group)

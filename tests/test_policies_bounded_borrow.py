@@ -15,7 +15,7 @@ from concurrent.futures import wait
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import GENEROUS, PolicyHarness, make_task, per_group, reason, resource_amounts
+from support import GENEROUS, PolicyHarness, clamp, make_task, per_group, reason, resource_amounts
 
 from threadsched import (
     PolicyStateDelta,
@@ -471,9 +471,6 @@ def test_random_operations_keep_limits_purity_and_liveness(
     enqueued: set[str] = set()
     completed: set[str] = set()
 
-    def fits(amounts: Mapping[str, int]) -> dict[str, int]:
-        return {r: min(a, resource_limits[r]) for r, a in amounts.items()}
-
     def evaluate_every_head_purely() -> None:
         queue_view = h.queue.view()
         before = h.controller.view()
@@ -496,7 +493,7 @@ def test_random_operations_keep_limits_purity_and_liveness(
 
     for op, index, amounts in ops:
         if op == "enqueue":
-            item = make_task(groups[index], fits(amounts))
+            item = make_task(groups[index], clamp(amounts, resource_limits))
             h.queue.enqueue([item])
             enqueued.add(item.task_id)
         elif op == "dispatch":

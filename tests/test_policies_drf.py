@@ -18,6 +18,7 @@ from support import (
     GENEROUS,
     PolicyHarness,
     SignalingSink,
+    clamp,
     empty_view,
     group_draws,
     make_task,
@@ -425,16 +426,13 @@ def test_random_workloads_respect_limits_and_drain(
     h = Harness(submission, cpu=limits[0], mem=limits[1])
     groups = [TaskGroupSpec(key, weight, cap) for key, (weight, cap) in zip(KEYS, specs, strict=True)]
 
-    def clamp(amounts: Mapping[str, int]) -> dict[str, int]:
-        return {r: min(a, resource_limits[r]) for r, a in amounts.items()}
-
     out: list[TaskAdmissionLease] = []  # some leases already out, as the dispatcher would find them
     for index, amounts in held:
-        lease = h.controller.try_acquire(make_task(groups[index], clamp(amounts)), empty_view())
+        lease = h.controller.try_acquire(make_task(groups[index], clamp(amounts, resource_limits)), empty_view())
         if isinstance(lease, TaskAdmissionLease):
             out.append(lease)
     for index, amounts in tasks:
-        h.queue_tasks(groups[index], clamp(amounts))
+        h.queue_tasks(groups[index], clamp(amounts, resource_limits))
     limits_all = {**resource_limits, SUBMISSION: submission}
     completed = drain(h, limits_all, releases, check_rule=all(spec[1] is None for spec in specs), held=out)
     assert sum(completed.values()) == len(tasks) + len(out)
