@@ -22,7 +22,7 @@ Sections:
 * Report event logs (hand-built event dicts with chosen times): ``Log``, ``LLM``, ``scenario``, ``RequestLog``,
   ``WRITER``, ``JUDGE``, ``request_scenario``.
 * Admission policies, tasks and a policy harness: ``PolicyStub`` (allows everything, changes nothing),
-  ``RaisingPolicy``, ``make_task``, ``clamp``, ``empty_view``, ``reason``, ``contended``, ``strict_fair_outcome`` (a model of
+  ``RaisingPolicy``, ``make_task``, ``clamp``, ``empty_view``, ``reason``, ``strict_fair_outcome`` (a model of
   StrictFairPolicy), ``PolicyHarness``.
 * Hypothesis strategies: ``per_group``, ``resource_amounts``, ``group_draws``.
 * Fake clocks and executor kinds: ``FakeClock``, ``EXECUTOR_KINDS``.
@@ -673,7 +673,7 @@ def reason(outcome: TaskAdmissionLease | TaskAdmissionDenied) -> str:
     return "lease" if isinstance(outcome, TaskAdmissionLease) else outcome.reason
 
 
-def contended(task: SchedulableTask) -> frozenset[str]:
+def _contended(task: SchedulableTask) -> frozenset[str]:
     """A task contends on its resources other than submission, or on submission alone."""
     others = frozenset(r for r in task.resource_request.amounts if r != SUBMISSION)
     return others or frozenset({SUBMISSION})
@@ -695,7 +695,7 @@ def strict_fair_outcome(
     if limit is None or running.get(task.group.key, 0) < limit:
         return "lease"
     for peer_key, peer in queue_view.first_candidate_tasks_by_group.items():
-        if peer_key == task.group.key or contended(task).isdisjoint(contended(peer)):
+        if peer_key == task.group.key or _contended(task).isdisjoint(_contended(peer)):
             continue
         peer_limit = peer.group.admitted_limit
         if peer_limit is not None and running.get(peer_key, 0) >= peer_limit:
