@@ -121,10 +121,6 @@ def run_engine(recipe: Recipe, workers: int, *, sleep: Callable[[float], None] =
     }
 
 
-def run_bare_scheduler(tasks: int, workers: int) -> dict[str, Any]:
-    return {**run_scheduler(tasks, workers), "tasks": tasks}
-
-
 # -- the column-by-column baseline -------------------------------------------------------------------------
 
 
@@ -217,10 +213,10 @@ def measure_overhead(records: int, noop_tasks: int, workers: int, runs: int) -> 
     recipe = demo_recipe(records, zero_latency=True)
     # Warm-up (imports, first thread start-ups), untimed.
     run_engine(demo_recipe(min(records, 400), zero_latency=True), workers)
-    run_bare_scheduler(min(noop_tasks, 2_000), workers)
+    run_scheduler(min(noop_tasks, 2_000), workers)
     samples = interleave(
         runs,
-        {"engine": lambda: run_engine(recipe, workers), "bare_scheduler": lambda: run_bare_scheduler(noop_tasks, workers)},
+        {"engine": lambda: run_engine(recipe, workers), "bare_scheduler": lambda: run_scheduler(noop_tasks, workers)},
         "overhead ",
     )
     hashes = {sample["output_hash"] for sample in samples["engine"]}
@@ -231,7 +227,7 @@ def measure_overhead(records: int, noop_tasks: int, workers: int, runs: int) -> 
         sample["per_cell"] = sample["wall"] / sample["cell_tasks"]
         sample["per_task"] = sample["wall"] / sample["tasks_submitted"]
     for sample in samples["bare_scheduler"]:
-        sample["per_task"] = sample["wall"] / sample["tasks"]
+        sample["per_task"] = sample["wall"] / noop_tasks
     engine = phase_summary(samples["engine"], ("wall", "cpu", "engine_elapsed", "per_cell", "per_task"))
     bare = phase_summary(samples["bare_scheduler"], ("wall", "cpu", "per_task"))
     ratio = engine["per_cell"]["median"] / bare["per_task"]["median"]
@@ -284,6 +280,10 @@ def measure_pipeline(records: int, workers: int, runs: int) -> dict[str, Any]:
     }
 
 
+def _walls(phases: dict[str, Any]) -> list[str]:
+    return [fmt_s(phases["wall"][stat]) for stat in ("median", "min", "max")]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--records", type=int, default=None, help="rows of the zero-latency recipe (default 10000)")
     parser.add_argument("--noop-tasks", type=int, default=None, help="no-op tasks of the bare scheduler (default 100000)")
@@ -310,28 +310,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.skip != "overhead":
         overhead = measure_overhead(records, noop_tasks, workers, runs)
         payload["overhead"] = overhead
-        engine, bare = overhead["engine"], overhead["bare_scheduler"]
         print_table(
             f"overhead: zero-latency demo, {records} rows ({overhead['cell_tasks'][0]} cell tasks) vs {noop_tasks} "
             f"no-op submits, W={workers}, medians of {runs}",
             ["impl", "wall p50", "min", "max", "per task p50", "cpu p50"],
             [
-                [
-                    "engine (per cell)",
-                    fmt_s(engine["wall"]["median"]),
-                    fmt_s(engine["wall"]["min"]),
-                    fmt_s(engine["wall"]["max"]),
-                    fmt_us(engine["per_cell"]["median"]),
-                    fmt_s(engine["cpu"]["median"]),
-                ],
-                [
-                    "bare Scheduler",
-                    fmt_s(bare["wall"]["median"]),
-                    fmt_s(bare["wall"]["min"]),
-                    fmt_s(bare["wall"]["max"]),
-                    fmt_us(bare["per_task"]["median"]),
-                    fmt_s(bare["cpu"]["median"]),
-                ],
+                [label, *_walls(phases), fmt_us(phases[per]["median"]), fmt_s(phases["cpu"]["median"])]
+                for label, phases, per in (
+                    ("engine (per cell)", overhead["engine"], "per_cell"),
+                    ("bare Scheduler", overhead["bare_scheduler"], "per_task"),
+                )
             ],
         )
         ratio = overhead["ratio_engine_per_cell_over_bare_per_task"]
@@ -340,20 +328,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.skip != "pipeline":
         pipeline = measure_pipeline(pipeline_records, workers, runs)
         payload["pipeline"] = pipeline
-        results = pipeline["results"]
         print_table(
             f"pipeline: demo recipe as shipped, {pipeline_records} rows, W={workers}, medians of {runs}",
             ["impl", "wall p50", "min", "max", "cpu p50"],
-            [
-                [
-                    name,
-                    fmt_s(results[name]["wall"]["median"]),
-                    fmt_s(results[name]["wall"]["min"]),
-                    fmt_s(results[name]["wall"]["max"]),
-                    fmt_s(results[name]["cpu"]["median"]),
-                ]
-                for name in ("engine", "column_baseline", "column_baseline_nolim")
-            ],
+            [[name, *_walls(phases), fmt_s(phases["cpu"]["median"])] for name, phases in pipeline["results"].items()],
         )
         metric = f"engine speedup vs column-by-column baseline, {pipeline_records} rows"
         payload["headline"].append(

@@ -21,7 +21,7 @@ strict and bounded_borrow, threadsched only). The summary compares each non-stri
 states the targets (``targets``: reported, never gates; see ``harness_policies``). ``two_resource_mix`` and
 ``cross_provider_cooldown`` are policy workloads without a recipe (``bench/two_resource_mix.py``,
 ``bench/cross_provider_cooldown.py``: their implementations are fixed, ``--impl``/``--policies`` do not apply;
-``--warmup-s``/``--window-s`` set their run lengths). Artifacts (``--out``, default ``bench/results/harness/SCENARIO/``):
+``--warmup-s``/``--window-s`` set their run lengths). Artifacts (``--out``, default ``RESULTS_DIR/harness/SCENARIO/``):
 ``summary.json``, ``iterations.csv``, ``summary.md`` (see ``harness_report``).
 
 Gates stated in the summary: every threadsched implementation has no hidden waiters and spawn_then_wait has some; no lease is
@@ -45,7 +45,7 @@ from typing import Any
 
 import cross_provider_cooldown
 import two_resource_mix
-from common import BENCH_DIR, git_sha, machine_info
+from common import BENCH_DIR, RESULTS_DIR, git_sha, machine_info
 from harness_impls import IMPLEMENTATIONS, STRICT, Sample, impl_policy, run_sample
 from harness_policies import (
     COMPARED_METRICS,
@@ -66,7 +66,6 @@ __all__ = ["HARNESS_VERSION", "run", "run_harness", "validate_summary"]
 HARNESS_VERSION = "1.0"
 DEFAULT_WARMUPS = 1
 DEFAULT_ITERATIONS = 5
-RESULTS_ROOT = BENCH_DIR / "results" / "harness"
 WORKLOADS: dict[str, Workload] = {
     "two_resource_mix": two_resource_mix.WORKLOAD,
     "cross_provider_cooldown": cross_provider_cooldown.WORKLOAD,
@@ -103,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--warmup-s", type=float, default=None, help="policy workloads: each run's unmeasured warm-up")
     parser.add_argument("--window-s", type=float, default=None, help="policy workloads: each run's measured window")
-    parser.add_argument("--out", type=Path, default=None, help="artifact directory (default bench/results/harness/SCENARIO)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="default artifact root (bench/results)")
+    parser.add_argument("--out", type=Path, default=None, help="artifact directory (default RESULTS_DIR/harness/SCENARIO)")
     parser.add_argument("--quick", action="store_true", help="the scenario's small CI knobs")
     parser.add_argument("--baseline", default=None, metavar="REF", help="A/B: git ref of the baseline (needs --candidate)")
     parser.add_argument("--candidate", default=None, metavar="REF", help="A/B: git ref of the candidate (needs --baseline)")
@@ -346,13 +346,13 @@ def run(argv: Sequence[str]) -> int:
     )
     if warmups < 0 or iterations < 1:
         parser.error("--warmups must be >= 0 and --iterations >= 1")
-    out_dir = args.out if args.out is not None else RESULTS_ROOT / scenario.id
+    out_dir = args.out if args.out is not None else args.results_dir / "harness" / scenario.id
     if args.baseline is not None:
         from harness_ab import run_ab
 
         return run_ab(args, argv, out_dir)
     knobs = scenario.knobs(quick=args.quick, overrides=overrides)
-    print(f"== bench/harness.py {scenario.id}: {json.dumps(knobs.as_dict(), sort_keys=True)}", flush=True)
+    print(f"== harness {scenario.id}: {json.dumps(knobs.as_dict(), sort_keys=True)}", flush=True)
     document = run_harness(
         scenario,
         knobs,

@@ -118,7 +118,7 @@ def _compare(
     tasks = args.tasks or (QUICK_TASKS[name] if args.quick else DEFAULT_TASKS)
     candidate, baseline = implementations
     return compare_with_baseline(
-        {impl: functools.partial(run, workers=args.workers) for impl, run in implementations.items()},
+        {impl: functools.partial(runner, workers=args.workers) for impl, runner in implementations.items()},
         size=tasks,
         unit="tasks",
         runs=args.runs,
