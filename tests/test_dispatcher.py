@@ -803,3 +803,87 @@ def test_policy_available_after_wakes_the_dispatcher_while_other_work_runs() -> 
         later = sched.group("later").submit(later_ran.set)
         assert later.result(timeout=GENEROUS) is None
         assert blocker.result(timeout=GENEROUS) is True
+
+
+# -- the lock-free submit hand-off ----------------------------------------------------------------
+
+
+class _ShutdownDuringAppend(list[Callable[[], None]]):
+    """Runs each hook once, right after an inbox append: the window between a producer's append and its
+    second look at the shutdown flag, opened deterministically."""
+
+    def wrap(self, core: Any) -> None:
+        inbox, hooks = core._inbox, self
+
+        class Inbox(type(inbox)):  # type: ignore[misc]
+            def append(self, record: Any) -> None:
+                super().append(record)
+                if hooks:
+                    hooks.pop(0)()
+
+        core._inbox = Inbox(inbox)
+
+
+def test_submit_racing_shutdown_is_refused_and_leaves_nothing_behind() -> None:
+    scheduler = Scheduler(max_workers=2)
+    first = scheduler.submit(lambda: 1)
+    assert first.result(timeout=GENEROUS) == 1
+    core = scheduler._core
+    hooks = _ShutdownDuringAppend([lambda: core.begin_shutdown(False)])
+    hooks.wrap(core)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        scheduler.submit(lambda: 2)
+    report = scheduler.shutdown(wait=True)
+    assert report.clean and not core._inbox
+    assert scheduler.snapshot().counters["submitted"] == 1
+
+
+def test_submit_racing_shutdown_after_a_drain_took_the_task_runs_it() -> None:
+    scheduler = Scheduler(max_workers=2)
+    assert scheduler.submit(lambda: 1).result(timeout=GENEROUS) == 1
+    core = scheduler._core
+
+    def drain_then_shut_down() -> None:
+        core._drain_inbox()  # the task is in the queue now, as if the dispatcher had been quicker
+        core.begin_shutdown(False)
+
+    _ShutdownDuringAppend([drain_then_shut_down]).wrap(core)
+    late = scheduler.submit(lambda: 2)  # nothing to withdraw: it is accepted and runs before shutdown ends
+    report = scheduler.shutdown(wait=True)
+    assert late.result(timeout=GENEROUS) == 2
+    assert report.clean and scheduler.snapshot().counters["submitted"] == 2
+
+
+def _producers_racing_shutdown() -> None:
+    scheduler = Scheduler(max_workers=4)
+    accepted: list[Future[Any]] = []
+    lock = threading.Lock()
+    go = threading.Barrier(5, timeout=GENEROUS)
+
+    def produce() -> None:
+        go.wait()
+        for index in range(200):
+            try:
+                future = scheduler.submit(int, index)
+            except RuntimeError:
+                return
+            with lock:
+                accepted.append(future)
+
+    producers = [threading.Thread(target=produce) for _ in range(4)]
+    for producer in producers:
+        producer.start()
+    go.wait()
+    report = scheduler.shutdown(wait=True)
+    for producer in producers:
+        producer.join(GENEROUS)
+    resolve_all(accepted)
+    assert [future.exception() for future in accepted] == [None] * len(accepted)
+    assert report.clean
+    assert scheduler.snapshot().counters["submitted"] == len(accepted)
+
+
+def test_many_producers_racing_shutdown_lose_no_future() -> None:
+    """Every submit either raises or returns a future that resolves; submitted counts exactly the accepted."""
+    for _ in range(20):
+        _producers_racing_shutdown()

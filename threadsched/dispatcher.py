@@ -6,7 +6,8 @@ the executor (through a launcher, ``launch.py``). Whatever thread finishes an at
 outcome, wakes the dispatcher and resolves the future, in that order, so a caller woken by a
 future already sees the lease returned.
 
-Hand-off: producers append to an inbox and wake the dispatcher only when it is asleep (``_idle``).
+Hand-off: producers append to an inbox without a lock and wake the dispatcher only when it is asleep
+(``_idle``; see ``submit`` for why no wake-up and no task is lost).
 It sleeps on ``_wake``, a lock that is held while it is awake and released by whoever wakes it, so a
 burst of submits or completions costs one wake-up. The dispatcher moves the inbox into the queue in
 batches and admits as many tasks as it can per wake-up. Under the default policy those are taken
@@ -18,7 +19,7 @@ there is work not yet finished, so an abandoned executor is freed by reference c
 
 Lock order: ``DispatcherCore._lock`` is a leaf for everything that matters: it is never held while
 calling the queue, the controller, a launcher, an event sink or user code. It guards the inbox
-hand-off, the deadline heaps, counters and overdue bookkeeping.
+drains (producers append without it), the deadline heaps, counters and overdue bookkeeping.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .emitter import EventEmitter
 from .errors import AdmissionStalledError, TaskTimeoutError
 from .futures import CancelToken, TaskFuture
 from .launch import Launcher
-from .outcomes import COUNTER_OF_OUTCOME, classify_outcome
+from .outcomes import COUNTER_OF_OUTCOME, AttemptOutcome, classify_outcome
 from .queue import FairTaskQueue
 from .records import COUNTER_NAMES, Execution, GroupSettings, TaskRecord
 
@@ -79,6 +80,7 @@ class DispatcherCore:
         self._task_ids = itertools.count(1)
         self._rng = random.Random()
         self._inbox: deque[TaskRecord] = deque()
+        self._drained = 0  # records taken from the inbox, under _lock (+ the inbox's length = submitted)
         self._deadlines = DeadlineHeaps()
         self._counters = dict.fromkeys(COUNTER_NAMES, 0)
         self._spawned = 0  # written by the dispatcher thread only
@@ -106,11 +108,30 @@ class DispatcherCore:
         task_id = f"t{next(self._task_ids)}"
         future = TaskFuture(task_id, self, CancelToken())
         record = TaskRecord(task_id, future, fn, args, kwargs, contextvars.copy_context(), settings, correlation)
+        if self._shutdown:
+            raise RuntimeError("cannot schedule new futures after shutdown")
+        # No lock while the dispatcher is awake: append first, read the flags after. ``_sleep`` sets
+        # ``_idle`` before it looks at the inbox, and every drain after shutdown starts once ``_shutdown``
+        # is set, so of a producer and the dispatcher, one always sees what the other did.
+        self._inbox.append(record)
+        if self._shutdown:
+            self._withdraw(record)
+        if self._idle or self._thread is None or (self._pin_executor and self._pin is None):
+            self._hand_off_slowly()
+        return future
+
+    def _withdraw(self, record: TaskRecord) -> None:
+        """Shutdown began while ``record`` was being appended: take it back and refuse it, unless a
+        drain already took it (then it runs, or is cancelled, with the rest)."""
         with self._lock:
-            if self._shutdown:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            self._inbox.append(record)
-            self._counters["submitted"] += 1
+            try:
+                self._inbox.remove(record)
+            except ValueError:
+                return
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    def _hand_off_slowly(self) -> None:
+        with self._lock:
             if self._pin_executor and self._pin is None:
                 self._pin = self._launcher.pool()
             if self._idle:
@@ -120,7 +141,6 @@ class DispatcherCore:
                 # Like the stdlib pool, an executor nobody submits to starts no thread.
                 self._thread = threading.Thread(target=self._run, name=f"{self._name}-dispatcher", daemon=True)
                 self._thread.start()
-        return future
 
     def signal(self) -> None:
         """Wake the dispatcher if it may be asleep: capacity, queue or policy state changed."""
@@ -183,14 +203,17 @@ class DispatcherCore:
         """Wait until woken or the next deadline; False once shut down with nothing left."""
         unpinned: object = None
         with self._lock:
+            # Idle before looking: a producer or waker that acts after this line sees it and wakes us.
+            self._idle = True
             if self._wake_pending or self._inbox:
+                self._idle = False
                 return True
             if self._nothing_left_locked():
                 unpinned, self._pin = self._pin, None
                 if self._shutdown:
+                    self._idle = False
                     return False
             deadline = self._next_deadline_locked()
-            self._idle = True
         # Outside the lock: dropping the last reference may finalize the executor, which shuts us down.
         del unpinned
         timeout = -1.0 if deadline is None else max(0.0, deadline - monotonic())
@@ -212,13 +235,20 @@ class DispatcherCore:
             return retry_at
         return deadline
 
-    def _drain_inbox(self) -> None:
+    def _take_inbox_locked(self) -> list[TaskRecord]:
+        """Everything in the inbox, popped one by one (producers append without the lock), counted."""
         inbox, records = self._inbox, []
         try:
-            while True:  # popleft is atomic: cancel_pending_work may be emptying it meanwhile
+            while True:
                 records.append(inbox.popleft())
         except IndexError:
             pass
+        self._drained += len(records)
+        return records
+
+    def _drain_inbox(self) -> None:
+        with self._lock:
+            records = self._take_inbox_locked()
         cancel_all = self._cancel_pending
         items: list[SchedulableTask] = []
         cancelled: list[TaskRecord] = []
@@ -362,17 +392,22 @@ class DispatcherCore:
         with self._lock:
             execution.finished = execution.settled = True
             self._finished += 1
-            self._deadlines.drop_timeout(execution)
-            if execution.started and not execution.lease_held_at_start:
+            if execution.timeout_entry is not None:
+                self._deadlines.drop_timeout(execution)
+            started = execution.started
+            if started and not execution.lease_held_at_start:
                 self._counters["hidden_waiters"] += 1
-            outcome = classify_outcome(
-                started=execution.started,
-                error=error,
-                timed_out=execution.timed_out,
-                cancel_requested=cancel_requested or self._cancel_pending,
-                retry=retry,
-                attempt=record.attempt,
-            )
+            if error is None and started and not execution.timed_out:
+                outcome: AttemptOutcome = "succeeded"  # the common case, without the general rule's call
+            else:
+                outcome = classify_outcome(
+                    started=started,
+                    error=error,
+                    timed_out=execution.timed_out,
+                    cancel_requested=cancel_requested or self._cancel_pending,
+                    retry=retry,
+                    attempt=record.attempt,
+                )
             delay = 0.0
             if outcome == "timed_out":
                 self._overdue.pop(execution.execution_id, None)
@@ -384,7 +419,9 @@ class DispatcherCore:
             if counter is not None:
                 self._counters[counter] += 1
             self._wake_pending = True
-            self._wake_locked()
+            if self._idle:
+                self._idle = False
+                self._wake.release()
             if emitter.enabled:
                 build = emitter.build
                 events = (
@@ -485,8 +522,7 @@ class DispatcherCore:
         """Cancel everything not yet spawned: inbox, queue and retries waiting their back-off."""
         with self._lock:
             self._cancel_pending = True
-            records = list(self._inbox)
-            self._inbox.clear()
+            records = self._take_inbox_locked()
             records.extend(self._deadlines.take_all_retries())
         records.extend(item.payload for item in self.queue.drain())
         for record in records:
@@ -516,16 +552,16 @@ class DispatcherCore:
         """(running functions, overdue task ids, counters), read together."""
         with self._lock:
             counters = dict(self._counters)
+            counters["submitted"] = self._drained + len(self._inbox)
             overdue = tuple(self._overdue.values())
         counters["sink_errors"] = self._emitter.sink_errors
         return len(self.running), overdue, counters
 
     def _fail_everything_pending(self, error: BaseException) -> None:
         with self._lock:
-            records = list(self._inbox)
-            self._inbox.clear()
+            self._shutdown = True  # before the inbox is taken: a producer appending later withdraws its task
+            records = self._take_inbox_locked()
             records.extend(self._deadlines.take_all_retries())
-            self._shutdown = True
         records.extend(item.payload for item in self.queue.drain())
         for record in records:
             self._finish_failed(record, error, "dispatcher_crashed")
