@@ -887,3 +887,23 @@ def test_many_producers_racing_shutdown_lose_no_future() -> None:
     """Every submit either raises or returns a future that resolves; submitted counts exactly the accepted."""
     for _ in range(20):
         _producers_racing_shutdown()
+
+
+def test_batch_leases_are_timed_when_taken_and_enqueued_tasks_when_they_became_ready() -> None:
+    sink = MemoryEventSink()
+    with Scheduler(max_workers=4, events=sink) as scheduler:
+        resolve_all([scheduler.submit(int, index) for index in range(40)])
+    by_task: dict[str, dict[str, float]] = {}
+    for event in sink.events:
+        if event.task_id is not None:
+            by_task.setdefault(event.task_id, {})[event.kind] = event.captured_at
+    for times in by_task.values():
+        assert times["ready_enqueued"] <= times["selected"] <= times["task_lease_acquired"] <= times["worker_spawned"]
+    # a lease taken in a batch carries the time it was taken: before the spawn of an earlier task of its
+    # batch, although its event was emitted after that spawn's
+    spawned_before = [
+        later.captured_at < earlier.captured_at
+        for earlier, later in itertools.pairwise(e for e in sink.events if e.kind in ("worker_spawned", "task_lease_acquired"))
+        if earlier.kind == "worker_spawned" and later.kind == "task_lease_acquired"
+    ]
+    assert any(spawned_before)

@@ -274,3 +274,29 @@ def test_scheduler_shutdown_flushes_a_buffering_sink(tmp_path: Path) -> None:
         kinds = [event["kind"] for event in read_events(path)]
         assert kinds.count("task_lease_released") == 4
         assert not sink.closed
+
+
+class _Diagnostics(dict[str, object]):
+    """Remembers which threads serialised it; ``explode`` makes serialising it fail."""
+
+    def __init__(self, *, explode: bool = False) -> None:
+        super().__init__(n=1)
+        self.explode = explode
+        self.read_by: set[str] = set()
+
+    def items(self):  # type: ignore[override]
+        self.read_by.add(threading.current_thread().name)
+        if self.explode:
+            raise RuntimeError("cannot serialise this")
+        return super().items()
+
+
+def test_emit_leaves_serialising_to_the_writer_and_counts_a_failure_as_dropped(tmp_path: Path) -> None:
+    good, bad = _Diagnostics(), _Diagnostics(explode=True)
+    with JsonlEventSink(tmp_path / "events.jsonl") as sink:
+        sink.emit(SchedulerEvent("selected", 0, 1.0, diagnostics=good))
+        sink.emit(SchedulerEvent("selected", 1, 2.0, diagnostics=bad))
+        assert sink.flush(timeout=10)
+        assert (sink.written, sink.dropped, sink.statistics().pending) == (1, 1, 0)
+    assert good.read_by == bad.read_by == {"threadsched-event-writer"}
+    assert [event["sequence"] for event in read_events(tmp_path / "events.jsonl")] == [0]

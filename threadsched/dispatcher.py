@@ -265,8 +265,9 @@ class DispatcherCore:
         for record in cancelled:
             self._cancel_record(record)
         if self._emitter.enabled:
+            enqueued_at = monotonic()  # all became eligible together, however long emitting them takes
             for item in items:
-                self._emitter.emit("ready_enqueued", item)
+                self._emitter.emit("ready_enqueued", item, at=enqueued_at)
 
     def _fire_due_deadlines(self, now: float) -> None:
         with self._lock:
@@ -325,7 +326,9 @@ class DispatcherCore:
                 return
             self._blocking.admitted()
             if emitter.enabled:
-                emitter.emit("task_lease_acquired", item, lease=lease, execution_id=item.payload.execution_id())
+                emitter.emit(
+                    "task_lease_acquired", item, lease=lease, execution_id=item.payload.execution_id(), at=lease.acquired_at
+                )
             if commit(selection) is None:
                 self._release_unspawned(lease, "stale_selection")
                 continue
@@ -335,8 +338,10 @@ class DispatcherCore:
         """A task the fast path took from the queue together with its lease (already committed)."""
         if self._emitter.enabled:
             item = lease.item
-            self._emitter.emit("selected", item)
-            self._emitter.emit("task_lease_acquired", item, lease=lease, execution_id=item.payload.execution_id())
+            # Taken together with its lease, in one lock section with the rest of its batch: that is when.
+            at = lease.acquired_at
+            self._emitter.emit("selected", item, at=at)
+            self._emitter.emit("task_lease_acquired", item, lease=lease, execution_id=item.payload.execution_id(), at=at)
         self._spawn_unless_cancelled(lease)
 
     def _spawn_unless_cancelled(self, lease: TaskAdmissionLease) -> None:

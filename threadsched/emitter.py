@@ -60,7 +60,10 @@ class EventEmitter:
         group: Hashable | None = None,
         reason: str | None = None,
         diagnostics: Mapping[str, Any] | None = None,
+        at: float | None = None,
     ) -> SchedulerEvent | None:
+        """``at``: the monotonic time of what the event describes, when that was earlier than now (a lease
+        taken in a batch, tasks enqueued together); the event's ``captured_at``. Default: now."""
         if self._sink is None:
             return None
         resources: Mapping[str, int] | None = None
@@ -79,7 +82,7 @@ class EventEmitter:
         return SchedulerEvent(
             kind=kind,
             sequence=next(self._sequence),
-            captured_at=monotonic(),
+            captured_at=monotonic() if at is None else at,
             task_id=task_id,
             execution_id=execution_id,
             lease_id=lease.lease_id if lease is not None else None,

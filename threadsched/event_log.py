@@ -1,9 +1,11 @@
 """A JSON-lines event sink on a rotating file that several processes may append to, and its reader.
 
-``JsonlEventSink.emit`` serialises the event and puts the line on an in-memory queue; it never does I/O and
-never raises. One daemon thread, ``threadsched-event-writer``, started eagerly in ``__init__``, drains the queue
-and writes batches of lines through ``concurrent_log_handler.ConcurrentRotatingFileHandler``, which holds an
-exclusive file lock for every write and rotation, so processes sharing a file never interleave lines. The
+``JsonlEventSink.emit`` puts the event on an in-memory queue; it never serialises, does I/O or raises, so the
+dispatcher and the finishing workers, which emit on the hand-off path, spend as little as possible there (an
+event is immutable, so serialising it later gives the same line). One daemon thread,
+``threadsched-event-writer``, started eagerly in ``__init__``, drains the queue, serialises and writes batches
+of lines through ``concurrent_log_handler.ConcurrentRotatingFileHandler``, which holds an exclusive file lock
+for every write and rotation, so processes sharing a file never interleave lines. The
 handler belongs to the writer thread: only that thread writes to it and closes it.
 
 A process that exits without ``close()`` does not hang (the writer is a daemon thread); an ``atexit`` hook closes
@@ -64,6 +66,13 @@ class JsonlSinkStatistics:
     closed: bool
 
 
+def _line(event: SchedulerEvent) -> str | None:
+    try:
+        return json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True)
+    except Exception:
+        return None
+
+
 class JsonlEventSink:
     """An ``EventSink`` appending one JSON object per line to ``path``, rotated at ``max_bytes`` with ``backups``.
 
@@ -101,17 +110,13 @@ class JsonlEventSink:
             _OPEN_SINKS.add(self)
 
     def emit(self, event: SchedulerEvent) -> None:
-        try:
-            line = json.dumps(event.to_dict(), separators=(",", ":"), sort_keys=True)
-        except Exception:  # a sink never breaks a run; the loss is visible in ``dropped``
-            line = None
         with self._lock:
-            if line is None or self._closed or self._pending >= self._queue_size:
+            if self._closed or self._pending >= self._queue_size:
                 self._dropped += 1
                 return
             self._pending += 1
-            # Put under the lock so no line can land behind the stop marker that close() enqueues.
-            self._queue.put(line)
+            # Put under the lock so no event can land behind the stop marker that close() enqueues.
+            self._queue.put(event)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every line emitted before this call is written and flushed; False on timeout."""
@@ -181,10 +186,15 @@ class JsonlEventSink:
             while not stop:
                 batch: list[str] = []
                 markers: list[threading.Event] = []
+                unserialisable = 0
                 item = self._queue.get()
                 while True:
-                    if isinstance(item, str):
-                        batch.append(item)
+                    if isinstance(item, SchedulerEvent):
+                        line = _line(item)
+                        if line is None:
+                            unserialisable += 1
+                        else:
+                            batch.append(line)
                     elif isinstance(item, threading.Event):
                         markers.append(item)
                     else:
@@ -196,6 +206,10 @@ class JsonlEventSink:
                         item = self._queue.get_nowait()
                     except queue.Empty:
                         break
+                if unserialisable:
+                    with self._lock:  # a sink never breaks a run; the loss is visible in ``dropped``
+                        self._pending -= unserialisable
+                        self._dropped += unserialisable
                 if batch:
                     self._write(batch)
                 for marker in markers:
