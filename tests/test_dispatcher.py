@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from support import (
     GENEROUS,
+    ParkingSink,
     PolicyStub,
     SignalingSink,
     blocking,
@@ -890,9 +891,13 @@ def test_many_producers_racing_shutdown_lose_no_future() -> None:
 
 
 def test_batch_leases_are_timed_when_taken_and_enqueued_tasks_when_they_became_ready() -> None:
-    sink = MemoryEventSink()
+    sink = ParkingSink()  # holds the dispatcher at the first spawn, so the next 20 tasks reach it in one batch
     with Scheduler(max_workers=4, events=sink) as scheduler:
-        resolve_all([scheduler.submit(int, index) for index in range(40)])
+        futures = [scheduler.submit(int, 0)]
+        assert sink.parked.wait(GENEROUS)
+        futures += [scheduler.submit(int, index) for index in range(1, 21)]
+        sink.unpark.set()
+        resolve_all(futures)
     by_task: dict[str, dict[str, float]] = {}
     for event in sink.events:
         if event.task_id is not None:

@@ -29,18 +29,23 @@ def module_paths() -> dict[str, Path]:
     return modules
 
 
+def absolute_base(package: str, node: ast.ImportFrom) -> str:
+    """The absolute module a ``from ... import`` reads from, relative levels resolved against ``package``."""
+    if not node.level:
+        return node.module or ""
+    anchor = package
+    for _ in range(node.level - 1):
+        anchor = anchor.rpartition(".")[0]
+    return f"{anchor}.{node.module}" if node.module else anchor
+
+
 def imported_modules(name: str, path: Path, known: dict[str, Path]) -> Iterator[str]:
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.parse(path.read_text(encoding="utf-8")).body:
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names if alias.name in known)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package
-                for _ in range(node.level - 1):
-                    anchor = anchor.rpartition(".")[0]
-                base = f"{anchor}.{node.module}" if node.module else anchor
+            base = absolute_base(package, node)
             for alias in node.names:
                 submodule = f"{base}.{alias.name}"
                 target = submodule if submodule in known else base
@@ -124,12 +129,7 @@ def every_import(module: str, source: str, *, is_package: bool = False) -> Itera
         if isinstance(node, ast.Import):
             yield from ((node.lineno, alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package
-                for _ in range(node.level - 1):
-                    anchor = anchor.rpartition(".")[0]
-                base = f"{anchor}.{node.module}" if node.module else anchor
+            base = absolute_base(package, node)
             yield from ((node.lineno, f"{base}.{alias.name}") for alias in node.names)
         elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
             function = node.func

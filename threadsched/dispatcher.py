@@ -43,7 +43,7 @@ from .emitter import EventEmitter
 from .errors import AdmissionStalledError, TaskTimeoutError
 from .futures import CancelToken, TaskFuture
 from .launch import Launcher
-from .outcomes import COUNTER_OF_OUTCOME, AttemptOutcome, classify_outcome
+from .outcomes import COUNTER_OF_OUTCOME, classify_outcome
 from .queue import FairTaskQueue
 from .records import COUNTER_NAMES, Execution, GroupSettings, TaskRecord
 
@@ -82,7 +82,7 @@ class DispatcherCore:
         self._inbox: deque[TaskRecord] = deque()
         self._drained = 0  # records taken from the inbox, under _lock (+ the inbox's length = submitted)
         self._deadlines = DeadlineHeaps()
-        self._counters = dict.fromkeys(COUNTER_NAMES, 0)
+        self._counters = dict.fromkeys(COUNTER_NAMES, 0)  # "submitted" is derived in state()
         self._spawned = 0  # written by the dispatcher thread only
         self._finished = 0  # under _lock
         self._overdue: dict[str, str] = {}
@@ -135,8 +135,7 @@ class DispatcherCore:
             if self._pin_executor and self._pin is None:
                 self._pin = self._launcher.pool()
             if self._idle:
-                self._idle = False
-                self._wake.release()
+                self._wake_locked()
             elif self._thread is None:
                 # Like the stdlib pool, an executor nobody submits to starts no thread.
                 self._thread = threading.Thread(target=self._run, name=f"{self._name}-dispatcher", daemon=True)
@@ -397,22 +396,17 @@ class DispatcherCore:
         with self._lock:
             execution.finished = execution.settled = True
             self._finished += 1
-            if execution.timeout_entry is not None:
-                self._deadlines.drop_timeout(execution)
-            started = execution.started
-            if started and not execution.lease_held_at_start:
+            self._deadlines.drop_timeout(execution)
+            if execution.started and not execution.lease_held_at_start:
                 self._counters["hidden_waiters"] += 1
-            if error is None and started and not execution.timed_out:
-                outcome: AttemptOutcome = "succeeded"  # the common case, without the general rule's call
-            else:
-                outcome = classify_outcome(
-                    started=started,
-                    error=error,
-                    timed_out=execution.timed_out,
-                    cancel_requested=cancel_requested or self._cancel_pending,
-                    retry=retry,
-                    attempt=record.attempt,
-                )
+            outcome = classify_outcome(
+                started=execution.started,
+                error=error,
+                timed_out=execution.timed_out,
+                cancel_requested=cancel_requested or self._cancel_pending,
+                retry=retry,
+                attempt=record.attempt,
+            )
             delay = 0.0
             if outcome == "timed_out":
                 self._overdue.pop(execution.execution_id, None)
@@ -424,9 +418,7 @@ class DispatcherCore:
             if counter is not None:
                 self._counters[counter] += 1
             self._wake_pending = True
-            if self._idle:
-                self._idle = False
-                self._wake.release()
+            self._wake_locked()
             if emitter.enabled:
                 build = emitter.build
                 events = (

@@ -134,36 +134,27 @@ class OpenAIChatTransport:
         if self._key is not None:
             headers["Authorization"] = f"Bearer {self._key.reveal()}"
         limit = self.timeout_s if timeout is None else min(self.timeout_s, timeout)
-        if body.get("stream") is True:
-            return self._send_streamed(body, {**headers, "Accept": "text/event-stream"}, limit)
+        streamed = body.get("stream") is True
+        if streamed:
+            headers["Accept"] = "text/event-stream"
         try:
-            response = self._client.post(self.url, json=body, headers=headers, timeout=httpx.Timeout(limit))
+            with self._client.stream("POST", self.url, json=body, headers=headers, timeout=httpx.Timeout(limit)) as response:
+                if (
+                    streamed
+                    and response.status_code == 200
+                    and response.headers.get("content-type", "").startswith("text/event-stream")
+                ):
+                    parsed: Any = assemble_streamed_completion(_sse_data(response.iter_lines()))
+                else:
+                    response.read()
+                    try:
+                        parsed = response.json()
+                    except ValueError:  # not JSON (an HTML error page, ...): keep the text
+                        parsed = response.text
         except httpx.TimeoutException as error:
             raise TransportTimeout(f"{type(error).__name__} after {limit:.3g}s: POST {self.url}") from error
         except httpx.RequestError as error:
             raise TransportConnectionError(f"{type(error).__name__}: POST {self.url}") from error
-        try:
-            parsed: Any = response.json()
-        except ValueError:  # not JSON (an HTML error page, ...): keep the text
-            parsed = response.text
-        return TransportResponse(response.status_code, dict(response.headers.items()), parsed)
-
-    def _send_streamed(self, body: Mapping[str, Any], headers: Mapping[str, str], limit: float) -> TransportResponse:
-        httpx = self._httpx
-        try:
-            with self._client.stream("POST", self.url, json=body, headers=headers, timeout=httpx.Timeout(limit)) as response:
-                if response.status_code != 200 or not response.headers.get("content-type", "").startswith("text/event-stream"):
-                    response.read()
-                    try:
-                        parsed: Any = response.json()
-                    except ValueError:
-                        parsed = response.text
-                else:
-                    parsed = assemble_streamed_completion(_sse_data(response.iter_lines()))
-        except httpx.TimeoutException as error:
-            raise TransportTimeout(f"{type(error).__name__} after {limit:.3g}s: POST {self.url} (stream)") from error
-        except httpx.RequestError as error:
-            raise TransportConnectionError(f"{type(error).__name__}: POST {self.url} (stream)") from error
         return TransportResponse(response.status_code, dict(response.headers.items()), parsed)
 
     def close(self) -> None:

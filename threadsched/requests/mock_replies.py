@@ -89,32 +89,28 @@ def completion_body(request: ChatRequest, reply_id: str, choices: list[MockChoic
 def completion_chunks(request: ChatRequest, reply_id: str, choices: list[MockChoice]) -> Iterator[dict[str, Any]]:
     """The ``chat.completion.chunk`` objects of a streamed reply, in order (the ``[DONE]`` line is the server's)."""
 
-    def chunk(index: int, delta: dict[str, Any], finish_reason: str | None) -> dict[str, Any]:
+    def chunk(parts: list[dict[str, Any]], usage: dict[str, int] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": reply_id,
             "object": "chat.completion.chunk",
             "created": CREATED,
             "model": request.model,
-            "choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": parts,
         }
         if request.include_usage:
-            body["usage"] = None
+            body["usage"] = usage
         return body
 
+    def part(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+
     for index, choice in enumerate(choices):
-        yield chunk(index, {"role": "assistant", "content": ""}, None)
+        yield chunk(part(index, {"role": "assistant", "content": ""}))
         for piece in _PIECE.findall(choice.content):
-            yield chunk(index, {"content": piece}, None)
-        yield chunk(index, {}, choice.finish_reason)
+            yield chunk(part(index, {"content": piece}))
+        yield chunk(part(index, {}, choice.finish_reason))
     if request.include_usage:
-        yield {
-            "id": reply_id,
-            "object": "chat.completion.chunk",
-            "created": CREATED,
-            "model": request.model,
-            "choices": [],
-            "usage": _usage(request, choices),
-        }
+        yield chunk([], _usage(request, choices))
 
 
 def schema_instance(schema: Mapping[str, Any], text: str, *, root: Mapping[str, Any] | None = None, depth: int = 0) -> Any:
