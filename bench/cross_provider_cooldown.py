@@ -59,7 +59,8 @@ from harness_policies import Stats, Workload, finite, p50, run_lengths, target
 from scenarios import Knobs
 
 from threadsched import Scheduler, StrictFairPolicy, TaskAdmissionPolicy
-from threadsched.events import SchedulerEvent
+from threadsched.core.events import SchedulerEvent
+from threadsched.mock.server import MockOpenAIServer
 from threadsched.policies.provider_aware import provider_aware_policy_for
 from threadsched.requests import (
     AdaptiveRequestAdmissionController,
@@ -69,7 +70,6 @@ from threadsched.requests import (
 )
 from threadsched.requests.executor import ModelRequestExecutor
 from threadsched.requests.http_provider import OpenAIChatModel, OpenAIChatTransport
-from threadsched.requests.mock_server import MockOpenAIServer
 
 TARGET_RATIO_MIN = 0.9
 MODES = ("strict", "provider_aware", "b_alone")

@@ -59,7 +59,7 @@ from harness_report import evaluate_gates, numeric_metrics, ratios, stats, valid
 from scenarios import SCENARIOS, Knobs, Scenario, get_scenario, recipe_text
 
 from threadsched.engine import Recipe, parse_recipe
-from threadsched.evidence import percentile
+from threadsched.report.evidence import percentile
 
 __all__ = ["HARNESS_VERSION", "run", "run_harness", "validate_summary"]
 

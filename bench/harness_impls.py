@@ -27,10 +27,10 @@ from typing import Any
 
 from baselines import run_baseline
 
+from threadsched.core.events import MemoryEventSink, SchedulerEvent
+from threadsched.core.scheduler import DEFAULT_GROUP
 from threadsched.engine import Recipe, run_recipe
-from threadsched.events import MemoryEventSink, SchedulerEvent
-from threadsched.evidence import hidden_waiters, percentile, ready_to_lease_waits
-from threadsched.scheduler import DEFAULT_GROUP
+from threadsched.report.evidence import hidden_waiters, percentile, ready_to_lease_waits
 
 __all__ = ["IMPLEMENTATIONS", "STRICT", "Sample", "impl_policy", "policy_impl", "run_sample"]
 

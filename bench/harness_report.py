@@ -28,7 +28,7 @@ from typing import Any
 from harness_impls import impl_policy
 from harness_policies import validate_policy_sections
 
-from threadsched.evidence import percentile
+from threadsched.report.evidence import percentile
 
 __all__ = [
     "HEADLINE_METRICS",

@@ -56,7 +56,8 @@ from typing import Any
 
 from common import headline, print_headline, print_table, summarize
 
-from threadsched.events import SchedulerEvent
+from threadsched.core.events import SchedulerEvent
+from threadsched.mock.server import MockOpenAIServer
 from threadsched.requests import (
     AdaptiveRequestAdmissionController,
     ProviderModelKey,
@@ -66,7 +67,6 @@ from threadsched.requests import (
 )
 from threadsched.requests.executor import ModelRequestError, ModelRequestExecutor
 from threadsched.requests.http_provider import OpenAIChatModel, OpenAIChatTransport
-from threadsched.requests.mock_server import MockOpenAIServer
 
 TARGET_THROUGHPUT_RATIO_MIN = 0.9
 TARGET_RATE_LIMITED_SHARE_MAX = 0.05

@@ -32,7 +32,7 @@ if [[ -n "$blocking" ]]; then
 fi
 
 # Inside the controller, semaphores are only taken without blocking.
-controller_blocking=$(grep -nE '\.acquire\(' "$root/admission.py" | grep -vE 'blocking=False|acquire\(False\)' \
+controller_blocking=$(grep -nE '\.acquire\(' "$root/core/admission.py" | grep -vE 'blocking=False|acquire\(False\)' \
     | grep -vE ':[0-9]+:\s*(#|""")' || true)
 if [[ -n "$controller_blocking" ]]; then
     echo "check_no_worker_waits: a blocking semaphore acquire() inside the controller:" >&2

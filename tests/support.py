@@ -62,10 +62,10 @@ from threadsched import (
     TaskGroupSpec,
     current_cancel_token,
 )
+from threadsched.core.events import SCHEDULER_STREAM
+from threadsched.core.policy import ALLOW, NO_CHANGE
 from threadsched.engine import Recipe, parse_recipe
-from threadsched.engine.runner import RunResult
-from threadsched.events import SCHEDULER_STREAM
-from threadsched.policies.base import ALLOW, NO_CHANGE
+from threadsched.engine.runner.run import RunResult
 
 T = TypeVar("T")
 

@@ -26,8 +26,8 @@ def test_the_package_is_clean() -> None:
 
 def planted(tmp_path: Path, files: dict[str, str]) -> Path:
     root = tmp_path / "pkg"
-    root.mkdir()
-    (root / "admission.py").write_text("def take(s):\n    return s.acquire(blocking=False)\n")
+    (root / "core").mkdir(parents=True)
+    (root / "core" / "admission.py").write_text("def take(s):\n    return s.acquire(blocking=False)\n")
     for name, text in files.items():
         (root / name).write_text(text)
     return root
@@ -41,7 +41,7 @@ def test_a_blocking_acquire_outside_the_controller_fails(tmp_path: Path) -> None
 
 def test_a_blocking_acquire_inside_the_controller_fails(tmp_path: Path) -> None:
     root = planted(tmp_path, {})
-    (root / "admission.py").write_text("def take(s):\n    return s.acquire(timeout=1)\n")
+    (root / "core" / "admission.py").write_text("def take(s):\n    return s.acquire(timeout=1)\n")
     completed = run(root)
     assert completed.returncode == 1 and "inside the controller" in completed.stderr
 

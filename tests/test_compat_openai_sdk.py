@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from threadsched.requests.mock_model import MockModelEndpoint
-from threadsched.requests.mock_server import MockOpenAIServer
+from threadsched.mock.model import MockModelEndpoint
+from threadsched.mock.server import MockOpenAIServer
 
 openai = pytest.importorskip("openai")
 

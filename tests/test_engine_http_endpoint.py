@@ -13,13 +13,13 @@ pytest.importorskip("httpx")
 
 from support import assert_healthy, small_recipe
 
+from threadsched.core.events import MemoryEventSink
 from threadsched.engine import load_recipe, parse_recipe
 from threadsched.engine.columns import LLM_RETRYABLE_ERRORS, build_endpoints, close_endpoints
 from threadsched.engine.http_endpoint import HttpFatalError, HttpModelEndpoint, HttpTransientError
-from threadsched.engine.recipe import Recipe
-from threadsched.engine.runner import run_recipe, run_reference
-from threadsched.events import MemoryEventSink
-from threadsched.requests.mock_server import MockOpenAIServer
+from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.runner.run import run_recipe, run_reference
+from threadsched.mock.server import MockOpenAIServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "http_mock.toml"
 
@@ -103,8 +103,8 @@ def test_a_refused_request_is_fatal_and_a_transient_one_retryable(tmp_path: Path
 
 
 def test_runs_with_http_providers_lease_tasks_provider_aware() -> None:
+    from threadsched.core.policy import StrictFairPolicy
     from threadsched.engine.http_endpoint import scheduler_policy
-    from threadsched.policies.base import StrictFairPolicy
     from threadsched.policies.drf import DominantResourceFairPolicy
     from threadsched.policies.provider_aware import ProviderAwarePolicy
 

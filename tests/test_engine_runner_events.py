@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from support import PRE_FILTER, RaisingSink, assert_healthy, no_sleep, small_recipe
 
-from threadsched.engine.recipe import Recipe
-from threadsched.engine.runner import RunResult, run_recipe
-from threadsched.engine.runner_events import EngineEvents, correlation_of, job_facts, new_run_id
+from threadsched.core.event_log import read_events
+from threadsched.core.events import ENGINE_STREAM, SCHEDULER_STREAM, MemoryEventSink, SchedulerEvent
+from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.runner.events import EngineEvents, correlation_of, job_facts, new_run_id
+from threadsched.engine.runner.run import RunResult, run_recipe
 from threadsched.engine.tracker import TaskKey
-from threadsched.event_log import read_events
-from threadsched.events import ENGINE_STREAM, SCHEDULER_STREAM, MemoryEventSink, SchedulerEvent
-from threadsched.evidence import hidden_waiters
+from threadsched.report.evidence import hidden_waiters
 
 TASK_KINDS = ("ready_enqueued", "selected", "task_lease_acquired", "worker_spawned", "task_completed", "task_lease_released")
 CORRELATION_KEYS = {"row_group", "column", "task_type", "row", "engine_task"}

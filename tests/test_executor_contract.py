@@ -365,7 +365,7 @@ def test_no_references_are_kept_to_failed_work(make_executor: ExecutorFactory) -
 _PRELUDE = """
 import atexit, sys, threading
 from concurrent.futures import ThreadPoolExecutor
-from threadsched.leased_executor import LeasedExecutor
+from threadsched.core.leased_executor import LeasedExecutor
 
 executor = {"stdlib": ThreadPoolExecutor, "leased": LeasedExecutor}[sys.argv[1]](max_workers=1)
 

@@ -38,10 +38,10 @@ from threadsched import (
     TaskAdmissionView,
     TaskGroupSpec,
 )
-from threadsched.dispatcher import DispatcherCore
-from threadsched.outcomes import classify_outcome
-from threadsched.policies.base import NO_CHANGE
-from threadsched.retry import NO_RETRY
+from threadsched.core.dispatcher import DispatcherCore
+from threadsched.core.outcomes import classify_outcome
+from threadsched.core.policy import NO_CHANGE
+from threadsched.core.retry import NO_RETRY
 
 # -- helpers -------------------------------------------------------------------------------------
 

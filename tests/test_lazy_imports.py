@@ -35,7 +35,7 @@ def _is_within(module: str, package: str) -> bool:
 
 def test_import_loads_no_optional_subpackage_nor_heavy_dependency() -> None:
     loaded = _loaded_after_import()
-    assert "threadsched.scheduler" in loaded and "threadsched.leased_executor" in loaded  # the probe itself works
+    assert "threadsched.core.scheduler" in loaded and "threadsched.core.leased_executor" in loaded  # the probe itself works
     assert not [m for m in loaded if any(_is_within(m, package) for package in LAZY_SUBMODULES)], loaded
     assert not [m for m in loaded if any(_is_within(m, package) for package in HEAVY_THIRD_PARTY)], loaded
 
@@ -44,10 +44,10 @@ def test_lazy_names_load_on_first_access() -> None:
     code = textwrap.dedent(
         """
         import sys, threadsched
-        assert "threadsched.event_log" not in sys.modules
+        assert "threadsched.core.event_log" not in sys.modules
         sink_class = threadsched.JsonlEventSink
         from threadsched import read_events
-        from threadsched.event_log import JsonlEventSink, read_events as original
+        from threadsched.core.event_log import JsonlEventSink, read_events as original
         assert sink_class is JsonlEventSink and read_events is original
         assert "concurrent_log_handler" in sys.modules
         print("ok")

@@ -54,8 +54,8 @@ def test_final_admission_is_a_table_per_resource() -> None:
 
 
 def test_the_written_plan_of_a_real_run_renders_without_containers(tmp_path: Any) -> None:
+    from threadsched.core.scheduler import Scheduler
     from threadsched.engine.capacity import CapacityPlan, CapacityValue
-    from threadsched.scheduler import Scheduler
 
     scheduler = Scheduler(2, resource_limits={"llm": 1}, name="capacity-section")
     try:

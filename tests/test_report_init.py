@@ -13,8 +13,8 @@ import pytest
 from support import scenario
 
 from threadsched import MemoryEventSink, Scheduler
-from threadsched.evidence import hidden_waiters
 from threadsched.report import ReportResult, last_run, load_events, write_report
+from threadsched.report.evidence import hidden_waiters
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HAVE_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None

@@ -17,7 +17,7 @@ import pytest
 from support import FakeClock
 
 from threadsched import CancelToken, Scheduler
-from threadsched.events import MemoryEventSink, SchedulerEvent
+from threadsched.core.events import MemoryEventSink, SchedulerEvent
 from threadsched.requests import (
     AdaptiveRequestAdmissionController,
     ProviderModelKey,

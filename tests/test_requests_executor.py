@@ -16,8 +16,8 @@ import pytest
 from support import FakeClock
 
 from threadsched import Scheduler
-from threadsched.events import MemoryEventSink, SchedulerEvent
-from threadsched.futures import CancelToken
+from threadsched.core.events import MemoryEventSink, SchedulerEvent
+from threadsched.core.futures import CancelToken
 from threadsched.requests import (
     RequestAdmissionDenied,
     RequestAdmissionError,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from support import FakeClock
 
-from threadsched.events import MemoryEventSink
+from threadsched.core.events import MemoryEventSink
 from threadsched.requests import (
     ProviderModelKey,
     RequestAdmissionConfig,
@@ -371,9 +371,9 @@ def no_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_end_to_end_against_the_mock_openai_server(no_proxy: None, api_key: str) -> None:
-    mock_server = pytest.importorskip("threadsched.requests.mock_server")
+    mock_server = pytest.importorskip("threadsched.mock.server")
     controller_module = pytest.importorskip("threadsched.requests.controller")
-    from threadsched.requests.mock_model import MockModelEndpoint
+    from threadsched.mock.model import MockModelEndpoint
 
     clock = FakeClock(1_000.0)  # one fake time for the server's token bucket, the controller's cooldowns and the back-off
     sink = MemoryEventSink()
@@ -405,8 +405,8 @@ def test_end_to_end_against_the_mock_openai_server(no_proxy: None, api_key: str)
 
 
 def test_streamed_and_json_completions_against_the_mock_openai_server(no_proxy: None) -> None:
-    from threadsched.requests.mock_model import MockModelEndpoint
-    from threadsched.requests.mock_server import MockOpenAIServer
+    from threadsched.mock.model import MockModelEndpoint
+    from threadsched.mock.server import MockOpenAIServer
 
     with MockOpenAIServer(rps=None, seed=2) as server, OpenAIChatTransport(server.url) as transport:
         model = OpenAIChatModel(ModelRequestExecutor(RecordingAdmission(), transport), "mock", "fast")

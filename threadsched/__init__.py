@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .admission import (
+from threadsched.core.admission import (
     ReleaseResult,
     TaskAdmissionBlockSummary,
     TaskAdmissionConfig,
@@ -20,24 +20,24 @@ from .admission import (
     TaskAdmissionLease,
     TaskAdmissionView,
 )
-from .contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
-from .errors import AdmissionStalledError, TaskTimeoutError
-from .events import EventSink, FanOutEventSink, MemoryEventSink, SchedulerEvent
-from .futures import CancelToken, TaskFuture
-from .leased_executor import Lane, LeasedExecutor
-from .policies import POLICY_NAMES, make_policy
-from .policies.base import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
-from .policies.bounded_borrow import BoundedBorrowConfig, BoundedBorrowPolicy
-from .policies.drf import DominantResourceFairPolicy
-from .policies.provider_aware import ProviderAwarePolicy, ProviderPressure
-from .queue import FairTaskQueue, QueueSelection, QueueView
-from .records import SchedulerSnapshot, ShutdownReport, current_cancel_token, current_task_correlation
-from .retry import RetryPolicy
-from .scheduler import Scheduler, TaskGroup
+from threadsched.core.contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.errors import AdmissionStalledError, TaskTimeoutError
+from threadsched.core.events import EventSink, FanOutEventSink, MemoryEventSink, SchedulerEvent
+from threadsched.core.futures import CancelToken, TaskFuture
+from threadsched.core.leased_executor import Lane, LeasedExecutor
+from threadsched.core.policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from threadsched.core.queue import FairTaskQueue, QueueSelection, QueueView
+from threadsched.core.records import SchedulerSnapshot, ShutdownReport, current_cancel_token, current_task_correlation
+from threadsched.core.retry import RetryPolicy
+from threadsched.core.scheduler import Scheduler, TaskGroup
+from threadsched.policies import POLICY_NAMES, make_policy
+from threadsched.policies.bounded_borrow import BoundedBorrowConfig, BoundedBorrowPolicy
+from threadsched.policies.drf import DominantResourceFairPolicy
+from threadsched.policies.provider_aware import ProviderAwarePolicy, ProviderPressure
 
 if TYPE_CHECKING:
     # Type checkers and IDEs see the lazy names as ordinary imports; at runtime __getattr__ provides them.
-    from .event_log import JsonlEventSink, read_events
+    from threadsched.core.event_log import JsonlEventSink, read_events
 
 __version__ = "0.1.0"
 
@@ -91,8 +91,8 @@ __all__ = [
 
 # Public name -> submodule that defines it, imported on first access (PEP 562).
 _LAZY_EXPORTS: dict[str, str] = {
-    "JsonlEventSink": ".event_log",
-    "read_events": ".event_log",
+    "JsonlEventSink": ".core.event_log",
+    "read_events": ".core.event_log",
 }
 
 

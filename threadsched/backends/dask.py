@@ -8,7 +8,7 @@ once at construction). ``as_executor(obj)`` wraps a raw ``distributed.Client`` a
 through.
 
 The seam with the dispatcher is explicit: ``DaskExecutor`` is an ``ExecutionBackend``
-(``threadsched.launch``), so the dispatcher hands it each leased ``Execution`` through
+(``threadsched.core.launch``), so the dispatcher hands it each leased ``Execution`` through
 ``launch_execution``. That calls ``execution.begin()`` locally, on the dispatcher thread (claim the
 task's future, note that the lease is held, count it running), sends only the user's call
 ``fn(*args, **kwargs)`` to the cluster (so those must be picklable, by cloudpickle), and calls
@@ -44,7 +44,7 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any
 
-from ..records import Execution
+from threadsched.core.records import Execution
 
 __all__ = ["EXTRA_HINT", "LOCAL", "DaskExecutor", "as_executor", "connect", "is_dask_client", "require_distributed"]
 

@@ -4,6 +4,6 @@
 
 from __future__ import annotations
 
-from .commands import main
+from threadsched.cli.commands import main
 
 __all__ = ["main"]

@@ -22,10 +22,10 @@ from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 
-from ..policies import POLICY_NAMES
-from ..requests.mock_server_cli import add_mock_provider_parser, run_mock_provider
-from .bench import add_bench_parser, run_bench
-from .demo import SCALES, render_plain, render_rich, run_demo
+from threadsched.cli.bench import add_bench_parser, run_bench
+from threadsched.cli.demo import SCALES, render_plain, render_rich, run_demo
+from threadsched.mock.cli import add_mock_provider_parser, run_mock_provider
+from threadsched.policies import POLICY_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     """Exit codes: 0 ok, 1 early shutdown (error rate) or an unhealthy run, 2 bad recipe/resume, 130 Ctrl-C.
 
     Without ``--resume`` existing checkpoints in the output directory are deleted (a fresh run)."""
-    from ..engine import (
+    from threadsched.engine import (
         ProcessorError,
         RecipeError,
         UserCodeError,
@@ -115,8 +115,8 @@ def _run(args: argparse.Namespace) -> int:
         run_recipe,
         run_reference,
     )
-    from ..engine.progress import progress_for
-    from ..engine.summary import render_summary, summary_lines
+    from threadsched.engine.progress import progress_for
+    from threadsched.engine.summary import render_summary, summary_lines
 
     if args.workers is not None and args.workers < 1:
         print(f"threadsched: --workers must be >= 1, got {args.workers}", file=sys.stderr)
@@ -189,7 +189,7 @@ def _backend(dask: str | None, threads: int) -> Iterator[Executor | None]:
     if dask is None:
         yield None
         return
-    from ..backends.dask import connect
+    from threadsched.backends.dask import connect
 
     with connect(dask, threads=threads) as executor:
         yield executor
@@ -199,13 +199,13 @@ def _backend_workers(executor: Executor | None, dask: str | None) -> int | None:
     """Without ``--workers``: all the threads of a remote cluster (``local`` was sized from the recipe)."""
     if executor is None:
         return None
-    from ..backends.dask import LOCAL, DaskExecutor
+    from threadsched.backends.dask import LOCAL, DaskExecutor
 
     return executor.max_workers if isinstance(executor, DaskExecutor) and dask != LOCAL else None
 
 
 def _report(out: Path, *, quiet: bool = False) -> int:
-    from ..report import write_report
+    from threadsched.report import write_report
 
     try:
         report = write_report(out)
@@ -245,7 +245,7 @@ def _cancel_on_sigint(cancel: threading.Event) -> Callable[[], None]:
 
 
 def _recipe(args: argparse.Namespace) -> int:
-    from ..engine import builtin_recipe_names, builtin_recipe_text
+    from threadsched.engine import builtin_recipe_names, builtin_recipe_text
 
     if args.name not in builtin_recipe_names():
         print(f"threadsched: unknown built-in recipe {args.name!r} (known: {', '.join(builtin_recipe_names())})", file=sys.stderr)

@@ -13,10 +13,10 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import Any
 
-from ..events import MemoryEventSink
-from ..evidence import hidden_waiters, ready_to_lease_waits, unreleased_leases
-from ..retry import RetryPolicy
-from ..scheduler import Scheduler
+from threadsched.core.events import MemoryEventSink
+from threadsched.core.retry import RetryPolicy
+from threadsched.core.scheduler import Scheduler
+from threadsched.report.evidence import hidden_waiters, ready_to_lease_waits, unreleased_leases
 
 
 class TransientModelError(Exception):

@@ -1,5 +1,5 @@
 """The dataset engine: recipes, templates, column executors, processors, the single-threaded
-reference oracle and the completion tracker. The mock model lives in ``threadsched.requests.mock_model``
+reference oracle and the completion tracker. The mock model lives in ``threadsched.mock.model``
 and its names are re-exported here, so recipes' user code can keep importing them from the engine.
 
 ``run_recipe`` executes a recipe's column DAG over row groups on the ``Scheduler``; ``run_reference`` is the
@@ -8,17 +8,16 @@ single-threaded oracle writing the same files. ``threadsched run`` and ``threads
 
 from __future__ import annotations
 
-from ..requests.mock_model import (
-    RETRYABLE_ERRORS,
-    MockFatalError,
-    MockModelEndpoint,
-    MockProviderError,
-    MockTransientError,
-    score_from_text,
+from threadsched.engine.columns import (
+    BatchExecutor,
+    CellExecutor,
+    ColumnExecutor,
+    build_endpoints,
+    compile_column,
+    compile_columns,
 )
-from .columns import BatchExecutor, CellExecutor, ColumnExecutor, build_endpoints, compile_column, compile_columns
-from .processors import Processor, ProcessorError, ProcessorResult, compile_processor, run_stage
-from .recipe import (
+from threadsched.engine.processors import Processor, ProcessorError, ProcessorResult, compile_processor, run_stage
+from threadsched.engine.recipe.parse import (
     COLUMN_KINDS,
     FILTER_OPS,
     PROCESSOR_KINDS,
@@ -35,13 +34,21 @@ from .recipe import (
     load_recipe,
     parse_recipe,
 )
-from .recipe_validation import template_references
-from .reference import ReferenceResult, reference_row_values
-from .runner import run_recipe
-from .runner_output import RunResult, run_reference
-from .templates import CompiledTemplate, TemplateError, render, template_fields
-from .tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey, TrackerError
-from .user_code import UserCodeError, import_callable
+from threadsched.engine.recipe.validation import template_references
+from threadsched.engine.reference import ReferenceResult, reference_row_values
+from threadsched.engine.runner.output import RunResult, run_reference
+from threadsched.engine.runner.run import run_recipe
+from threadsched.engine.templates import CompiledTemplate, TemplateError, render, template_fields
+from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey, TrackerError
+from threadsched.engine.user_code import UserCodeError, import_callable
+from threadsched.mock.model import (
+    RETRYABLE_ERRORS,
+    MockFatalError,
+    MockModelEndpoint,
+    MockProviderError,
+    MockTransientError,
+    score_from_text,
+)
 
 __all__ = [
     "BatchExecutor",

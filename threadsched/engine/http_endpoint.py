@@ -17,12 +17,12 @@ import itertools
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from threadsched.engine.recipe import ProviderSpec, Recipe
-from threadsched.events import EventSink
+from threadsched.core.events import EventSink
+from threadsched.core.policy import TaskAdmissionPolicy
+from threadsched.core.records import current_task_correlation
+from threadsched.engine.recipe.parse import ProviderSpec, Recipe
 from threadsched.policies import make_policy
-from threadsched.policies.base import TaskAdmissionPolicy
 from threadsched.policies.provider_aware import provider_aware_policy_for
-from threadsched.records import current_task_correlation
 from threadsched.requests.contracts import ProviderModelKey, RequestAdmissionConfig
 from threadsched.requests.controller import AdaptiveRequestAdmissionController
 from threadsched.requests.executor import ModelRequestError, ModelRequestExecutor, is_retryable

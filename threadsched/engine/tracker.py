@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
-from .tracker_state import (
+from threadsched.engine.tracker_state import (
     RETIRED,
     ColumnNode,
     ColumnPlan,

@@ -1,7 +1,7 @@
 """Admission policies beyond strict fairness, selectable by name.
 
 Each plugs in behind ``TaskAdmissionController`` through the ``TaskAdmissionPolicy`` protocol
-(``threadsched.policies.base``): ``evaluate`` is pure, state changes come back as ``PolicyStateDelta`` values from
+(``threadsched.core.policy``): ``evaluate`` is pure, state changes come back as ``PolicyStateDelta`` values from
 ``on_acquire``/``on_release``. None moves DAG knowledge or resource ownership into the queue.
 
 * ``strict`` — ``StrictFairPolicy`` (the default).
@@ -12,7 +12,7 @@ Each plugs in behind ``TaskAdmissionController`` through the ``TaskAdmissionPoli
 
 from __future__ import annotations
 
-from .base import StrictFairPolicy, TaskAdmissionPolicy
+from threadsched.core.policy import StrictFairPolicy, TaskAdmissionPolicy
 
 __all__ = ["POLICY_NAMES", "make_policy"]
 
@@ -24,11 +24,11 @@ def make_policy(name: str) -> TaskAdmissionPolicy:
     if name == "strict":
         return StrictFairPolicy()
     if name == "bounded_borrow":
-        from .bounded_borrow import BoundedBorrowPolicy
+        from threadsched.policies.bounded_borrow import BoundedBorrowPolicy
 
         return BoundedBorrowPolicy()
     if name == "drf":
-        from .drf import DominantResourceFairPolicy
+        from threadsched.policies.drf import DominantResourceFairPolicy
 
         return DominantResourceFairPolicy()
     raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICY_NAMES)})")

@@ -48,13 +48,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from ..contracts import SUBMISSION
-from .base import NO_CHANGE, PolicyDecision, PolicyStateDelta
+from threadsched.core.contracts import SUBMISSION
+from threadsched.core.policy import NO_CHANGE, PolicyDecision, PolicyStateDelta
 
 if TYPE_CHECKING:
-    from ..admission import TaskAdmissionLease, TaskAdmissionView
-    from ..contracts import SchedulableTask
-    from ..queue import QueueView
+    from threadsched.core.admission import TaskAdmissionLease, TaskAdmissionView
+    from threadsched.core.contracts import SchedulableTask
+    from threadsched.core.queue import QueueView
 
 __all__ = ["BoundedBorrowConfig", "BoundedBorrowPolicy"]
 

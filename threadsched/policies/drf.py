@@ -44,12 +44,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING
 
-from ..contracts import SUBMISSION, SchedulableTask
-from .base import NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy
+from threadsched.core.contracts import SUBMISSION, SchedulableTask
+from threadsched.core.policy import NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy
 
 if TYPE_CHECKING:
-    from ..admission import TaskAdmissionLease, TaskAdmissionView
-    from ..queue import QueueView
+    from threadsched.core.admission import TaskAdmissionLease, TaskAdmissionView
+    from threadsched.core.queue import QueueView
 
 __all__ = ["DominantResourceFairPolicy", "dominant_share"]
 

@@ -44,14 +44,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 
-from ..contracts import SchedulableTask
-from .base import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from threadsched.core.contracts import SchedulableTask
+from threadsched.core.policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
 
 if TYPE_CHECKING:
-    from ..admission_values import TaskAdmissionLease, TaskAdmissionView
-    from ..queue import QueueView
-    from ..requests.contracts import RequestDomain, RequestResourceKey
-    from ..requests.controller import AdaptiveRequestAdmissionController
+    from threadsched.core.admission_values import TaskAdmissionLease, TaskAdmissionView
+    from threadsched.core.queue import QueueView
+    from threadsched.requests.contracts import RequestDomain, RequestResourceKey
+    from threadsched.requests.controller import AdaptiveRequestAdmissionController
 
 __all__ = [
     "LLM_PREFIX",
@@ -104,7 +104,7 @@ def request_key(resource: str, domain: RequestDomain | None = None) -> RequestRe
         return None
     # Imported here, not at module level: the policies load with ``import threadsched``, request admission
     # (a subpackage with an HTTP provider) only when a run uses it.
-    from ..requests.contracts import RequestDomain, RequestResourceKey
+    from threadsched.requests.contracts import RequestDomain, RequestResourceKey
 
     return RequestResourceKey(provider, model, RequestDomain.CHAT if domain is None else domain)
 
@@ -120,7 +120,7 @@ class RequestAdmissionPressure:
 
     def __init__(self, controller: AdaptiveRequestAdmissionController, domain: RequestDomain | None = None) -> None:
         """``domain``: the request domain whose limits are read; None means ``RequestDomain.CHAT``."""
-        from ..requests.contracts import RequestDomain  # whoever holds a request controller has loaded it already
+        from threadsched.requests.contracts import RequestDomain  # whoever holds a request controller has loaded it already
 
         if domain is None:
             domain = RequestDomain.CHAT

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..event_log import read_events
-from .intervals import int_field, mapping_field
-from .markdown import PLOTS_HINT, ReportContext, render_markdown
-from .metrics import GroupMetrics, ReportMetrics, ResourceUsage, WaitStats, compute_metrics
-from .overadmission import RootOverAdmission
-from .requests import GroupRequestWaits, RequestMetrics, RequestResourceMetrics
-from .timeline import Timeline, build_timeline, plot_timeline
+from threadsched.core.event_log import read_events
+from threadsched.report.intervals import int_field, mapping_field
+from threadsched.report.markdown import PLOTS_HINT, ReportContext, render_markdown
+from threadsched.report.metrics import GroupMetrics, ReportMetrics, ResourceUsage, WaitStats, compute_metrics
+from threadsched.report.overadmission import RootOverAdmission
+from threadsched.report.requests import GroupRequestWaits, RequestMetrics, RequestResourceMetrics
+from threadsched.report.timeline import Timeline, build_timeline, plot_timeline
 
 LOGGER = logging.getLogger("threadsched")
 EVENTS_FILE = "events.jsonl"
@@ -93,7 +93,7 @@ def write_report(out_dir: Path, *, events: list[dict[str, Any]] | None = None) -
 
 
 def load_events(path: Path) -> list[dict[str, Any]]:
-    """The events of ``path`` and its rotated backups (``threadsched.event_log.read_events``). Raises
+    """The events of ``path`` and its rotated backups (``threadsched.core.event_log.read_events``). Raises
     ``FileNotFoundError`` naming ``path`` when there is no log."""
     return [dict(event) for event in read_events(Path(path)) if isinstance(event, Mapping)]
 

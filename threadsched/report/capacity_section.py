@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .cells import cell as _cell
-from .cells import scalar as _scalar
+from threadsched.report.cells import cell as _cell
+from threadsched.report.cells import scalar as _scalar
 
 __all__ = ["MAX_PLAN_ENTRIES", "capacity_plan_lines"]
 

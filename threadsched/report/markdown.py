@@ -10,11 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .capacity_section import capacity_plan_lines
-from .cells import cell as _cell
-from .cells import scalar as _scalar
-from .metrics import GroupMetrics, ReportMetrics, WaitStats
-from .requests import RequestMetrics
+from threadsched.report.capacity_section import capacity_plan_lines
+from threadsched.report.cells import cell as _cell
+from threadsched.report.cells import scalar as _scalar
+from threadsched.report.metrics import GroupMetrics, ReportMetrics, WaitStats
+from threadsched.report.requests import RequestMetrics
 
 MAX_ROW_GROUP_ROWS = 50
 PLOTS_HINT = "install the plots extra: `pip install 'threadsched[plots]'`"

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .intervals import (
+from threadsched.report.intervals import (
     ENGINE,
     SCHEDULER,
     SUBMISSION,
@@ -29,9 +29,9 @@ from .intervals import (
     sequence_of,
     stream_of,
 )
-from .overadmission import RootOverAdmission, root_over_admission
-from .requests import RequestMetrics, request_metrics
-from .stats import WaitStats as WaitStats  # re-exported: its home before stats.py
+from threadsched.report.overadmission import RootOverAdmission, root_over_admission
+from threadsched.report.requests import RequestMetrics, request_metrics
+from threadsched.report.stats import WaitStats as WaitStats  # re-exported: its home before stats.py
 
 Signature = tuple[tuple[str, int], ...]
 

@@ -10,7 +10,15 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .intervals import Event, LeaseInterval, QueuedInterval, captured_at, group_of, job_started_diagnostics, row_group_of
+from threadsched.report.intervals import (
+    Event,
+    LeaseInterval,
+    QueuedInterval,
+    captured_at,
+    group_of,
+    job_started_diagnostics,
+    row_group_of,
+)
 
 
 @dataclass(frozen=True, slots=True)

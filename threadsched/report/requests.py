@@ -14,12 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..events import REQUEST_STREAM
-from .intervals import SCHEDULER, Event, captured_at, int_field, mapping_field, stream_of
-from .stats import WaitStats
+from threadsched.core.events import REQUEST_STREAM
+from threadsched.report.intervals import SCHEDULER, Event, captured_at, int_field, mapping_field, stream_of
+from threadsched.report.stats import WaitStats
 
 if TYPE_CHECKING:
-    from .metrics import GroupMetrics  # metrics imports this module
+    from threadsched.report.metrics import GroupMetrics  # metrics imports this module
 
 LIMIT_CHANGES = ("request_limit_decreased", "request_limit_increased")
 AttemptKey = tuple[str, object, object]

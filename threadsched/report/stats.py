@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..evidence import percentile
+from threadsched.report.evidence import percentile
 
 
 @dataclass(frozen=True, slots=True)

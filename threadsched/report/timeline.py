@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .intervals import (
+from threadsched.report.intervals import (
     ENGINE,
     SCHEDULER,
     Event,
@@ -32,8 +32,8 @@ from .intervals import (
     run_bounds,
     stream_of,
 )
-from .requests import is_request_event, lease_delta, limit_points, request_resource
-from .series import StepSeries, level_series, stacked_on_grid, step_series
+from threadsched.report.requests import is_request_event, lease_delta, limit_points, request_resource
+from threadsched.report.series import StepSeries, level_series, stacked_on_grid, step_series
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

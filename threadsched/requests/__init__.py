@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .contracts import (
+from threadsched.requests.contracts import (
     ProviderModelKey,
     RequestAdmissionConfig,
     RequestAdmissionDenied,
@@ -15,10 +15,10 @@ from .contracts import (
     RequestResourceKey,
     RequestResourceSnapshot,
 )
-from .controller import AdaptiveRequestAdmissionController
-from .executor import ModelRequestExecutor
-from .http_provider import OpenAIChatModel, OpenAIChatTransport
-from .outcomes import (
+from threadsched.requests.controller import AdaptiveRequestAdmissionController
+from threadsched.requests.executor import ModelRequestExecutor
+from threadsched.requests.http_provider import OpenAIChatModel, OpenAIChatTransport
+from threadsched.requests.outcomes import (
     ModelRequest,
     ModelRequestError,
     ModelResponse,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from ..contracts import validate_weight
+from threadsched.core.contracts import validate_weight
 
 __all__ = [
     "ProviderModelKey",

@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterator
 from types import MappingProxyType
 from typing import Any
 
-from ..events import LOGGER, REQUEST_STREAM, EventSink, SchedulerEvent
-from .contracts import (
+from threadsched.core.events import LOGGER, REQUEST_STREAM, EventSink, SchedulerEvent
+from threadsched.requests.contracts import (
     RequestAdmissionConfig,
     RequestAdmissionDenied,
     RequestAdmissionError,
@@ -41,7 +41,7 @@ from .contracts import (
     RequestResourceKey,
     RequestResourceSnapshot,
 )
-from .controller_state import (
+from threadsched.requests.controller_state import (
     Endpoint,
     ResourceRegistry,
     ResourceState,

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from ..contracts import fair_share_step
-from ..events import REQUEST_STREAM, SchedulerEvent
-from ..records import current_task_correlation
-from .contracts import (
+from threadsched.core.contracts import fair_share_step
+from threadsched.core.events import REQUEST_STREAM, SchedulerEvent
+from threadsched.core.records import current_task_correlation
+from threadsched.requests.contracts import (
     ProviderModelKey,
     RequestAdmissionConfig,
     RequestAdmissionDenied,

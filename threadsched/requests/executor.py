@@ -28,15 +28,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-from ..events import LOGGER, REQUEST_STREAM, EventSink, SchedulerEvent
-from ..records import current_cancel_token, current_task_correlation
-from .contracts import (
+from threadsched.core.events import LOGGER, REQUEST_STREAM, EventSink, SchedulerEvent
+from threadsched.core.records import current_cancel_token, current_task_correlation
+from threadsched.requests.contracts import (
     RequestAdmissionError,
     RequestAdmissionItem,
     RequestAdmissionLease,
     RequestOutcome,
 )
-from .outcomes import (
+from threadsched.requests.outcomes import (
     Cancel,
     MalformedResponseError,
     ModelRequest,

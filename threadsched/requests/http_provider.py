@@ -14,8 +14,8 @@ from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .contracts import RequestDomain, RequestResourceKey
-from .executor import (
+from threadsched.requests.contracts import RequestDomain, RequestResourceKey
+from threadsched.requests.executor import (
     MalformedResponseError,
     ModelRequest,
     ModelRequestExecutor,

@@ -22,9 +22,9 @@ from datetime import UTC
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from ..contracts import validate_weight
-from ..futures import CancelToken
-from .contracts import (
+from threadsched.core.contracts import validate_weight
+from threadsched.core.futures import CancelToken
+from threadsched.requests.contracts import (
     RequestAdmissionItem,
     RequestAdmissionLease,
     RequestOutcome,

@@ -1,0 +1,227 @@
+"""Contract validation: bad values fail at construction, naming the field and the value."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from threadsched import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.contracts import fair_share_step, validate_weight
+from threadsched.requests import ModelRequest, RequestAdmissionItem, RequestDomain, RequestResourceKey
+
+
+def field_and_value(field: str, value: object) -> str:
+    """A regex requiring the message to name the field, then show the offending value."""
+    return rf"{re.escape(field)}.*{re.escape(repr(value))}"
+
+
+# --------------------------------------------------------------------------------------------
+# TaskGroupSpec
+# --------------------------------------------------------------------------------------------
+
+
+def test_group_spec_defaults_and_valid_values() -> None:
+    spec = TaskGroupSpec("g")
+    assert (spec.key, spec.weight, spec.admitted_limit) == ("g", 1.0, None)
+    assert TaskGroupSpec(("tenant", 3), weight=2, admitted_limit=1).weight == 2
+    assert TaskGroupSpec(7, weight=0.5).weight == 0.5  # below 1 is valid, and honoured as half the share
+    assert TaskGroupSpec(None).key is None
+    assert TaskGroupSpec(frozenset({1}), weight=8.0, admitted_limit=100).admitted_limit == 100
+
+
+@pytest.mark.parametrize("weight", [math.nan, math.inf, -math.inf, 0, 0.0, -0.0, -1, -2.5])
+def test_group_spec_rejects_non_finite_or_non_positive_weight(weight: float) -> None:
+    with pytest.raises(ValueError, match=field_and_value("TaskGroupSpec.weight", weight)):
+        TaskGroupSpec("g", weight=weight)
+
+
+@pytest.mark.parametrize("weight", [True, False, "2", None, [1]])
+def test_group_spec_rejects_bool_or_non_number_weight(weight: object) -> None:
+    # A bool is an int to Python, but weight=True is a bug, not a weight of 1.
+    with pytest.raises(TypeError, match=field_and_value("TaskGroupSpec.weight", weight)):
+        TaskGroupSpec("g", weight=weight)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("limit", [0, -1, -100])
+def test_group_spec_rejects_admitted_limit_below_one(limit: int) -> None:
+    with pytest.raises(ValueError, match=field_and_value("TaskGroupSpec.admitted_limit", limit)):
+        TaskGroupSpec("g", admitted_limit=limit)
+
+
+@pytest.mark.parametrize("limit", [True, 1.5, "2"])
+def test_group_spec_rejects_non_int_admitted_limit(limit: object) -> None:
+    with pytest.raises(TypeError, match=field_and_value("TaskGroupSpec.admitted_limit", limit)):
+        TaskGroupSpec("g", admitted_limit=limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("key", [["a"], {"a": 1}, {"a"}, ("ok", ["nested"])])
+def test_group_spec_rejects_unhashable_key(key: object) -> None:
+    with pytest.raises(TypeError, match=field_and_value("TaskGroupSpec.key", key)):
+        TaskGroupSpec(key)
+
+
+def test_group_spec_is_frozen_and_hashable() -> None:
+    spec = TaskGroupSpec(("t", 1), weight=2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.weight = 3  # type: ignore[misc]
+    assert spec == TaskGroupSpec(("t", 1), weight=2)
+    assert hash(spec) == hash(TaskGroupSpec(("t", 1), weight=2))
+    assert spec != TaskGroupSpec(("t", 1), weight=3)
+
+
+# --------------------------------------------------------------------------------------------
+# One weight rule for the task queue and the request layer
+# --------------------------------------------------------------------------------------------
+
+RESOURCE = RequestResourceKey("mock", "m", RequestDomain.CHAT)
+WEIGHTED: dict[str, Callable[[object], Any]] = {
+    "TaskGroupSpec.weight": lambda weight: TaskGroupSpec("g", weight=weight),  # type: ignore[arg-type]
+    "RequestAdmissionItem.weight": lambda weight: RequestAdmissionItem(RESOURCE, "g", weight),  # type: ignore[arg-type]
+    "ModelRequest.weight": lambda weight: ModelRequest(RESOURCE, {}, "g", weight),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("weight", [1e-300, 0.25, 0.5, 1, 3, 7.5, 1e300])
+def test_validate_weight_accepts_every_finite_positive_number(weight: float) -> None:
+    assert validate_weight("w", weight) == weight
+    assert type(validate_weight("w", weight)) is float
+    assert fair_share_step(weight) == 1 / weight
+
+
+@pytest.mark.parametrize("field", list(WEIGHTED))
+@pytest.mark.parametrize("weight", [0.5, 0.01, 2])
+def test_weight_below_or_above_one_is_valid_in_both_layers(field: str, weight: float) -> None:
+    assert WEIGHTED[field](weight).weight == weight
+
+
+@pytest.mark.parametrize("field", list(WEIGHTED))
+@pytest.mark.parametrize("weight", [math.nan, math.inf, -math.inf, 0, 0.0, -0.0, -1, -0.5])
+def test_non_finite_or_non_positive_weight_is_a_value_error_naming_the_field(field: str, weight: float) -> None:
+    with pytest.raises(ValueError, match=field_and_value(field, weight)):
+        WEIGHTED[field](weight)
+
+
+@pytest.mark.parametrize("field", list(WEIGHTED))
+@pytest.mark.parametrize("weight", [True, False, "2", None, [1]])
+def test_bool_or_non_number_weight_is_a_type_error_naming_the_field(field: str, weight: object) -> None:
+    with pytest.raises(TypeError, match=field_and_value(field, weight)):
+        WEIGHTED[field](weight)
+
+
+@pytest.mark.parametrize("field", list(WEIGHTED))
+def test_weight_whose_reciprocal_overflows_is_refused(field: str) -> None:
+    # 1 / 1e-309 is inf: such a group's finish tag, and then virtual time, would jump to infinity.
+    with pytest.raises(ValueError, match=field_and_value(field, 1e-309)):
+        WEIGHTED[field](1e-309)
+
+
+# --------------------------------------------------------------------------------------------
+# SchedulerResourceRequest
+# --------------------------------------------------------------------------------------------
+
+
+def test_request_normalization_adds_one_submission() -> None:
+    assert dict(SchedulerResourceRequest().amounts) == {SUBMISSION: 1}
+    assert dict(SchedulerResourceRequest(None).amounts) == {SUBMISSION: 1}
+    assert dict(SchedulerResourceRequest({}).amounts) == {SUBMISSION: 1}
+    assert dict(SchedulerResourceRequest({"llm:a": 1}).amounts) == {SUBMISSION: 1, "llm:a": 1}
+    assert dict(SchedulerResourceRequest({"submission": 1, "gpu": 2}).amounts) == {SUBMISSION: 1, "gpu": 2}
+    assert dict(SchedulerResourceRequest({"llm:a": 2, "gpu": 1})) == {SUBMISSION: 1, "llm:a": 2, "gpu": 1}
+
+
+def test_request_contended_resources() -> None:
+    assert SchedulerResourceRequest().contended == frozenset({SUBMISSION})
+    assert SchedulerResourceRequest({"llm:a": 1, "gpu": 2}).contended == frozenset({"llm:a", "gpu"})
+
+
+def test_request_signature_is_the_keys_other_than_submission() -> None:
+    assert SchedulerResourceRequest().signature == frozenset()
+    assert SchedulerResourceRequest({SUBMISSION: 1}).signature == frozenset()
+    assert SchedulerResourceRequest({"llm:a": 2, "gpu": 1}).signature == frozenset({"llm:a", "gpu"})
+    # Derived, not part of the value: equal requests are equal whatever their signature object.
+    assert "signature" not in repr(SchedulerResourceRequest({"llm:a": 1}))
+
+
+def test_request_copies_and_freezes_its_input() -> None:
+    source = {"llm:a": 1}
+    request = SchedulerResourceRequest(source)
+    source["llm:a"] = 5
+    source["gpu"] = 1
+    assert dict(request.amounts) == {SUBMISSION: 1, "llm:a": 1}
+    with pytest.raises(TypeError):
+        request.amounts["llm:a"] = 2  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.amounts = {}  # type: ignore[misc]
+
+
+def test_request_equality_and_hash_ignore_explicit_submission_and_order() -> None:
+    a = SchedulerResourceRequest({"llm:a": 1, "gpu": 2})
+    b = SchedulerResourceRequest({"gpu": 2, SUBMISSION: 1, "llm:a": 1})
+    assert a == b
+    assert hash(a) == hash(b)
+    assert len({a, b}) == 1
+    assert SchedulerResourceRequest() == SchedulerResourceRequest({SUBMISSION: 1})
+    assert hash(SchedulerResourceRequest()) == hash(SchedulerResourceRequest({SUBMISSION: 1}))
+    assert a != SchedulerResourceRequest({"llm:a": 1, "gpu": 1})
+    assert a != SchedulerResourceRequest({"llm:a": 1})
+    assert a != {SUBMISSION: 1, "llm:a": 1, "gpu": 2}  # not equal to a plain mapping
+
+
+@pytest.mark.parametrize("key", ["", 3, None, ("llm", "a")])
+def test_request_rejects_empty_or_non_str_key(key: object) -> None:
+    with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts", key)):
+        SchedulerResourceRequest({key: 1})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("amount", [0, -1, 1.0, 2.5, "1", None, True, False])
+def test_request_rejects_non_positive_non_int_or_bool_amount(amount: object) -> None:
+    with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts['llm:a']", amount)):
+        SchedulerResourceRequest({"llm:a": amount})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("amount", [2, 3, 100])
+def test_request_rejects_submission_other_than_one(amount: int) -> None:
+    with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts['submission']", amount)):
+        SchedulerResourceRequest({SUBMISSION: amount})
+
+
+@pytest.mark.parametrize("amount", [0, -1, True, 1.0])
+def test_request_rejects_bad_submission_amount(amount: object) -> None:
+    with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts['submission']", amount)):
+        SchedulerResourceRequest({SUBMISSION: amount})  # type: ignore[dict-item]
+
+
+# --------------------------------------------------------------------------------------------
+# SchedulableTask
+# --------------------------------------------------------------------------------------------
+
+
+def test_task_defaults() -> None:
+    task = SchedulableTask("t1", {"row": 1}, TaskGroupSpec("g"))
+    assert task.resource_request == SchedulerResourceRequest()
+    assert dict(task.resource_request.amounts) == {SUBMISSION: 1}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.task_id = "t2"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("task_id", ["", None, 5, b"t1"])
+def test_task_rejects_empty_or_non_str_id(task_id: object) -> None:
+    with pytest.raises(ValueError, match=field_and_value("SchedulableTask.task_id", task_id)):
+        SchedulableTask(task_id, None, TaskGroupSpec("g"))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("group", ["g", None, ("g", 1.0), {"key": "g"}])
+def test_task_rejects_wrong_group_type(group: object) -> None:
+    with pytest.raises(TypeError, match=field_and_value("SchedulableTask.group", group)):
+        SchedulableTask("t1", None, group)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("request_", [{"llm:a": 1}, None, "submission"])
+def test_task_rejects_wrong_resource_request_type(request_: object) -> None:
+    with pytest.raises(TypeError, match=field_and_value("SchedulableTask.resource_request", request_)):
+        SchedulableTask("t1", None, TaskGroupSpec("g"), request_)  # type: ignore[arg-type]

@@ -1,0 +1,172 @@
+"""``LeasedExecutor`` extras: lanes (fair groups and resources), policy and events pass-through.
+
+What it shares with ``ThreadPoolExecutor`` is in ``test_executor_contract.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from threadsched import MemoryEventSink, StrictFairPolicy, TaskAdmissionLease
+from threadsched.core.leased_executor import Lane, LeasedExecutor
+from threadsched.core.policy import PolicyDecision, PolicyStateDelta
+
+WAIT = 30.0
+
+
+@pytest.fixture
+def release() -> Iterator[threading.Event]:
+    gate = threading.Event()
+    yield gate
+    gate.set()
+
+
+def _executor(max_workers: int, **kwargs: Any) -> LeasedExecutor:
+    return LeasedExecutor(max_workers, thread_name_prefix="leased-test-worker", **kwargs)
+
+
+def test_lane_reuses_its_group_and_rejects_a_conflicting_definition() -> None:
+    with _executor(2) as executor:
+        lane = executor.lane("columns", weight=2.0)
+        assert isinstance(lane, Lane)
+        assert (lane.key, lane.weight, dict(lane.resources)) == ("columns", 2.0, {"submission": 1})
+        again = executor.lane("columns", weight=2.0)
+        assert again._group is lane._group
+        with pytest.raises(ValueError, match="group 'columns' already exists"):
+            executor.lane("columns", weight=3.0)
+        assert lane.submit(pow, 3, 2).result(timeout=WAIT) == 9
+        assert "columns" in repr(lane)
+
+
+def test_lanes_share_the_pool_fairly(release: threading.Event) -> None:
+    order: list[str] = []
+    with _executor(1) as executor:
+        started = threading.Event()
+
+        def blocker() -> None:
+            started.set()
+            assert release.wait(WAIT)
+
+        executor.submit(blocker)
+        assert started.wait(WAIT)
+        heavy, light = executor.lane("heavy"), executor.lane("light")
+        futures = [heavy.submit(order.append, f"heavy{i}") for i in range(3)]
+        futures += [light.submit(order.append, f"light{i}") for i in range(3)]
+        release.set()
+    assert all(future.done() for future in futures)
+    # Equal weights: the single worker alternates between the lanes instead of draining the first one.
+    assert order == ["heavy0", "light0", "heavy1", "light1", "heavy2", "light2"]
+
+
+def test_lane_resources_are_never_over_admitted(release: threading.Event) -> None:
+    lock = threading.Lock()
+    running = 0
+    peak = 0
+    started = [threading.Event() for _ in range(4)]
+
+    def call_model(i: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        started[i].set()
+        assert release.wait(WAIT)
+        with lock:
+            running -= 1
+        return i
+
+    with _executor(4, resource_limits={"llm:x": 1}) as executor:
+        llm = executor.lane("llm", resources={"llm:x": 1})
+        futures = [llm.submit(call_model, i) for i in range(4)]
+        assert started[0].wait(WAIT)
+        # Worker slots are free: other work still runs while the llm lane waits for its resource.
+        # Submitted after the llm tasks, so once it is done the dispatcher has seen all of them.
+        assert executor.submit(str, "other").result(timeout=WAIT) == "other"
+        assert not any(event.is_set() for event in started[1:])
+        admission = executor.snapshot().admission
+        assert admission.leased_resources["llm:x"] == 1
+        release.set()
+        assert [future.result(timeout=WAIT) for future in futures] == [0, 1, 2, 3]
+    assert peak == 1
+
+
+def test_unknown_lane_resource_is_a_clear_error() -> None:
+    with _executor(1) as executor, pytest.raises(ValueError, match="llm:y"):
+        executor.lane("llm", resources={"llm:y": 1})
+
+
+class CountingPolicy(StrictFairPolicy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.acquired = 0
+        self.released = 0
+
+    def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
+        self.acquired += 1
+        return super().on_acquire(lease, decision)
+
+    def on_release(self, lease: TaskAdmissionLease) -> PolicyStateDelta:
+        self.released += 1
+        return super().on_release(lease)
+
+
+def test_policy_and_events_are_passed_through_and_no_worker_waits_for_a_lease() -> None:
+    policy = CountingPolicy()
+    sink = MemoryEventSink()
+    with _executor(2, policy=policy, events=sink) as executor:
+        lane = executor.lane("rows", weight=2.0)
+        futures = [executor.submit(pow, i, 2) for i in range(5)] + [lane.submit(pow, i, 3) for i in range(5)]
+        assert [future.result(timeout=WAIT) for future in futures] == [i**2 for i in range(5)] + [i**3 for i in range(5)]
+    assert policy.acquired == policy.released == 10
+    acquired = sink.of_kind("task_lease_acquired")
+    assert len(acquired) == 10
+    assert {event.group for event in acquired} == {"default", "rows"}
+    assert len(sink.of_kind("task_lease_released")) == 10
+    snapshot = executor.snapshot()
+    assert snapshot.counters["hidden_waiters"] == 0
+    assert snapshot.admission.active_lease_count == 0
+
+
+def test_lane_submit_after_shutdown_raises() -> None:
+    executor = _executor(1)
+    lane = executor.lane("late")
+    executor.shutdown()
+    with pytest.raises(RuntimeError, match=r"^cannot schedule new futures after shutdown$"):
+        lane.submit(int)
+
+
+def test_repr_and_statistics() -> None:
+    with _executor(3) as executor:
+        executor.submit(int).result(timeout=WAIT)
+        assert executor.max_workers == 3
+        assert executor.statistics()["completed"] == 1
+        assert "max_workers=3" in repr(executor) and "shutdown=False" in repr(executor)
+    assert "shutdown=True" in repr(executor)
+
+
+def test_cancel_futures_leaves_no_pending_task_behind_after_shutdown() -> None:
+    import threading
+
+    from threadsched import LeasedExecutor
+
+    gate, started = threading.Event(), threading.Event()
+
+    def hold() -> bool:
+        started.set()
+        return gate.wait()
+
+    pool = LeasedExecutor(max_workers=1)
+    try:
+        running = pool.submit(hold)
+        assert started.wait(30)
+        pending = [pool.submit(int, "1") for _ in range(50)]
+        pool.shutdown(wait=False, cancel_futures=True)
+        assert all(future.cancelled() for future in pending)  # at once, as the stdlib does
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
+    assert running.result() is True

@@ -1,0 +1,162 @@
+"""The executor seam: how the dispatcher hands one leased ``Execution`` to whatever runs it.
+
+Every launcher ends an attempt the same way: through ``Execution.begin()`` and then
+``Execution.finish(value, error)`` (or ``finish_unstarted`` when it never ran), which is where the
+dispatcher's completion path — release, count, resolve, signal — takes over.
+
+* ``PoolLauncher`` — a ``ThreadPoolExecutor`` that threadsched owns (the ``Scheduler``'s built-in
+  pool, or a ``LeasedExecutor``'s own machinery). The execution is put on the pool's work queue
+  as its work item, so no second ``Future`` per task is built, completed and called back. The
+  pool's own checks (broken, shut down, interpreter exit) are made under the pool's own locks,
+  exactly where ``ThreadPoolExecutor.submit`` makes them.
+* ``SubmitLauncher`` — any other ``concurrent.futures.Executor``: ``executor.submit(execution.run)``;
+  its done-callback only settles an attempt the executor dropped or failed before it ran.
+* an ``ExecutionBackend`` (the Dask backend) — it runs begin/finish itself, elsewhere.
+
+Lock order: ``ThreadPoolExecutor._shutdown_lock`` → ``concurrent.futures.thread._global_shutdown_lock``
+(the stdlib's own order); the dispatcher holds none of its locks while launching.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures.thread as _cf_thread
+import weakref
+from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures.thread import BrokenThreadPool
+from typing import Any, Protocol, runtime_checkable
+
+from threadsched.core.records import Execution
+
+_POOL_INTERNALS = ("_work_queue", "_shutdown_lock", "_adjust_thread_count", "_threads", "_broken", "_shutdown")
+
+
+@runtime_checkable
+class ExecutionBackend(Protocol):
+    """An executor that runs leased executions itself (``begin`` → the call → ``finish``)."""
+
+    def launch_execution(self, execution: Execution) -> None: ...
+
+
+class Launcher(Protocol):
+    def launch(self, execution: Execution) -> None:
+        """Hand ``execution`` over, or raise (a spawn failure: nothing was started)."""
+
+    def shutdown(self, wait: bool) -> None:
+        """Shut the executor down (only called for an executor threadsched owns)."""
+
+    def pool(self) -> Executor | None:
+        """The executor, while it exists."""
+
+
+class _PoolWorkItem:
+    """What the pool's worker threads see: ``run()``, and a ``future`` its shutdown/broken paths fail."""
+
+    __slots__ = ("_execution",)
+
+    def __init__(self, execution: Execution) -> None:
+        self._execution = execution
+
+    def run(self, *_worker_context: object) -> None:  # 3.14 passes its worker context
+        execution = self._execution
+        del self._execution  # the worker keeps this item until its next get(): keep nothing alive
+        execution.run()
+
+    @property
+    def future(self) -> _PoolWorkItem:
+        return self
+
+    # Called only for items the pool drops unrun: an initializer failed, or shutdown(cancel_futures=True).
+    def set_exception(self, error: BaseException) -> None:
+        self._execution.finish_unstarted(error)
+
+    def cancel(self) -> bool:
+        self._execution.finish_unstarted(None)
+        return True
+
+
+def pool_launchable(executor: Executor) -> bool:
+    return isinstance(executor, ThreadPoolExecutor) and all(hasattr(executor, name) for name in _POOL_INTERNALS)
+
+
+class PoolLauncher:
+    """Puts executions straight on a ``ThreadPoolExecutor``'s work queue (a pool threadsched owns).
+
+    ``weak``: hold the pool by weak reference (a ``LeasedExecutor`` is the pool and owns the scheduler;
+    a strong reference back would make a cycle); the dispatcher pins it while it has work."""
+
+    __slots__ = ("_pool", "_ref")
+
+    def __init__(self, pool: ThreadPoolExecutor, *, weak: bool = False) -> None:
+        self._ref = weakref.ref(pool)
+        self._pool: ThreadPoolExecutor | None = None if weak else pool
+
+    def pool(self) -> ThreadPoolExecutor | None:
+        return self._pool if self._pool is not None else self._ref()
+
+    def launch(self, execution: Execution) -> None:
+        pool = self._pool if self._pool is not None else self._ref()
+        if pool is None:
+            raise RuntimeError("cannot schedule new futures after the executor was garbage-collected")
+        with pool._shutdown_lock, _cf_thread._global_shutdown_lock:
+            broken = pool._broken
+            if broken:
+                raise BrokenThreadPool(broken)
+            if pool._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if _cf_thread._shutdown:
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            pool._work_queue.put(_PoolWorkItem(execution))  # type: ignore[arg-type]  # duck-typed work item
+            # Once every thread exists, the idle-thread count only decides whether to start one more.
+            if len(pool._threads) < pool._max_workers:
+                pool._adjust_thread_count()
+
+    def shutdown(self, wait: bool) -> None:
+        pool = self.pool()
+        if pool is not None:
+            # The base method: a LeasedExecutor's own shutdown() is the user's, which ends here.
+            ThreadPoolExecutor.shutdown(pool, wait=wait)
+
+
+class SubmitLauncher:
+    """Any ``Executor``: ``submit(execution.run)``; the done-callback settles only what never ran."""
+
+    __slots__ = ("_executor",)
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    def pool(self) -> Executor:
+        return self._executor
+
+    def launch(self, execution: Execution) -> None:
+        future = self._executor.submit(execution.run)
+        future.add_done_callback(execution.settle_if_unrun)
+
+    def shutdown(self, wait: bool) -> None:
+        self._executor.shutdown(wait=wait)
+
+
+class BackendLauncher:
+    __slots__ = ("_backend",)
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def pool(self) -> Executor:
+        backend: Executor = self._backend
+        return backend
+
+    def launch(self, execution: Execution) -> None:
+        self._backend.launch_execution(execution)
+
+    def shutdown(self, wait: bool) -> None:
+        self._backend.shutdown(wait=wait)
+
+
+def launcher_for(executor: Executor, *, owned: bool) -> Launcher:
+    if isinstance(executor, ExecutionBackend):
+        return BackendLauncher(executor)
+    if owned and pool_launchable(executor):
+        assert isinstance(executor, ThreadPoolExecutor)
+        return PoolLauncher(executor)
+    return SubmitLauncher(executor)

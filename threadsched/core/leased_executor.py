@@ -1,0 +1,203 @@
+"""``LeasedExecutor``: a ``concurrent.futures.ThreadPoolExecutor`` whose work goes through leased admission.
+
+It *is* a ``ThreadPoolExecutor`` (``asyncio``'s ``set_default_executor`` and Dask's ``pool=`` check or read
+what only a real one has, such as ``_max_workers``), so code written for the stdlib pool sees the same
+behaviour (``tests/test_executor_contract.py`` runs one suite against both). ``submit`` goes through a
+``Scheduler``; an admitted task runs on this pool's own stdlib machinery (its work queue, idle-thread
+reuse, initializer and ``BrokenThreadPool``), handed over only once its lease is held, so the pool never
+has a hidden waiter. Like the stdlib pool, an executor nobody submits to starts no thread, and one
+dropped without ``shutdown()`` is freed by reference counting (the scheduler holds it weakly and pins
+it only while work is unfinished).
+
+Interpreter exit: like ``concurrent.futures.thread``, a hook registered with ``threading._register_atexit``
+flags the interpreter as shutting down (later submits raise ``RuntimeError``) and lets every live
+dispatcher hand out its pending work before the threads are joined. It is registered after the stdlib's
+own hook and those hooks run in reverse order, so ours runs first, while the pools still accept work;
+the stdlib's hook then joins their worker threads.
+
+Lock order: ``ThreadPoolExecutor._shutdown_lock`` → ``_global_shutdown_lock`` → scheduler locks.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures.thread  # noqa: F401 - its exit hook must be registered before ours (see above)
+import itertools
+import os
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures.thread import BrokenThreadPool
+from typing import Any, ParamSpec, TypeVar
+
+from threadsched.core.dispatcher import DispatcherCore
+from threadsched.core.events import EventSink
+from threadsched.core.policy import TaskAdmissionPolicy
+from threadsched.core.records import SchedulerSnapshot
+from threadsched.core.scheduler import DEFAULT_GROUP, Scheduler, TaskGroup, _executor_workers
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Dispatchers that may still hold pending work; a dispatcher thread keeps its core alive until it exits,
+# so work of an executor dropped without shutdown() still runs at interpreter exit.
+_live_cores: weakref.WeakSet[DispatcherCore] = weakref.WeakSet()
+_interpreter_shutdown = False
+# Held while reading or setting _interpreter_shutdown, so no submit slips past the exit hook.
+_global_shutdown_lock = threading.Lock()
+
+
+def _python_exit() -> None:
+    global _interpreter_shutdown
+    with _global_shutdown_lock:
+        _interpreter_shutdown = True
+    cores = list(_live_cores)
+    for core in cores:
+        core.begin_shutdown(False)
+    for core in cores:
+        core.join(None)
+
+
+# Not atexit.register: those handlers run after non-daemon threads are joined (bpo-39812).
+getattr(threading, "_register_atexit")(_python_exit)  # noqa: B009 - private, missing from typeshed
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_global_shutdown_lock.acquire,
+        after_in_child=getattr(_global_shutdown_lock, "_at_fork_reinit"),  # noqa: B009
+        after_in_parent=_global_shutdown_lock.release,
+    )
+
+
+def _call(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
+
+
+class LeasedExecutor(ThreadPoolExecutor):
+    """A ``ThreadPoolExecutor`` with fair groups (``lane``), resource limits, policies and events."""
+
+    _counter = itertools.count().__next__
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
+        *,
+        resource_limits: Mapping[str, int] | None = None,
+        policy: TaskAdmissionPolicy | None = None,
+        events: EventSink | None = None,
+        executor: Executor | Any = None,
+    ) -> None:
+        """``executor``: run the tasks elsewhere — another ``Executor`` or a ``distributed.Client`` (its
+        cluster; ``threadsched.backends.dask``) — instead of on this pool's threads; ``max_workers`` then
+        defaults to its worker count, and ``thread_name_prefix``/``initializer`` do not apply."""
+        if executor is not None and (initializer is not None or initargs):
+            raise ValueError("initializer and initargs apply to the built-in pool, not to a given executor")
+        name = f"LeasedExecutor-{self._counter()}"
+        wrapped = False
+        if executor is not None and not isinstance(executor, Executor):
+            from threadsched.backends.dask import as_executor  # a distributed.Client: only then is the backend loaded
+
+            executor, wrapped = as_executor(executor), True
+        if executor is not None and max_workers is None:
+            max_workers = _executor_workers(executor)
+        # The stdlib's own validation and messages (max_workers <= 0, initializer not callable).
+        super().__init__(max_workers, thread_name_prefix or name, initializer, initargs)
+        self._closed = False  # shutdown() was called; the pool itself stays open until the last task is handed over
+        self._scheduler = Scheduler(
+            self._max_workers,
+            resource_limits=resource_limits,
+            policy=policy,
+            executor=executor,
+            events=events,
+            name=name,
+            owns_executor=wrapped,  # the wrapper built here, never the caller's executor or client
+            _holder_pool=self if executor is None else None,
+        )
+        _live_cores.add(self._scheduler._core)
+        self._default_group = self._scheduler.group(DEFAULT_GROUP)
+        self._name = name
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        return self._submit(self._default_group, fn, args, kwargs)
+
+    submit.__doc__ = Executor.submit.__doc__
+
+    def _submit(self, group: TaskGroup, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+        if not callable(fn):
+            # The stdlib accepts anything and fails the future with the TypeError of the call.
+            fn, args = _call, (fn, *args)
+        with self._shutdown_lock, _global_shutdown_lock:
+            if self._broken:
+                raise BrokenThreadPool(self._broken)
+            if self._closed or self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            if _interpreter_shutdown:
+                # Like the stdlib: the pool's workers, once they have exited at interpreter shutdown, have
+                # flagged it as shut down, and from then on a submit reports a plain shutdown.
+                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+            return group.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._shutdown_lock:
+            self._closed = True
+        # The scheduler shuts this pool down (the base method) once its dispatcher has handed out the last task.
+        self._scheduler.shutdown(wait, cancel_futures=cancel_futures)
+
+    shutdown.__doc__ = Executor.shutdown.__doc__
+
+    def lane(self, group: Hashable, *, weight: float = 1.0, resources: Mapping[str, int] | None = None) -> Lane:
+        """A submitter into the fair-queue group ``group``; the same settings give the same group, other
+        settings for an existing group raise ``ValueError``."""
+        return Lane(self, self._scheduler.group(group, weight=weight, resources=resources))
+
+    @property
+    def max_workers(self) -> int:
+        return self._scheduler.submit_capacity
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self._scheduler
+
+    def snapshot(self) -> SchedulerSnapshot:
+        return self._scheduler.snapshot()
+
+    def statistics(self) -> dict[str, Any]:
+        return self._scheduler.statistics()
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        return (
+            f"<LeasedExecutor {self._name!r} max_workers={self.max_workers} shutdown={self._closed} "
+            f"queued={stats['queued']} running={stats['running']} leases={stats['active_leases']}>"
+        )
+
+
+class Lane:
+    """Submits into one fair-queue group of a ``LeasedExecutor``, with that executor's shutdown checks."""
+
+    __slots__ = ("_executor", "_group")
+
+    def __init__(self, executor: LeasedExecutor, group: TaskGroup) -> None:
+        self._executor = executor
+        self._group = group
+
+    @property
+    def key(self) -> Hashable:
+        return self._group.key
+
+    @property
+    def weight(self) -> float:
+        return self._group.settings.spec.weight
+
+    @property
+    def resources(self) -> Mapping[str, int]:
+        return self._group.settings.resource_request.amounts
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        return self._executor._submit(self._group, fn, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Lane {self.key!r} weight={self.weight} resources={dict(self.resources)}>"

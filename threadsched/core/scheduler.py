@@ -1,0 +1,262 @@
+"""``Scheduler``: the public face of the leased-admission core.
+
+It owns the fair queue, the admission controller, the executor and the dispatcher core, and
+validates everything a user hands it at ``group()``/``submit()`` time.
+
+Lock order: ``Scheduler._lock`` (group registry only) is a leaf; see ``dispatcher`` for the rest.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Hashable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+from threadsched.core.admission import TaskAdmissionConfig, TaskAdmissionController
+from threadsched.core.contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.dispatcher import DispatcherCore
+from threadsched.core.emitter import EventEmitter
+from threadsched.core.events import EventSink
+from threadsched.core.futures import TaskFuture
+from threadsched.core.launch import Launcher, PoolLauncher, launcher_for
+from threadsched.core.policy import TaskAdmissionPolicy
+from threadsched.core.queue import FairTaskQueue
+from threadsched.core.records import GroupSettings, SchedulerSnapshot, ShutdownReport
+from threadsched.core.retry import NO_RETRY, RetryPolicy
+
+DEFAULT_GROUP = "default"
+
+
+def default_max_workers() -> int:
+    """The stdlib ``ThreadPoolExecutor`` default: ``min(32, cpu_count + 4)``."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class TaskGroup:
+    """A handle for submitting into one fairness group with fixed settings."""
+
+    __slots__ = ("_core", "settings")
+
+    def __init__(self, core: DispatcherCore, settings: GroupSettings) -> None:
+        # The dispatcher core, never the Scheduler: the scheduler holds its groups, and a group holding
+        # the scheduler back would make a cycle that only the cyclic collector could free.
+        self._core = core
+        self.settings = settings
+
+    @property
+    def key(self) -> Hashable:
+        return self.settings.spec.key
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
+        return self._core.submit(self.settings, fn, args, kwargs)
+
+    def submit_correlated(
+        self, correlation: Mapping[str, Any], fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> TaskFuture:
+        """``submit``, with ``correlation`` (e.g. row group and column; never row values or secrets) copied
+        into every event of this task, so a producer's own events join the scheduler's."""
+        if not isinstance(correlation, Mapping):
+            raise TypeError(f"correlation must be a mapping, got {correlation!r}")
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
+        return self._core.submit(self.settings, fn, args, kwargs, MappingProxyType(dict(correlation)))
+
+    def __repr__(self) -> str:
+        spec = self.settings.spec
+        return f"<TaskGroup {spec.key!r} weight={spec.weight} admitted_limit={spec.admitted_limit}>"
+
+
+class Scheduler:
+    """Runs blocking callables on a thread pool, admitting each only once its lease is held."""
+
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        *,
+        resource_limits: Mapping[str, int] | None = None,
+        policy: TaskAdmissionPolicy | None = None,
+        executor: Executor | None = None,
+        events: EventSink | None = None,
+        name: str = "threadsched",
+        run_id: str | None = None,
+        owns_executor: bool | None = None,
+        _holder_pool: ThreadPoolExecutor | None = None,
+    ) -> None:
+        """``owns_executor`` (default: True only for the built-in pool): shut ``executor`` down when the
+        scheduler's work is done. ``_holder_pool`` (``LeasedExecutor`` only): the pool that holds this
+        scheduler and runs its tasks on its own machinery; it is referenced weakly (no cycle)."""
+        if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1):
+            raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if executor is not None and not isinstance(executor, Executor):
+            from threadsched.backends.dask import as_executor, is_dask_client  # never imports distributed itself
+
+            if is_dask_client(executor):  # a distributed.Client runs the tasks on its cluster
+                executor = as_executor(executor)
+        if executor is not None and not isinstance(executor, Executor):
+            raise TypeError(f"executor must be a concurrent.futures.Executor, got {executor!r}")
+        if events is not None and not callable(getattr(events, "emit", None)):
+            raise TypeError(f"events must have an emit(event) method, got {events!r}")
+        if run_id is not None and not isinstance(run_id, str):
+            raise TypeError(f"run_id must be a str or None, got {run_id!r}")
+        capacity = max_workers or _executor_workers(executor) or default_max_workers()
+        self._controller = TaskAdmissionController(
+            TaskAdmissionConfig(submission_capacity=capacity, resource_limits=dict(resource_limits or {})), policy
+        )
+        self._queue = FairTaskQueue()
+        launcher: Launcher
+        if _holder_pool is not None:
+            launcher, owns_executor = PoolLauncher(_holder_pool, weak=True), True
+        elif executor is None:
+            pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix=f"{name}-worker")
+            launcher, owns_executor = PoolLauncher(pool), True
+        else:
+            if owns_executor is None:
+                owns_executor = False
+            launcher = launcher_for(executor, owned=owns_executor)
+        self._name = name
+        self._lock = threading.Lock()
+        self._groups: dict[Hashable, TaskGroup] = {}
+        self._emitter = EventEmitter(events, run_id)
+        self._core = DispatcherCore(
+            self._queue,
+            self._controller,
+            launcher,
+            owns_executor=owns_executor,
+            pin_executor=_holder_pool is not None,
+            emitter=self._emitter,
+            name=name,
+        )
+        # Like the stdlib pool: a scheduler dropped without shutdown() finishes its work and stops
+        # its threads instead of leaking them (the finalizer holds the core, never the scheduler).
+        weakref.finalize(self, self._core.begin_shutdown, False)
+        self._default_group = self.group(DEFAULT_GROUP)
+
+    @property
+    def submit_capacity(self) -> int:
+        return self._controller.resource_limits[SUBMISSION]
+
+    @property
+    def queue(self) -> FairTaskQueue:
+        return self._queue
+
+    @property
+    def controller(self) -> TaskAdmissionController:
+        return self._controller
+
+    def group(
+        self,
+        key: Hashable,
+        *,
+        weight: float = 1.0,
+        admitted_limit: int | None = None,
+        resources: Mapping[str, int] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> TaskGroup:
+        """The group ``key``; calling again with the same settings returns the same group."""
+        spec = TaskGroupSpec(key, weight, admitted_limit)
+        resource_request = SchedulerResourceRequest(resources)
+        self._controller.validate_resource_request(resource_request)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0
+        ):
+            raise ValueError(f"timeout must be a finite number > 0 or None, got {timeout!r}")
+        settings = GroupSettings(spec, resource_request, retry or NO_RETRY, None if timeout is None else float(timeout))
+        with self._lock:
+            existing = self._groups.get(key)
+            if existing is None:
+                existing = self._groups[key] = TaskGroup(self._core, settings)
+        if existing.settings != settings:
+            raise ValueError(f"group {key!r} already exists with different settings: {existing.settings!r} != {settings!r}")
+        return existing
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
+        """Submit into the default group."""
+        return self._default_group.submit(fn, *args, **kwargs)
+
+    def snapshot(self) -> SchedulerSnapshot:
+        running, overdue, counters = self._core.state()
+        return SchedulerSnapshot(
+            queue=self._queue.view(),
+            admission=self._controller.view(),
+            running=running,
+            overdue=overdue,
+            counters=counters,
+        )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None) -> ShutdownReport:
+        """Stop accepting work; like ``Executor.shutdown`` but never waits past ``timeout``.
+
+        With ``timeout``, work still queued at the deadline is cancelled and workers still running
+        are reported as overdue; their threads end (and the built-in pool with them) once they return.
+        """
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise ValueError(f"timeout must be a number >= 0 or None, got {timeout!r}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cancelled_before = self._counter("cancelled")
+        self._core.begin_shutdown(cancel_futures)
+        finished = False
+        if wait:
+            finished = self._core.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if not finished:
+                self._core.cancel_pending_work()
+            elif self._core.owns_executor:
+                self._core.launcher.shutdown(True)
+        snapshot = self.snapshot()
+        crash = self._core.crash
+        report = ShutdownReport(
+            clean=finished and not snapshot.overdue and snapshot.admission.active_lease_count == 0 and crash is None,
+            cancelled=snapshot.counters["cancelled"] - cancelled_before,
+            overdue=snapshot.overdue,
+            active_leases=snapshot.admission.active_lease_count,
+            dispatcher_error=crash,
+        )
+        if finished:
+            self._controller.shutdown()
+            # A buffering sink (JsonlEventSink) has every event of this scheduler on disk once
+            # shutdown(wait=True) returns; closing it is its owner's call (several schedulers may share it).
+            self._emitter.flush(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return report
+
+    def _counter(self, name: str) -> int:
+        return self._core.state()[2][name]
+
+    def __enter__(self) -> Scheduler:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.shutdown(wait=True)
+
+    def statistics(self) -> dict[str, Any]:
+        snapshot = self.snapshot()
+        return {
+            "queued": snapshot.queue.queued_total,
+            "running": snapshot.running,
+            "active_leases": snapshot.admission.active_lease_count,
+            "overdue": len(snapshot.overdue),
+            **snapshot.counters,
+        }
+
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        return (
+            f"<Scheduler {self._name!r} capacity={self.submit_capacity} queued={stats['queued']} "
+            f"running={stats['running']} leases={stats['active_leases']} overdue={stats['overdue']}>"
+        )
+
+
+def _executor_workers(executor: Executor | None) -> int | None:
+    workers = getattr(executor, "_max_workers", None)
+    return workers if isinstance(workers, int) and workers > 0 else None

@@ -1,0 +1,1 @@
+"""Recipes: the typed, validated description of one dataset run, parsed from TOML."""

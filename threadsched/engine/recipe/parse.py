@@ -1,0 +1,226 @@
+"""Recipes: the typed, immutable, fully validated description of one dataset run.
+
+A recipe is TOML parsed with ``tomllib``. Everything is checked before anything runs: unknown keys (typos
+are never ignored), types, ranges, column/provider/model references, resource limits, the column graph
+(cycles, roots) and processors. A failure is a ``RecipeError`` whose ``str`` is one line naming the
+location, the field and the bad value; the CLI prints it and exits with code 2.
+
+``recipe_hash`` is the sha256 of a canonical JSON of the *parsed* recipe (defaults applied, numbers
+normalised, keys sorted), so comments, whitespace and key order do not change it, and any value does.
+
+This module parses the ``[run]``, ``[resources]`` and ``[providers]`` tables and is the entry point;
+``recipe_columns`` parses columns and processors; the types both build live in ``recipe_values``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from importlib import resources as importlib_resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from threadsched.engine.recipe.columns import parse_columns, parse_processors
+from threadsched.engine.recipe.validation import (
+    FieldPath,
+    RecipeError,
+    ValidationContext,
+)
+from threadsched.engine.recipe.values import (
+    COLUMN_KINDS,
+    FILTER_OPS,
+    LLM_RESOURCE_PREFIX,
+    PROCESSOR_KINDS,
+    PROCESSOR_STAGES,
+    ColumnSpec,
+    ProcessorSpec,
+    ProviderSpec,
+    Recipe,
+    RunSettings,
+    canonical_recipe_json,
+    known_models,
+    listing,
+)
+from threadsched.policies import POLICY_NAMES
+
+__all__ = [
+    "COLUMN_KINDS",
+    "FILTER_OPS",
+    "PROCESSOR_KINDS",
+    "PROCESSOR_STAGES",
+    "PROVIDER_KINDS",
+    "ColumnSpec",
+    "ProcessorSpec",
+    "ProviderSpec",
+    "Recipe",
+    "RecipeError",
+    "RunSettings",
+    "builtin_recipe_names",
+    "builtin_recipe_text",
+    "load_recipe",
+    "parse_recipe",
+]
+
+# -- [run] and [resources] ---------------------------------------------------------------------------
+
+_RUN_KEYS = tuple(name for name in RunSettings.__dataclass_fields__ if name != "given")
+
+
+def _parse_run(ctx: ValidationContext, raw: object) -> RunSettings:
+    path: FieldPath = ("run",)
+    table = ctx.table(raw, path, _RUN_KEYS, required=("records",))
+    defaults = RunSettings(records=1)
+
+    def integer(key: str, minimum: int | None) -> int:
+        return ctx.integer(table.get(key, getattr(defaults, key)), (*path, key), minimum=minimum)
+
+    shutdown = table.get("error_rate_shutdown")
+    return RunSettings(
+        records=integer("records", 1),
+        buffer_size=integer("buffer_size", 1),
+        max_row_groups_in_flight=integer("max_row_groups_in_flight", 1),
+        max_workers=integer("max_workers", 1),
+        seed=integer("seed", None),
+        max_salvage_rounds=integer("max_salvage_rounds", 0),
+        error_rate_shutdown=None
+        if shutdown is None
+        else ctx.number(shutdown, (*path, "error_rate_shutdown"), minimum=0.0, maximum=1.0, exclusive_minimum=True),
+        error_rate_min_window=integer("error_rate_min_window", 1),
+        output=ctx.string(table.get("output", defaults.output), (*path, "output")),
+        policy=ctx.choice(table.get("policy", defaults.policy), (*path, "policy"), POLICY_NAMES),
+        given=frozenset(table),
+    )
+
+
+def _parse_resources(ctx: ValidationContext, raw: object, providers: Mapping[str, ProviderSpec]) -> Mapping[str, int]:
+    table = ctx.table(raw, ("resources",), None)
+    limits: dict[str, int] = {}
+    known = known_models(providers)
+    for key, value in table.items():
+        path: FieldPath = ("resources", key)
+        if not key.strip():
+            ctx.fail(path, "resource name must be a non-empty string")
+        if key == "submission":
+            ctx.fail(path, "'submission' is the worker-slot resource; set it with run.max_workers")
+        if key.startswith(LLM_RESOURCE_PREFIX) and key[len(LLM_RESOURCE_PREFIX) :] not in known:
+            ctx.fail(path, f"unknown model {key[len(LLM_RESOURCE_PREFIX) :]!r} in resource {key!r} (known: {listing(known)})")
+        limits[key] = ctx.integer(value, path, minimum=1)
+    return MappingProxyType(dict(sorted(limits.items())))
+
+
+# -- [providers.NAME] ----------------------------------------------------------------------------------
+
+ProviderParser = Callable[[ValidationContext, str, Mapping[str, Any], FieldPath], ProviderSpec]
+
+
+def _parse_mock_provider(ctx: ValidationContext, name: str, table: Mapping[str, Any], path: FieldPath) -> ProviderSpec:
+    allowed = ("kind", "models", "latency_ms", "jitter_ms", "failure_rate", "fatal_rate", "max_parallel_requests")
+    ctx.table(table, path, allowed, required=("models",), what="a mock provider")
+    failure = ctx.number(table.get("failure_rate", 0.0), (*path, "failure_rate"), minimum=0.0, maximum=1.0)
+    fatal = ctx.number(table.get("fatal_rate", 0.0), (*path, "fatal_rate"), minimum=0.0, maximum=1.0)
+    if failure + fatal > 1.0:
+        ctx.fail((*path, "fatal_rate"), f"failure_rate + fatal_rate must be <= 1, got {failure!r} + {fatal!r}")
+    limit = table.get("max_parallel_requests")
+    return ProviderSpec(
+        name=name,
+        kind="mock",
+        models=ctx.string_list(table["models"], (*path, "models")),
+        latency_ms=ctx.number(table.get("latency_ms", 0.0), (*path, "latency_ms"), minimum=0.0),
+        jitter_ms=ctx.number(table.get("jitter_ms", 0.0), (*path, "jitter_ms"), minimum=0.0),
+        failure_rate=failure,
+        fatal_rate=fatal,
+        max_parallel_requests=None if limit is None else ctx.integer(limit, (*path, "max_parallel_requests"), minimum=1),
+    )
+
+
+def _parse_openai_provider(ctx: ValidationContext, name: str, table: Mapping[str, Any], path: FieldPath) -> ProviderSpec:
+    allowed = ("kind", "models", "base_url", "api_key_env", "max_parallel_requests", "timeout_s")
+    ctx.table(table, path, allowed, required=("models", "base_url"), what="an openai provider")
+    base_url = ctx.string(table["base_url"], (*path, "base_url")).strip()
+    if not re.match(r"^https?://[^/\s]+", base_url):
+        ctx.fail((*path, "base_url"), f"must be an http:// or https:// URL, got {base_url!r}")
+    key_env = table.get("api_key_env")
+    return ProviderSpec(
+        name=name,
+        kind="openai",
+        models=ctx.string_list(table["models"], (*path, "models")),
+        max_parallel_requests=ctx.integer(table.get("max_parallel_requests", 4), (*path, "max_parallel_requests"), minimum=1),
+        base_url=base_url,
+        api_key_env=None if key_env is None else ctx.identifier(key_env, (*path, "api_key_env")),
+        timeout_s=ctx.number(table.get("timeout_s", 60.0), (*path, "timeout_s"), minimum=0.0, exclusive_minimum=True),
+    )
+
+
+# Extension point: a new provider kind is one parser here (plus its endpoint in the engine).
+PROVIDER_KINDS: Mapping[str, ProviderParser] = MappingProxyType({"mock": _parse_mock_provider, "openai": _parse_openai_provider})
+
+
+def _parse_providers(ctx: ValidationContext, raw: object) -> Mapping[str, ProviderSpec]:
+    table = ctx.table(raw, ("providers",), None)
+    providers: dict[str, ProviderSpec] = {}
+    for name, spec in table.items():
+        path: FieldPath = ("providers", name)
+        ctx.identifier(name, path)
+        kind_path = (*path, "kind")
+        body = ctx.table(spec, path, None, required=("kind",))
+        kind = ctx.string(body["kind"], kind_path)
+        parser = PROVIDER_KINDS.get(kind)
+        if parser is None:
+            ctx.fail(kind_path, f"unsupported provider kind {kind!r} (supported: {', '.join(PROVIDER_KINDS)})")
+        providers[name] = parser(ctx, name, body, path)
+    return MappingProxyType(providers)
+
+
+# -- entry points ------------------------------------------------------------------------------------
+
+_TOP_LEVEL = ("run", "resources", "providers", "columns", "processors")
+
+
+def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
+    """Parse and validate a TOML recipe; raise ``RecipeError`` naming the first problem and its location."""
+    ctx = ValidationContext(source, text)
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc)
+        line = message.rpartition("at line ")[2].partition(",")[0]
+        location = f"{source}:{line}" if line.isdigit() else source
+        raise RecipeError("", f"invalid TOML: {message}", location) from None
+    ctx.table(document, (), _TOP_LEVEL, required=("run", "columns"))
+    run = _parse_run(ctx, document["run"])
+    providers = _parse_providers(ctx, document.get("providers", {}))
+    resources = _parse_resources(ctx, document.get("resources", {}), providers)
+    columns = parse_columns(ctx, document["columns"], providers, resources)
+    processors = parse_processors(ctx, document.get("processors", []), columns)
+    canonical = canonical_recipe_json(run, resources, providers, columns, processors)
+    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return Recipe(run, resources, providers, columns, processors, digest)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and parse a recipe file; an unreadable file is a ``RecipeError`` too (exit code 2)."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise RecipeError("", f"cannot read recipe: {reason}", source) from None
+    return parse_recipe(text, source=source)
+
+
+def builtin_recipe_names() -> tuple[str, ...]:
+    """Names of the recipes shipped in ``threadsched/engine/recipes/``."""
+    folder = importlib_resources.files("threadsched.engine").joinpath("recipes")
+    return tuple(sorted(item.name.removesuffix(".toml") for item in folder.iterdir() if item.name.endswith(".toml")))
+
+
+def builtin_recipe_text(name: str = "demo") -> str:
+    """The TOML text of a built-in recipe (``threadsched recipe demo`` prints it)."""
+    names = builtin_recipe_names()
+    if name not in names:
+        raise ValueError(f"unknown built-in recipe {name!r} (available: {listing(list(names))})")
+    resource = importlib_resources.files("threadsched.engine").joinpath("recipes", f"{name}.toml")
+    return resource.read_text(encoding="utf-8")

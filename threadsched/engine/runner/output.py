@@ -1,0 +1,290 @@
+"""What a run writes, and the single-threaded reference run.
+
+Both the scheduled runner (``runner.run_recipe``) and the oracle (``run_reference``) go through the same
+helpers here, so equal rows give equal bytes: processors are applied by ``apply_stage``, each row group is
+checkpointed by ``OutputWriter.write_row_group`` (temp file + fsync + ``os.replace``) and the dataset is the
+concatenation of the row-group files in row-group order. ``output_hash`` is the sha256 of those bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_endpoints, compile_columns
+from threadsched.engine.processors import Processor, compile_processor, run_stage
+from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.reference import compute_columns, default_max_attempts
+
+__all__ = [
+    "OutputWriter",
+    "RunResult",
+    "ScheduledRunFacts",
+    "scheduled_result",
+    "apply_stage",
+    "atomic_write",
+    "compile_stage",
+    "row_group_range",
+    "row_line",
+    "run_reference",
+]
+
+_EMPTY_COUNTERS: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The outcome of one run. ``dropped`` maps row index -> reason; ``output_hash`` is the sha256 (hex) of
+    ``dataset.jsonl``; ``hidden_waiters`` and ``final_active_leases`` must both be 0 for a healthy run."""
+
+    rows_written: int
+    dropped: Mapping[int, str]
+    output_hash: str
+    counters: Mapping[str, int]
+    hidden_waiters: int
+    final_active_leases: int
+    row_groups_checkpointed: int
+    elapsed: float
+    mode: str = "scheduled"
+    salvage_rounds: int = 0
+    shutdown_clean: bool = True
+    out_dir: Path = field(default_factory=Path)
+    early_shutdown: bool = False  # the error rate went over run.error_rate_shutdown: the output is partial
+    cancelled: bool = False  # cancelled (Ctrl-C / the cancel event): the output is partial
+    resumed_row_groups: int = 0  # checkpoints of an earlier run of the same recipe that were reused
+    # per column: rows_done (rows with the column's value, resumed rows included), retryable_failures,
+    # permanent_failures; empty for the reference run
+    columns: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+    run_id: str | None = None  # the scheduled run's id, also on each of its events
+
+
+def row_group_range(recipe: Recipe, row_group: int) -> range:
+    size = recipe.run.buffer_size
+    return range(row_group * size, min((row_group + 1) * size, recipe.run.records))
+
+
+def compile_stage(recipe: Recipe, stage: str) -> tuple[Processor, ...]:
+    return tuple(compile_processor(spec) for spec in recipe.processors if spec.stage == stage)
+
+
+def apply_stage(processors: Sequence[Processor], rows: Sequence[tuple[int, Mapping[str, object]]], stage: str) -> dict[int, str]:
+    """Row index -> drop reason for ``rows`` (ascending). A processor that raises drops every row given."""
+    if not processors or not rows:
+        return {}
+    try:
+        return dict(run_stage(processors, rows).dropped)
+    except Exception as exc:  # a user's python processor: the row group is dropped, never the run
+        reason = f"{stage} processor failed: {type(exc).__name__}: {exc}"
+        return dict.fromkeys((index for index, _ in rows), reason)
+
+
+def _plain(value: object) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return str(value)
+
+
+def row_line(index: int, values: Mapping[str, object]) -> str:
+    """One dataset line: ``_row`` plus the column values, sorted keys, JSON-safe (``str`` fallback)."""
+    record: dict[str, Any] = {name: _plain(value) for name, value in values.items()}
+    record["_row"] = index
+    return json.dumps(record, sort_keys=True, ensure_ascii=False)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same directory, fsync, then ``os.replace``."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename durable too (best effort: not every platform can open a directory)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+class OutputWriter:
+    """Checkpoints row groups under ``OUT/row_groups/`` and assembles ``OUT/dataset.jsonl`` and ``run.json``."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.row_group_dir = self.out_dir / "row_groups"
+        self.row_group_dir.mkdir(parents=True, exist_ok=True)
+        self.rows_written = 0
+        self._written: list[int] = []
+
+    def row_group_path(self, row_group: int) -> Path:
+        return self.row_group_dir / f"rg-{row_group:05d}.jsonl"
+
+    def write_row_group(self, row_group: int, rows: Sequence[tuple[int, Mapping[str, object]]]) -> None:
+        data = "".join(row_line(index, values) + "\n" for index, values in rows).encode("utf-8")
+        atomic_write(self.row_group_path(row_group), data)
+        self.rows_written += len(rows)
+        self._written.append(row_group)
+
+    def adopt(self, row_groups: Mapping[int, Sequence[int]]) -> None:
+        """Count checkpoints already on disk (``--resume``) as written: ``row_groups`` maps index -> rows."""
+        for row_group, rows in sorted(row_groups.items()):
+            self.rows_written += len(rows)
+            self._written.append(row_group)
+
+    @property
+    def row_groups_checkpointed(self) -> int:
+        return len(self._written)
+
+    def finish(self, recipe: Recipe, summary: Mapping[str, Any], dropped: Mapping[int, str]) -> str:
+        """Write ``dataset.jsonl`` (row-group files in order) and ``run.json``; return the output hash."""
+        data = b"".join(self.row_group_path(index).read_bytes() for index in sorted(self._written))
+        atomic_write(self.out_dir / "dataset.jsonl", data)
+        output_hash = hashlib.sha256(data).hexdigest()
+        report = {
+            **summary,
+            "records": recipe.run.records,
+            "rows_written": self.rows_written,
+            "rows_dropped": len(dropped),
+            "dropped": {str(index): reason for index, reason in sorted(dropped.items())},
+            "row_groups_checkpointed": self.row_groups_checkpointed,
+            "recipe_hash": recipe.recipe_hash,
+            "output_hash": output_hash,
+        }
+        text = json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        atomic_write(self.out_dir / "run.json", text.encode("utf-8"))
+        return output_hash
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledRunFacts:
+    """What the scheduled runner knows at its end, for ``run.json`` and the ``RunResult``."""
+
+    run_id: str
+    elapsed: float
+    workers: int
+    counters: Mapping[str, int]
+    columns: Mapping[str, Mapping[str, int]]
+    dropped: Mapping[int, str]  # row -> reason, this run's drops
+    resumed: Mapping[int, Sequence[int]]  # row groups adopted from earlier checkpoints -> their rows
+    hidden_waiters: int
+    final_active_leases: int
+    shutdown_clean: bool
+    salvage_rounds: int
+    stop_info: Mapping[str, Any] | None  # why the run stopped early: error rate or cancel
+
+
+def scheduled_result(recipe: Recipe, writer: OutputWriter, facts: ScheduledRunFacts) -> RunResult:
+    """Write ``dataset.jsonl`` and ``run.json`` of a scheduled run and return its ``RunResult``."""
+    early = facts.stop_info is not None and "error_rate" in facts.stop_info
+    dropped = dict(facts.dropped)
+    for row_group, rows in facts.resumed.items():
+        for row in sorted(set(row_group_range(recipe, row_group)).difference(rows)):
+            dropped[row] = "dropped in an earlier run of this recipe (resumed; reason not recorded)"
+    dropped = dict(sorted(dropped.items()))
+    summary: dict[str, Any] = {
+        "mode": "scheduled",
+        "run_id": facts.run_id,
+        "elapsed": facts.elapsed,
+        "capacity": {
+            "workers": facts.workers,
+            "resource_limits": dict(recipe.resource_limits),
+            "buffer_size": recipe.run.buffer_size,
+            "max_row_groups_in_flight": recipe.run.max_row_groups_in_flight,
+        },
+        "counters": dict(facts.counters),
+        "hidden_waiters": facts.hidden_waiters,
+        "final_active_leases": facts.final_active_leases,
+        "resumed_row_groups": sorted(facts.resumed),
+        "columns": {name: dict(counts) for name, counts in facts.columns.items()},
+    }
+    if facts.stop_info is not None:
+        summary["early_shutdown" if early else "cancelled"] = dict(facts.stop_info)
+    output_hash = writer.finish(recipe, summary, dropped)
+    return RunResult(
+        rows_written=writer.rows_written,
+        dropped=MappingProxyType(dropped),
+        output_hash=output_hash,
+        counters=MappingProxyType(dict(facts.counters)),
+        hidden_waiters=facts.hidden_waiters,
+        final_active_leases=facts.final_active_leases,
+        row_groups_checkpointed=writer.row_groups_checkpointed,
+        elapsed=facts.elapsed,
+        mode="scheduled",
+        salvage_rounds=facts.salvage_rounds,
+        shutdown_clean=facts.shutdown_clean,
+        out_dir=writer.out_dir,
+        early_shutdown=early,
+        cancelled=facts.stop_info is not None and not early,
+        resumed_row_groups=len(facts.resumed),
+        columns=MappingProxyType({name: MappingProxyType(dict(counts)) for name, counts in facts.columns.items()}),
+        run_id=facts.run_id,
+    )
+
+
+def run_reference(recipe: Recipe, out_dir: Path, *, sleep: Callable[[float], None] = time.sleep) -> RunResult:
+    """The correctness oracle: the recipe in one thread, row group by row group, without the scheduler.
+
+    Per row group: root columns, pre-batch processors, the other columns (topological order), post-batch
+    processors, checkpoint. Writes the same files as ``run_recipe``; equal rows hash equal."""
+    started = time.perf_counter()
+    endpoints = build_endpoints(recipe, sleep=sleep)
+    try:
+        return _reference(recipe, out_dir, compile_columns(recipe, endpoints), started)
+    finally:
+        close_endpoints(endpoints)
+
+
+def _reference(recipe: Recipe, out_dir: Path, executors: Mapping[str, ColumnExecutor], started: float) -> RunResult:
+    pre, post = compile_stage(recipe, "pre_batch"), compile_stage(recipe, "post_batch")
+    roots = [name for name in recipe.topological_order if recipe.column(name).is_root]
+    others = [name for name in recipe.topological_order if not recipe.column(name).is_root]
+    attempts = default_max_attempts(recipe)
+    writer = OutputWriter(out_dir)
+    dropped: dict[int, str] = {}
+    groups = -(-recipe.run.records // recipe.run.buffer_size)
+    for row_group in range(groups):
+        rows: dict[int, dict[str, object]] = {index: {} for index in row_group_range(recipe, row_group)}
+        for stage_columns, processors, stage in ((roots, pre, "pre_batch"), (others, post, "post_batch")):
+            result = compute_columns(executors, stage_columns, rows, max_attempts=attempts)
+            dropped.update(result.dropped)
+            rows = result.rows
+            for index, reason in apply_stage(processors, sorted(rows.items()), stage).items():
+                dropped[index] = reason
+                del rows[index]
+        writer.write_row_group(row_group, sorted(rows.items()))
+    elapsed = time.perf_counter() - started
+    summary = {"mode": "reference", "elapsed": elapsed, "capacity": {"workers": 1}}
+    output_hash = writer.finish(recipe, summary, dropped)
+    return RunResult(
+        rows_written=writer.rows_written,
+        dropped=MappingProxyType(dict(sorted(dropped.items()))),
+        output_hash=output_hash,
+        counters=_EMPTY_COUNTERS,
+        hidden_waiters=0,
+        final_active_leases=0,
+        row_groups_checkpointed=writer.row_groups_checkpointed,
+        elapsed=elapsed,
+        mode="reference",
+        out_dir=Path(out_dir),
+    )
