@@ -58,8 +58,9 @@ from harness_impls import STRICT, Sample, policy_impl
 from harness_policies import Stats, Workload, finite, p50, run_lengths, target
 from scenarios import Knobs
 
-from threadsched import Scheduler, StrictFairPolicy, TaskAdmissionPolicy
+from threadsched import Scheduler, StrictFairPolicy
 from threadsched.core.events import SchedulerEvent
+from threadsched.core.policy import TaskAdmissionPolicy
 from threadsched.mock.server import MockOpenAIServer
 from threadsched.policies.provider_aware import provider_aware_policy_for
 from threadsched.requests import (
@@ -186,7 +187,7 @@ def run_mode(params: Params, mode: str, run: int = 0) -> dict[str, Any]:
         window_start, window_end = start + params.warmup_s, start + params.warmup_s + params.window_s
         while (now := time.monotonic()) < window_end:
             if now >= window_start:
-                leased = scheduler.controller.view().leased_resources.get(f"llm:A/{MODEL}", 0)
+                leased = scheduler.snapshot().admission.leased_resources.get(f"llm:A/{MODEL}", 0)
                 samples.append((requests.snapshot(keys["A"]).waiters, requests.snapshot(keys["B"]).waiters, leased))
             time.sleep(SAMPLE_INTERVAL_S)
         final = {p: asdict(requests.snapshot(keys[p])) for p in PROVIDERS}

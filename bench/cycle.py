@@ -37,16 +37,10 @@ from typing import Any
 
 from common import fmt_us, headline, print_table, summarize, verdict
 
-from threadsched import (
-    FairTaskQueue,
-    QueueView,
-    SchedulableTask,
-    SchedulerResourceRequest,
-    TaskAdmissionConfig,
-    TaskAdmissionController,
-    TaskAdmissionLease,
-    TaskGroupSpec,
-)
+from threadsched.core.admission import TaskAdmissionController
+from threadsched.core.contracts import SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.queue import FairTaskQueue
+from threadsched.core.values import QueueView, TaskAdmissionConfig, TaskAdmissionLease
 
 FULL_SIZES = (1_000, 10_000, 100_000)
 QUICK_SIZES = (2_000,)

@@ -104,9 +104,9 @@ def child(tasks: int, groups: int, drain: bool, wait_while_held: bool = False) -
     futures = [handles[index % groups].submit(_noop) for index in range(tasks)]
     submit_seconds = time.perf_counter() - t0
     deadline = time.monotonic() + 120
-    while len(scheduler.queue) < tasks:
+    while scheduler.statistics().queued < tasks:
         if time.monotonic() > deadline:
-            raise RuntimeError(f"only {len(scheduler.queue)} of {tasks} tasks reached the queue")
+            raise RuntimeError(f"only {scheduler.statistics().queued} of {tasks} tasks reached the queue")
         time.sleep(0.005)
     queued_seconds = time.perf_counter() - t0
     if wait_while_held:

@@ -41,7 +41,9 @@ from harness_impls import STRICT, Sample, impl_policy, policy_impl
 from harness_policies import Stats, Workload, finite, p50, run_lengths, target
 from scenarios import Knobs
 
-from threadsched import SUBMISSION, Scheduler, SchedulerEvent, StrictFairPolicy, TaskAdmissionPolicy, TaskGroup
+from threadsched import Scheduler, SchedulerEvent, StrictFairPolicy, TaskGroup
+from threadsched.core.contracts import SUBMISSION
+from threadsched.core.policy import TaskAdmissionPolicy
 from threadsched.policies.drf import DominantResourceFairPolicy, dominant_share
 
 TARGET_RELATIVE_ERROR_MAX = 0.10

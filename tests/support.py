@@ -41,29 +41,13 @@ from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
-from threadsched import (
-    SUBMISSION,
-    FairTaskQueue,
-    LeasedExecutor,
-    MemoryEventSink,
-    PolicyDecision,
-    PolicyStateDelta,
-    QueueView,
-    SchedulableTask,
-    Scheduler,
-    SchedulerEvent,
-    SchedulerResourceRequest,
-    TaskAdmissionConfig,
-    TaskAdmissionController,
-    TaskAdmissionDenied,
-    TaskAdmissionLease,
-    TaskAdmissionPolicy,
-    TaskAdmissionView,
-    TaskGroupSpec,
-    current_cancel_token,
-)
+from threadsched import LeasedExecutor, MemoryEventSink, Scheduler, SchedulerEvent, current_cancel_token
+from threadsched.core.admission import TaskAdmissionController
+from threadsched.core.contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
 from threadsched.core.events import SCHEDULER_STREAM
-from threadsched.core.policy import ALLOW, NO_CHANGE
+from threadsched.core.policy import ALLOW, NO_CHANGE, PolicyDecision, PolicyStateDelta, TaskAdmissionPolicy
+from threadsched.core.queue import FairTaskQueue
+from threadsched.core.values import QueueView, TaskAdmissionConfig, TaskAdmissionDenied, TaskAdmissionLease, TaskAdmissionView
 from threadsched.engine import Recipe, parse_recipe
 from threadsched.engine.runner.run import RunResult
 

@@ -101,12 +101,12 @@ def test_the_lease_is_released_only_on_the_remote_outcome(client: Any, scheduler
     assert future.running()
     assert future.cancel() is False  # running remotely: only its cooperative token is set
     assert not future.done()
-    assert scheduler.controller.view().active_lease_count == 1  # the cancel freed no capacity
+    assert scheduler.snapshot().admission.active_lease_count == 1  # the cancel freed no capacity
     assert scheduler.snapshot().running == 1
     Event(release, client=client).set()
     pid = future.result(timeout=TIMEOUT)  # the remote task finished normally: its outcome stands
     assert pid in _worker_pids(client)
-    assert scheduler.controller.view().active_lease_count == 0  # released before the future resolved
+    assert scheduler.snapshot().admission.active_lease_count == 0  # released before the future resolved
 
 
 def test_the_bridge_future_cannot_be_cancelled_once_submitted(client: Any) -> None:

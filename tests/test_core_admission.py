@@ -14,22 +14,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from support import PolicyStub, RaisingPolicy, empty_view, make_task, per_group, run_threads, strict_fair_outcome
 
-from threadsched import (
-    SUBMISSION,
-    FairTaskQueue,
-    PolicyDecision,
-    PolicyStateDelta,
+from threadsched import StrictFairPolicy
+from threadsched.core.admission import TaskAdmissionController
+from threadsched.core.contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.policy import PolicyDecision, PolicyStateDelta
+from threadsched.core.queue import FairTaskQueue
+from threadsched.core.values import (
     QueueView,
     ReleaseResult,
-    SchedulableTask,
-    SchedulerResourceRequest,
-    StrictFairPolicy,
     TaskAdmissionConfig,
-    TaskAdmissionController,
     TaskAdmissionDenied,
     TaskAdmissionLease,
     TaskAdmissionView,
-    TaskGroupSpec,
 )
 
 RESOURCE_NAMES = ("gpu", "llm:mock/fast", "db")
@@ -794,7 +790,7 @@ def test_a_policy_hook_that_raises_never_breaks_acquire_or_release() -> None:
     assert isinstance(lease, TaskAdmissionLease)
     assert controller.release(lease) == ReleaseResult(True, "released")
     assert controller.view().resources_available["submission"] == 1
-    assert controller.statistics()["policy_counters"] == {"policy_errors": 2}
+    assert controller.statistics().policy_counters == {"policy_errors": 2}
 
 
 def test_peak_leased_resources_is_a_high_water_mark() -> None:

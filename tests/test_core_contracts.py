@@ -10,8 +10,14 @@ from typing import Any
 
 import pytest
 
-from threadsched import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
-from threadsched.core.contracts import fair_share_step, validate_weight
+from threadsched.core.contracts import (
+    SUBMISSION,
+    SchedulableTask,
+    SchedulerResourceRequest,
+    TaskGroupSpec,
+    fair_share_step,
+    validate_weight,
+)
 from threadsched.requests import ModelRequest, RequestAdmissionItem, RequestDomain, RequestResourceKey
 
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from threadsched import AdmissionStalledError, TaskAdmissionBlockSummary, TaskTimeoutError
+from threadsched import AdmissionStalledError, TaskTimeoutError
+from threadsched.core.values import TaskAdmissionBlockSummary
 
 
 def test_task_timeout_error_is_a_timeout_error_naming_task_and_limit() -> None:

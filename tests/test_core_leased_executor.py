@@ -1,4 +1,4 @@
-"""``LeasedExecutor`` extras: lanes (fair groups and resources), policy and events pass-through.
+"""``LeasedExecutor`` extras: groups (fairness and resources), policy and events pass-through.
 
 What it shares with ``ThreadPoolExecutor`` is in ``test_executor_contract.py``.
 """
@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
-from threadsched import MemoryEventSink, StrictFairPolicy, TaskAdmissionLease
-from threadsched.core.leased_executor import Lane, LeasedExecutor
+from threadsched import MemoryEventSink, StrictFairPolicy
+from threadsched.core.leased_executor import LeasedExecutor
 from threadsched.core.policy import PolicyDecision, PolicyStateDelta
+from threadsched.core.scheduler import TaskGroup
+from threadsched.core.values import TaskAdmissionLease
 
 WAIT = 30.0
 
@@ -29,20 +31,21 @@ def _executor(max_workers: int, **kwargs: Any) -> LeasedExecutor:
     return LeasedExecutor(max_workers, thread_name_prefix="leased-test-worker", **kwargs)
 
 
-def test_lane_reuses_its_group_and_rejects_a_conflicting_definition() -> None:
+def test_group_reuses_its_settings_and_rejects_a_conflicting_definition() -> None:
     with _executor(2) as executor:
-        lane = executor.lane("columns", weight=2.0)
-        assert isinstance(lane, Lane)
-        assert (lane.key, lane.weight, dict(lane.resources)) == ("columns", 2.0, {"submission": 1})
-        again = executor.lane("columns", weight=2.0)
-        assert again._group is lane._group
+        group = executor.group("columns", weight=2.0)
+        assert isinstance(group, TaskGroup)
+        assert (group.key, group.weight, dict(group.resources)) == ("columns", 2.0, {"submission": 1})
+        again = executor.group("columns", weight=2.0)
+        assert again.settings is group.settings
         with pytest.raises(ValueError, match="group 'columns' already exists"):
-            executor.lane("columns", weight=3.0)
-        assert lane.submit(pow, 3, 2).result(timeout=WAIT) == 9
-        assert "columns" in repr(lane)
+            executor.group("columns", weight=3.0)
+        assert group.submit(pow, 3, 2).result(timeout=WAIT) == 9
+        assert group.submit_correlated({"column": "c"}, pow, 2, 5).result(timeout=WAIT) == 32
+        assert "columns" in repr(group)
 
 
-def test_lanes_share_the_pool_fairly(release: threading.Event) -> None:
+def test_groups_share_the_pool_fairly(release: threading.Event) -> None:
     order: list[str] = []
     with _executor(1) as executor:
         started = threading.Event()
@@ -53,16 +56,16 @@ def test_lanes_share_the_pool_fairly(release: threading.Event) -> None:
 
         executor.submit(blocker)
         assert started.wait(WAIT)
-        heavy, light = executor.lane("heavy"), executor.lane("light")
+        heavy, light = executor.group("heavy"), executor.group("light")
         futures = [heavy.submit(order.append, f"heavy{i}") for i in range(3)]
         futures += [light.submit(order.append, f"light{i}") for i in range(3)]
         release.set()
     assert all(future.done() for future in futures)
-    # Equal weights: the single worker alternates between the lanes instead of draining the first one.
+    # Equal weights: the single worker alternates between the groups instead of draining the first one.
     assert order == ["heavy0", "light0", "heavy1", "light1", "heavy2", "light2"]
 
 
-def test_lane_resources_are_never_over_admitted(release: threading.Event) -> None:
+def test_group_resources_are_never_over_admitted(release: threading.Event) -> None:
     lock = threading.Lock()
     running = 0
     peak = 0
@@ -80,10 +83,10 @@ def test_lane_resources_are_never_over_admitted(release: threading.Event) -> Non
         return i
 
     with _executor(4, resource_limits={"llm:x": 1}) as executor:
-        llm = executor.lane("llm", resources={"llm:x": 1})
+        llm = executor.group("llm", resources={"llm:x": 1})
         futures = [llm.submit(call_model, i) for i in range(4)]
         assert started[0].wait(WAIT)
-        # Worker slots are free: other work still runs while the llm lane waits for its resource.
+        # Worker slots are free: other work still runs while the llm group waits for its resource.
         # Submitted after the llm tasks, so once it is done the dispatcher has seen all of them.
         assert executor.submit(str, "other").result(timeout=WAIT) == "other"
         assert not any(event.is_set() for event in started[1:])
@@ -94,9 +97,9 @@ def test_lane_resources_are_never_over_admitted(release: threading.Event) -> Non
     assert peak == 1
 
 
-def test_unknown_lane_resource_is_a_clear_error() -> None:
+def test_unknown_group_resource_is_a_clear_error() -> None:
     with _executor(1) as executor, pytest.raises(ValueError, match="llm:y"):
-        executor.lane("llm", resources={"llm:y": 1})
+        executor.group("llm", resources={"llm:y": 1})
 
 
 class CountingPolicy(StrictFairPolicy):
@@ -118,8 +121,8 @@ def test_policy_and_events_are_passed_through_and_no_worker_waits_for_a_lease() 
     policy = CountingPolicy()
     sink = MemoryEventSink()
     with _executor(2, policy=policy, events=sink) as executor:
-        lane = executor.lane("rows", weight=2.0)
-        futures = [executor.submit(pow, i, 2) for i in range(5)] + [lane.submit(pow, i, 3) for i in range(5)]
+        rows = executor.group("rows", weight=2.0)
+        futures = [executor.submit(pow, i, 2) for i in range(5)] + [rows.submit(pow, i, 3) for i in range(5)]
         assert [future.result(timeout=WAIT) for future in futures] == [i**2 for i in range(5)] + [i**3 for i in range(5)]
     assert policy.acquired == policy.released == 10
     acquired = sink.of_kind("task_lease_acquired")
@@ -131,19 +134,21 @@ def test_policy_and_events_are_passed_through_and_no_worker_waits_for_a_lease() 
     assert snapshot.admission.active_lease_count == 0
 
 
-def test_lane_submit_after_shutdown_raises() -> None:
+def test_group_submit_after_shutdown_raises() -> None:
     executor = _executor(1)
-    lane = executor.lane("late")
+    group = executor.group("late")
     executor.shutdown()
     with pytest.raises(RuntimeError, match=r"^cannot schedule new futures after shutdown$"):
-        lane.submit(int)
+        group.submit(int)
+    with pytest.raises(RuntimeError, match=r"^cannot schedule new futures after shutdown$"):
+        group.submit_correlated({}, int)
 
 
 def test_repr_and_statistics() -> None:
     with _executor(3) as executor:
         executor.submit(int).result(timeout=WAIT)
         assert executor.max_workers == 3
-        assert executor.statistics()["completed"] == 1
+        assert executor.statistics().counters["completed"] == 1
         assert "max_workers=3" in repr(executor) and "shutdown=False" in repr(executor)
     assert "shutdown=True" in repr(executor)
 

@@ -27,16 +27,11 @@ from support import (
     strict_fair_outcome,
 )
 
-from threadsched import (
-    SUBMISSION,
-    PolicyStateDelta,
-    StrictFairPolicy,
-    TaskAdmissionController,
-    TaskAdmissionDenied,
-    TaskAdmissionLease,
-    TaskAdmissionPolicy,
-    TaskGroupSpec,
-)
+from threadsched import StrictFairPolicy
+from threadsched.core.admission import TaskAdmissionController
+from threadsched.core.contracts import SUBMISSION, TaskGroupSpec
+from threadsched.core.policy import PolicyStateDelta, TaskAdmissionPolicy
+from threadsched.core.values import TaskAdmissionDenied, TaskAdmissionLease
 
 
 class Harness(PolicyHarness):

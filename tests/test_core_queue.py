@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from support import per_group
 
-from threadsched import FairTaskQueue, QueueSelection, QueueView, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
-from threadsched.core.queue_heaps import GroupState
+from threadsched.core.contracts import SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.queue import FairTaskQueue, GroupState
+from threadsched.core.values import QueueSelection, QueueView
 
 # Non-string hashables on purpose: the queue must treat group keys as opaque hashables.
 GROUP_KEYS: tuple[Hashable, ...] = ("alpha", "beta", ("tenant", 1), 7, frozenset({"f"}))
@@ -242,9 +243,9 @@ def assert_matches(queue: FairTaskQueue, model: ReferenceQueue) -> None:
     assert len(queue) == len(model)
     assert plain_view(queue.view()) == model.expected_view()
     stats = queue.statistics()
-    assert stats["queued_total"] == len(model)
-    assert stats["active_groups"] == len(model.active)
-    assert stats["virtual_time"] == model.V
+    assert stats.queued_total == len(model)
+    assert stats.active_groups == len(model.active)
+    assert stats.virtual_time == model.V
     queued = model.queued()
     for task_id in TASK_IDS:
         assert (task_id in queue) == (task_id in queued)
@@ -431,7 +432,7 @@ def test_many_groups_long_run_matches_model(seed: int) -> None:
     queue, model = FairTaskQueue(), ReferenceQueue()
     compacted = False
     for _ in range(3000):
-        before = queue.statistics()["heap_entries"]
+        before = queue.statistics().heap_entries
         op = rng.random()
         if op < 0.35:
             items = [make_task(rng.choice(ids), specs[rng.choice(keys)], rng.choice(REQUESTS)) for _ in range(rng.randint(1, 6))]
@@ -451,9 +452,9 @@ def test_many_groups_long_run_matches_model(seed: int) -> None:
             assert ident(selection.item if selection else None) == ident(expected.item if expected else None)
             if selection is not None and expected is not None:
                 assert ident(queue.commit(selection)) == ident(model.commit(expected))
-        compacted = compacted or queue.statistics()["heap_entries"] < before - 1
+        compacted = compacted or queue.statistics().heap_entries < before - 1
         assert len(queue) == len(model)
-        assert queue.statistics()["virtual_time"] == model.V
+        assert queue.statistics().virtual_time == model.V
     assert_matches(queue, model)
     assert compacted, "the run never compacted the heap; make it longer"
 
@@ -492,7 +493,7 @@ def test_weight_below_one_is_honoured_not_clamped() -> None:
     # Tags: half 0, 2, 4, ...; whole 0, 1, 2, ...; ties go to the earlier activation.
     assert order[:7] == ["half", "whole", "whole", "half", "whole", "whole", "half"]
     assert (order.count("half"), order.count("whole")) == (10, 20)
-    assert queue.statistics()["virtual_time"] == model.V
+    assert queue.statistics().virtual_time == model.V
 
 
 # --------------------------------------------------------------------------------------------
@@ -848,7 +849,7 @@ def test_select_calls_predicate_once_when_first_candidate_eligible_with_256_grou
     queue, model = FairTaskQueue(), ReferenceQueue()
     items = [make_task(f"g{i}-t{j}", spec) for j in range(3) for i, spec in enumerate(specs)]
     assert queue.enqueue(items) == model.enqueue(items)
-    assert queue.statistics()["active_groups"] == 256
+    assert queue.statistics().active_groups == 256
     for _ in range(300):
         calls: list[str] = []
 
@@ -861,7 +862,7 @@ def test_select_calls_predicate_once_when_first_candidate_eligible_with_256_grou
         assert selection is not None and expected is not None
         assert calls == [expected.item.task_id]
         assert ident(queue.commit(selection)) == ident(model.commit(expected))
-        assert queue.statistics()["active_groups"] >= 200
+        assert queue.statistics().active_groups >= 200
 
     # When k heads in front are ineligible, exactly k + 1 heads are offered.
     skipped = {key for key in model.order()[:5]}
@@ -1052,10 +1053,10 @@ def test_skipped_groups_heads_are_never_offered_or_visited(groups: int, monkeypa
     assert offered == [free.task_id]
     # Not one blocked group was looked at: skipping them costs nothing per group.
     assert dict(head_calls) == {"free": 1}
-    assert queue.statistics()["signature_heaps"] == 2
+    assert queue.statistics().signature_heaps == 2
     expected = model.select(lambda item: True, {"llm:shared"})
     assert expected is not None and ident(queue.commit(selection)) == ident(model.commit(expected))
-    assert queue.statistics()["signature_heaps"] == 1  # an emptied signature's heap is dropped
+    assert queue.statistics().signature_heaps == 1  # an emptied signature's heap is dropped
 
     # A rejected free head: nothing else may be offered, and the blocked groups are still not visited.
     head_calls.clear()
@@ -1191,7 +1192,7 @@ def test_select_with_exhausted_resources_matches_brute_force(weights: list[float
                 if commit:
                     assert ident(queue.commit(selection)) == ident(model.commit(expected))
         assert len(queue) == len(model)
-        assert queue.statistics()["active_groups"] == len(model.active)
+        assert queue.statistics().active_groups == len(model.active)
     assert_matches(queue, model)
 
 

@@ -645,7 +645,7 @@ def test_submit_correlated_rejects_a_non_mapping(correlation: Any) -> None:
     with Scheduler(max_workers=1, name="badcorr") as sched:
         with pytest.raises(TypeError, match="correlation must be a mapping"):
             sched.group("g").submit_correlated(correlation, int, 1)
-        assert sched.statistics()["submitted"] == 0
+        assert sched.statistics().counters["submitted"] == 0
 
 
 @pytest.mark.parametrize("run_id", [7, b"r1", ("r", 1)])

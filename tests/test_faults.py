@@ -21,27 +21,15 @@ from typing import Any
 import pytest
 from support import GENEROUS, PolicyStub, RaisingPolicy, SignalingSink, opened_on_exit, resolve_all
 
-from threadsched import (
-    AdmissionStalledError,
-    FairTaskQueue,
-    LeasedExecutor,
-    PolicyDecision,
-    PolicyStateDelta,
-    QueueView,
-    RetryPolicy,
-    SchedulableTask,
-    Scheduler,
-    TaskAdmissionConfig,
-    TaskAdmissionController,
-    TaskAdmissionDenied,
-    TaskAdmissionLease,
-    TaskAdmissionView,
-    TaskGroupSpec,
-)
+from threadsched import AdmissionStalledError, LeasedExecutor, RetryPolicy, Scheduler
+from threadsched.core.admission import TaskAdmissionController
+from threadsched.core.contracts import SchedulableTask, TaskGroupSpec
 from threadsched.core.dispatcher import DispatcherCore
 from threadsched.core.outcomes import classify_outcome
-from threadsched.core.policy import NO_CHANGE
+from threadsched.core.policy import NO_CHANGE, PolicyDecision, PolicyStateDelta
+from threadsched.core.queue import FairTaskQueue
 from threadsched.core.retry import NO_RETRY
+from threadsched.core.values import QueueView, TaskAdmissionConfig, TaskAdmissionDenied, TaskAdmissionLease, TaskAdmissionView
 
 # -- helpers -------------------------------------------------------------------------------------
 
@@ -168,7 +156,7 @@ def test_policy_whose_evaluate_raises_is_a_counted_denial_and_the_scheduler_keep
         bad_futures = [bad.submit(lambda: "never admitted") for _ in range(3)]
         # The raising evaluate denied the bad head while the blocker runs: no stall yet, only "blocked".
         assert sink.wait_for_count("admission_blocked", 1)
-        assert scheduler.controller.statistics()["policy_counters"]["policy_errors"] >= 1
+        assert scheduler.statistics().admission.policy_counters["policy_errors"] >= 1
         assert not any(future.done() for future in bad_futures)
         # The scheduler keeps working: good work is admitted into the free slot past the bad group.
         later_good = [good.submit(lambda i=i: i) for i in range(5)]
@@ -182,7 +170,7 @@ def test_policy_whose_evaluate_raises_is_a_counted_denial_and_the_scheduler_keep
         error = future.exception()
         assert isinstance(error, AdmissionStalledError), error
         assert dict(error.summary.blocked_groups) == {"bad": "policy_denial"}
-    assert scheduler.controller.statistics()["policy_counters"]["policy_errors"] >= 2  # approve + explain_blocked
+    assert scheduler.statistics().admission.policy_counters["policy_errors"] >= 2  # approve + explain_blocked
     report = scheduler.shutdown()
     assert report.clean is True
     assert report.dispatcher_error is None
@@ -221,7 +209,7 @@ def test_policy_whose_evaluate_raises_is_a_policy_denial_naming_the_error_type()
     assert isinstance(outcome, TaskAdmissionDenied)
     assert outcome.reason == "policy_denial"
     assert dict(outcome.diagnostics) == {"policy_error": "RuntimeError"}
-    assert controller.statistics()["policy_counters"]["policy_errors"] == 1
+    assert controller.statistics().policy_counters["policy_errors"] == 1
     assert controller.active_lease_count == 0
 
 
@@ -244,7 +232,7 @@ def test_dispatcher_crash_makes_the_shutdown_report_unclean_with_its_cause(
     with opened_on_exit(gate):
         running = scheduler.submit(blocker)
         assert started.wait(GENEROUS)
-        original = scheduler.controller.lease_fitting
+        original = scheduler._controller.lease_fitting
         calls = 0
 
         def lease_fitting_raising_once(*args: Any, **kwargs: Any) -> Any:
@@ -254,7 +242,7 @@ def test_dispatcher_crash_makes_the_shutdown_report_unclean_with_its_cause(
                 raise crash
             return original(*args, **kwargs)
 
-        monkeypatch.setattr(scheduler.controller, "lease_fitting", lease_fitting_raising_once)
+        monkeypatch.setattr(scheduler._controller, "lease_fitting", lease_fitting_raising_once)
         pending = [scheduler.submit(lambda i=i: i) for i in range(5)]
         resolve_all(pending)  # every pending future resolves (none hangs)
         for future in pending:

@@ -17,16 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import GENEROUS, PolicyHarness, clamp, make_task, per_group, reason, resource_amounts
 
-from threadsched import (
-    PolicyStateDelta,
-    Scheduler,
-    StrictFairPolicy,
-    TaskAdmissionController,
-    TaskAdmissionDenied,
-    TaskAdmissionLease,
-    TaskAdmissionPolicy,
-    TaskGroupSpec,
-)
+from threadsched import Scheduler, StrictFairPolicy
+from threadsched.core.admission import TaskAdmissionController
+from threadsched.core.contracts import TaskGroupSpec
+from threadsched.core.policy import PolicyStateDelta, TaskAdmissionPolicy
+from threadsched.core.values import TaskAdmissionDenied, TaskAdmissionLease
 from threadsched.policies import make_policy
 from threadsched.policies.bounded_borrow import BoundedBorrowConfig, BoundedBorrowPolicy
 

@@ -28,17 +28,10 @@ from support import (
     resource_amounts,
 )
 
-from threadsched import (
-    SUBMISSION,
-    PolicyStateDelta,
-    Scheduler,
-    SchedulerEvent,
-    TaskAdmissionDenied,
-    TaskAdmissionLease,
-    TaskAdmissionPolicy,
-    TaskAdmissionView,
-    TaskGroupSpec,
-)
+from threadsched import Scheduler, SchedulerEvent
+from threadsched.core.contracts import SUBMISSION, TaskGroupSpec
+from threadsched.core.policy import PolicyStateDelta, TaskAdmissionPolicy
+from threadsched.core.values import TaskAdmissionDenied, TaskAdmissionLease, TaskAdmissionView
 from threadsched.policies import make_policy
 from threadsched.policies.drf import DominantResourceFairPolicy, dominant_share
 
@@ -303,7 +296,7 @@ def run_steady_allocation(
         assert sink.wait_for_count("ready_enqueued", total + 1)  # everything queued before the gate opens
         gate_open.set()
         assert Steady(sink, list(groups)).wait(expect)
-        view = scheduler.controller.view()
+        view = scheduler.snapshot().admission
         assert view.active_lease_count == expect
         release_all.set()
         resolve_all(futures)

@@ -18,21 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import GENEROUS, FakeClock, empty_view, make_task
 
-from threadsched import (
-    FairTaskQueue,
-    PolicyDecision,
-    PolicyStateDelta,
-    QueueView,
-    SchedulableTask,
-    Scheduler,
-    StrictFairPolicy,
-    TaskAdmissionConfig,
-    TaskAdmissionController,
-    TaskAdmissionDenied,
-    TaskAdmissionLease,
-    TaskAdmissionView,
-    TaskGroupSpec,
-)
+from threadsched import Scheduler, StrictFairPolicy
+from threadsched.core.admission import TaskAdmissionController
+from threadsched.core.contracts import SchedulableTask, TaskGroupSpec
+from threadsched.core.policy import PolicyDecision, PolicyStateDelta
+from threadsched.core.queue import FairTaskQueue
+from threadsched.core.values import QueueView, TaskAdmissionConfig, TaskAdmissionDenied, TaskAdmissionLease, TaskAdmissionView
 from threadsched.policies.provider_aware import (
     PressureSnapshotProvider,
     ProviderAwarePolicy,
@@ -238,7 +229,7 @@ def test_on_acquire_and_on_release_delegate_to_the_inner_policy() -> None:
     assert isinstance(lease, TaskAdmissionLease)
     assert ("on_acquire", "inner") in inner.calls  # the inner policy got its own decision back
     assert ctl.view().policy_debt_by_group_resource == {("g", "x"): 1}
-    assert ctl.statistics()["policy_counters"] == {"inner_acquires": 1}
+    assert ctl.statistics().policy_counters == {"inner_acquires": 1}
     assert ctl.release(lease).released
     assert inner.calls[-1] == ("on_release", lease.item.task_id)
     assert ctl.view().policy_debt_by_group_resource == {}

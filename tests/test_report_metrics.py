@@ -8,7 +8,8 @@ import pytest
 from support import LLM, Log, scenario
 
 from threadsched.report.intervals import lease_intervals, ordered, queued_intervals
-from threadsched.report.metrics import WaitStats, compute_metrics, ready_idle_gap
+from threadsched.report.metrics import compute_metrics, ready_idle_gap
+from threadsched.report.stats import WaitStats
 
 
 def test_scenario_run_facts() -> None:

@@ -11,7 +11,7 @@ from support import JUDGE, WRITER, Log, RequestLog, request_scenario
 
 from threadsched.report import write_report
 from threadsched.report.intervals import ordered
-from threadsched.report.metrics import WaitStats, compute_metrics
+from threadsched.report.metrics import compute_metrics
 from threadsched.report.requests import (
     RequestResourceMetrics,
     limit_points,
@@ -21,6 +21,7 @@ from threadsched.report.requests import (
     task_group_of,
 )
 from threadsched.report.series import StepSeries, level_series
+from threadsched.report.stats import WaitStats
 from threadsched.report.timeline import RequestSeries, build_timeline
 
 

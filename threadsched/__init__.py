@@ -1,39 +1,40 @@
 """threadsched: run many blocking jobs on a thread pool with admission leases, fairness and evidence.
 
-``import threadsched`` loads only the core (scheduler, admission, policies, queue, futures, events). The
-event log (``JsonlEventSink``, ``read_events``) needs ``concurrent-log-handler`` and is imported on first
-access of either name; the engine, request admission, report and backends subpackages load only when
-imported themselves.
+The public face: ``Scheduler`` and its ``TaskGroup``s, the drop-in ``LeasedExecutor``, futures and
+cancellation, retries, errors, snapshots and statistics, event sinks and the built-in admission policies.
+Writing a policy of your own: ``threadsched.policies`` has the vocabulary (``TaskAdmissionPolicy``,
+``PolicyDecision``, the views). The layers built on the core are packages of their own and load only
+when imported: ``threadsched.requests`` (request admission for model calls), ``threadsched.mock``
+(simulated endpoints), ``threadsched.engine`` (datasets from recipes), ``threadsched.report`` and
+``threadsched.backends``.
+
+``import threadsched`` loads only the core and the policies. The event log (``JsonlEventSink``,
+``read_events``) needs ``concurrent-log-handler`` and is imported on first access of either name.
 """
 
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
-from threadsched.core.admission import (
-    ReleaseResult,
-    TaskAdmissionBlockSummary,
-    TaskAdmissionConfig,
-    TaskAdmissionController,
-    TaskAdmissionDenied,
-    TaskAdmissionLease,
-    TaskAdmissionView,
-)
-from threadsched.core.contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.context import current_cancel_token, current_task_correlation
 from threadsched.core.errors import AdmissionStalledError, TaskTimeoutError
 from threadsched.core.events import EventSink, FanOutEventSink, MemoryEventSink, SchedulerEvent
 from threadsched.core.futures import CancelToken, TaskFuture
-from threadsched.core.leased_executor import Lane, LeasedExecutor
-from threadsched.core.policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
-from threadsched.core.queue import FairTaskQueue, QueueSelection, QueueView
-from threadsched.core.records import SchedulerSnapshot, ShutdownReport, current_cancel_token, current_task_correlation
+from threadsched.core.launch import register_executor_adapter
+from threadsched.core.leased_executor import LeasedExecutor
 from threadsched.core.retry import RetryPolicy
 from threadsched.core.scheduler import Scheduler, TaskGroup
-from threadsched.policies import POLICY_NAMES, make_policy
-from threadsched.policies.bounded_borrow import BoundedBorrowConfig, BoundedBorrowPolicy
-from threadsched.policies.drf import DominantResourceFairPolicy
-from threadsched.policies.provider_aware import ProviderAwarePolicy, ProviderPressure
+from threadsched.core.values import SchedulerSnapshot, SchedulerStatistics, ShutdownReport
+from threadsched.policies import (
+    POLICY_NAMES,
+    BoundedBorrowConfig,
+    BoundedBorrowPolicy,
+    DominantResourceFairPolicy,
+    StrictFairPolicy,
+    make_policy,
+)
 
 if TYPE_CHECKING:
     # Type checkers and IDEs see the lazy names as ordinary imports; at runtime __getattr__ provides them.
@@ -43,56 +44,37 @@ __version__ = "0.1.0"
 
 __all__ = [
     "POLICY_NAMES",
-    "SUBMISSION",
+    "AdmissionStalledError",
     "BoundedBorrowConfig",
     "BoundedBorrowPolicy",
-    "DominantResourceFairPolicy",
-    "ProviderAwarePolicy",
-    "ProviderPressure",
-    "make_policy",
-    "AdmissionStalledError",
     "CancelToken",
+    "DominantResourceFairPolicy",
     "EventSink",
-    "FairTaskQueue",
     "FanOutEventSink",
     "JsonlEventSink",
-    "Lane",
     "LeasedExecutor",
     "MemoryEventSink",
-    "PolicyDecision",
-    "PolicyStateDelta",
-    "QueueSelection",
-    "QueueView",
-    "ReleaseResult",
     "RetryPolicy",
-    "SchedulableTask",
     "Scheduler",
     "SchedulerEvent",
-    "SchedulerResourceRequest",
     "SchedulerSnapshot",
+    "SchedulerStatistics",
     "ShutdownReport",
     "StrictFairPolicy",
-    "TaskAdmissionBlockSummary",
-    "TaskAdmissionConfig",
-    "TaskAdmissionController",
-    "TaskAdmissionDenied",
-    "TaskAdmissionLease",
-    "TaskAdmissionPolicy",
-    "TaskAdmissionView",
     "TaskFuture",
     "TaskGroup",
-    "TaskGroupSpec",
     "TaskTimeoutError",
     "__version__",
     "current_cancel_token",
     "current_task_correlation",
+    "make_policy",
     "read_events",
 ]
 
 # Public name -> submodule that defines it, imported on first access (PEP 562).
 _LAZY_EXPORTS: dict[str, str] = {
-    "JsonlEventSink": ".core.event_log",
-    "read_events": ".core.event_log",
+    "JsonlEventSink": "threadsched.core.event_log",
+    "read_events": "threadsched.core.event_log",
 }
 
 
@@ -100,7 +82,7 @@ def __getattr__(name: str) -> Any:
     module = _LAZY_EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later accesses are plain attribute lookups, no longer through here
     return value
 
@@ -108,3 +90,14 @@ def __getattr__(name: str) -> Any:
 def __dir__() -> list[str]:
     # The lazy names are part of the namespace before their first access, as they were when imported eagerly.
     return sorted(set(globals()) | set(_LAZY_EXPORTS))
+
+
+def _dask_client_executor(candidate: object) -> Executor | None:
+    """A ``distributed.Client`` as an executor that runs the tasks on its cluster (the ``dask`` extra)."""
+    from threadsched.backends.dask import DaskExecutor, is_dask_client  # neither imports distributed
+
+    return DaskExecutor(candidate) if is_dask_client(candidate) else None
+
+
+# The core takes any Executor and knows no backend; the package wires the one it ships.
+register_executor_adapter(_dask_client_executor)

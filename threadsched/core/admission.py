@@ -19,11 +19,16 @@ import threading
 import time
 from collections.abc import Hashable, Mapping
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Final
 
-from threadsched.core.admission_values import (
+from threadsched.core.contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest
+from threadsched.core.policy import ALLOW, NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from threadsched.core.queue import FairTaskQueue
+from threadsched.core.values import (
     RELEASED,
+    AdmissionStatistics,
     DenialReason,
+    QueueView,
     ReleaseReason,
     ReleaseResult,
     TaskAdmissionBlockSummary,
@@ -32,9 +37,6 @@ from threadsched.core.admission_values import (
     TaskAdmissionLease,
     TaskAdmissionView,
 )
-from threadsched.core.contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest
-from threadsched.core.policy import ALLOW, NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
-from threadsched.core.queue import FairTaskQueue, QueueView
 
 _POLICY_REASONS: Final = frozenset({"group_cap", "borrow_debt"})
 _generations = itertools.count(1)
@@ -323,15 +325,16 @@ class TaskAdmissionController:
                 earliest_available_after=earliest,
             )
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> AdmissionStatistics:
         with self._lock:
-            return {
-                "active_leases": len(self._active),
-                "available": dict(self._available),
-                "limits": dict(self._limits),
-                "release_diagnostics": dict(self._release_diagnostics),
-                "policy_counters": dict(self._policy_counters),
-            }
+            return AdmissionStatistics(
+                active_leases=len(self._active),
+                resources_available=MappingProxyType(dict(self._available)),
+                resource_limits=self._limits,
+                peak_leased_resources=MappingProxyType(dict(self._peak_leased)),
+                release_diagnostics=MappingProxyType(dict(self._release_diagnostics)),
+                policy_counters=MappingProxyType(dict(self._policy_counters)),
+            )
 
     def __repr__(self) -> str:
         in_use = {r: self._limits[r] - self._available[r] for r in self._limits}

@@ -18,10 +18,10 @@ from collections.abc import Hashable, Mapping
 from time import monotonic
 from typing import Any
 
-from threadsched.core.admission_values import TaskAdmissionLease
 from threadsched.core.contracts import SchedulableTask
 from threadsched.core.events import EventSink, SchedulerEvent
 from threadsched.core.records import Execution, TaskRecord
+from threadsched.core.values import TaskAdmissionLease
 
 LOGGER = logging.getLogger("threadsched")
 EventSubject = TaskRecord | SchedulableTask | None

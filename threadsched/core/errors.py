@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from threadsched.core.admission import TaskAdmissionBlockSummary
+from threadsched.core.values import TaskAdmissionBlockSummary
 
 
 class TaskTimeoutError(TimeoutError):

@@ -13,6 +13,10 @@ dispatcher's completion path — release, count, resolve, signal — takes over.
   its done-callback only settles an attempt the executor dropped or failed before it ran.
 * an ``ExecutionBackend`` (the Dask backend) — it runs begin/finish itself, elsewhere.
 
+An object that is not an ``Executor`` (a ``distributed.Client``) is turned into one by an executor
+adapter: a layer above the core registers it (``register_executor_adapter``), so the core runs on
+any backend without importing one.
+
 Lock order: ``ThreadPoolExecutor._shutdown_lock`` → ``concurrent.futures.thread._global_shutdown_lock``
 (the stdlib's own order); the dispatcher holds none of its locks while launching.
 """
@@ -21,11 +25,17 @@ from __future__ import annotations
 
 import concurrent.futures.thread as _cf_thread
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures.thread import BrokenThreadPool
 from typing import Any, Protocol, runtime_checkable
 
 from threadsched.core.records import Execution
+
+ExecutorAdapter = Callable[[object], Executor | None]
+"""Turns an object that is not an ``Executor`` into one, or returns None when it does not know it."""
+
+_executor_adapters: list[ExecutorAdapter] = []
 
 _POOL_INTERNALS = ("_work_queue", "_shutdown_lock", "_adjust_thread_count", "_threads", "_broken", "_shutdown")
 
@@ -160,3 +170,20 @@ def launcher_for(executor: Executor, *, owned: bool) -> Launcher:
         assert isinstance(executor, ThreadPoolExecutor)
         return PoolLauncher(executor)
     return SubmitLauncher(executor)
+
+
+def register_executor_adapter(adapter: ExecutorAdapter) -> None:
+    """Let ``Scheduler(executor=...)`` and ``LeasedExecutor(executor=...)`` accept what ``adapter`` knows."""
+    if adapter not in _executor_adapters:
+        _executor_adapters.append(adapter)
+
+
+def adapt_executor(candidate: object) -> Executor:
+    """``candidate`` itself if it is an ``Executor``, else what the first adapter that knows it makes of it."""
+    if isinstance(candidate, Executor):
+        return candidate
+    for adapter in tuple(_executor_adapters):
+        executor = adapter(candidate)
+        if executor is not None:
+            return executor
+    raise TypeError(f"executor must be a concurrent.futures.Executor or a distributed.Client, got {candidate!r}")

@@ -32,9 +32,12 @@ from typing import Any, ParamSpec, TypeVar
 
 from threadsched.core.dispatcher import DispatcherCore
 from threadsched.core.events import EventSink
+from threadsched.core.futures import TaskFuture
+from threadsched.core.launch import adapt_executor
 from threadsched.core.policy import TaskAdmissionPolicy
-from threadsched.core.records import SchedulerSnapshot
+from threadsched.core.records import GroupSettings
 from threadsched.core.scheduler import DEFAULT_GROUP, Scheduler, TaskGroup, _executor_workers
+from threadsched.core.values import SchedulerSnapshot, SchedulerStatistics
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -74,7 +77,7 @@ def _call(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
 
 
 class LeasedExecutor(ThreadPoolExecutor):
-    """A ``ThreadPoolExecutor`` with fair groups (``lane``), resource limits, policies and events."""
+    """A ``ThreadPoolExecutor`` with fair groups (``group``), resource limits, policies and events."""
 
     _counter = itertools.count().__next__
 
@@ -98,9 +101,7 @@ class LeasedExecutor(ThreadPoolExecutor):
         name = f"LeasedExecutor-{self._counter()}"
         wrapped = False
         if executor is not None and not isinstance(executor, Executor):
-            from threadsched.backends.dask import as_executor  # a distributed.Client: only then is the backend loaded
-
-            executor, wrapped = as_executor(executor), True
+            executor, wrapped = adapt_executor(executor), True  # a distributed.Client: its cluster runs the tasks
         if executor is not None and max_workers is None:
             max_workers = _executor_workers(executor)
         # The stdlib's own validation and messages (max_workers <= 0, initializer not callable).
@@ -117,15 +118,23 @@ class LeasedExecutor(ThreadPoolExecutor):
             _holder_pool=self if executor is None else None,
         )
         _live_cores.add(self._scheduler._core)
-        self._default_group = self._scheduler.group(DEFAULT_GROUP)
+        self._default_settings = self._scheduler.group(DEFAULT_GROUP).settings
         self._name = name
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        return self._submit(self._default_group, fn, args, kwargs)
+        return self._submit(self._default_settings, fn, args, kwargs, None)
 
     submit.__doc__ = Executor.submit.__doc__
 
-    def _submit(self, group: TaskGroup, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[Any]:
+    def _submit(
+        self,
+        settings: GroupSettings,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        correlation: Mapping[str, Any] | None,
+    ) -> TaskFuture:
+        """Every submit into this executor, its own and its groups': the stdlib pool's checks, then the core."""
         if not callable(fn):
             # The stdlib accepts anything and fails the future with the TypeError of the call.
             fn, args = _call, (fn, *args)
@@ -138,7 +147,7 @@ class LeasedExecutor(ThreadPoolExecutor):
                 # Like the stdlib: the pool's workers, once they have exited at interpreter shutdown, have
                 # flagged it as shut down, and from then on a submit reports a plain shutdown.
                 raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-            return group.submit(fn, *args, **kwargs)
+            return self._scheduler._core.submit(settings, fn, args, kwargs, correlation)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._shutdown_lock:
@@ -148,10 +157,18 @@ class LeasedExecutor(ThreadPoolExecutor):
 
     shutdown.__doc__ = Executor.shutdown.__doc__
 
-    def lane(self, group: Hashable, *, weight: float = 1.0, resources: Mapping[str, int] | None = None) -> Lane:
-        """A submitter into the fair-queue group ``group``; the same settings give the same group, other
-        settings for an existing group raise ``ValueError``."""
-        return Lane(self, self._scheduler.group(group, weight=weight, resources=resources))
+    def group(
+        self,
+        key: Hashable,
+        *,
+        weight: float = 1.0,
+        admitted_limit: int | None = None,
+        resources: Mapping[str, int] | None = None,
+    ) -> TaskGroup:
+        """A submitter into the fair-queue group ``key``, with this executor's shutdown checks; the same
+        settings give the same group, other settings for an existing group raise ``ValueError``."""
+        settings = self._scheduler.group(key, weight=weight, admitted_limit=admitted_limit, resources=resources).settings
+        return TaskGroup(self._scheduler._core, settings, gate=self._submit)
 
     @property
     def max_workers(self) -> int:
@@ -164,40 +181,13 @@ class LeasedExecutor(ThreadPoolExecutor):
     def snapshot(self) -> SchedulerSnapshot:
         return self._scheduler.snapshot()
 
-    def statistics(self) -> dict[str, Any]:
+    def statistics(self) -> SchedulerStatistics:
         return self._scheduler.statistics()
 
     def __repr__(self) -> str:
-        stats = self.statistics()
+        # Lock-free, like the scheduler's: a repr may be taken while one of its locks is held.
+        queued, running, _overdue = self._scheduler._core.glance()
         return (
             f"<LeasedExecutor {self._name!r} max_workers={self.max_workers} shutdown={self._closed} "
-            f"queued={stats['queued']} running={stats['running']} leases={stats['active_leases']}>"
+            f"queued={queued} running={running} leases={self._scheduler._controller.active_lease_count}>"
         )
-
-
-class Lane:
-    """Submits into one fair-queue group of a ``LeasedExecutor``, with that executor's shutdown checks."""
-
-    __slots__ = ("_executor", "_group")
-
-    def __init__(self, executor: LeasedExecutor, group: TaskGroup) -> None:
-        self._executor = executor
-        self._group = group
-
-    @property
-    def key(self) -> Hashable:
-        return self._group.key
-
-    @property
-    def weight(self) -> float:
-        return self._group.settings.spec.weight
-
-    @property
-    def resources(self) -> Mapping[str, int]:
-        return self._group.settings.resource_request.amounts
-
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-        return self._executor._submit(self._group, fn, args, kwargs)
-
-    def __repr__(self) -> str:
-        return f"<Lane {self.key!r} weight={self.weight} resources={dict(self.resources)}>"

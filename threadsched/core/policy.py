@@ -11,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from threadsched.core.contracts import SUBMISSION, SchedulableTask
-
-if TYPE_CHECKING:
-    from threadsched.core.admission import TaskAdmissionLease, TaskAdmissionView
-    from threadsched.core.queue import QueueView
+from threadsched.core.values import QueueView, TaskAdmissionLease, TaskAdmissionView
 
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 

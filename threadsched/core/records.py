@@ -1,4 +1,4 @@
-"""Per-task and per-execution records, and the public snapshot/report values.
+"""The execution record: a task from submit to its future's outcome, and each attempt of it.
 
 A ``TaskRecord`` lives from submit until its future resolves; an ``Execution`` is one attempt
 holding one lease. References point one way only (execution → record → future → scheduler core),
@@ -11,41 +11,13 @@ import contextvars
 from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Protocol
 
-from threadsched.core.admission import TaskAdmissionLease, TaskAdmissionView
+from threadsched.core.context import CURRENT_CANCEL_TOKEN, CURRENT_TASK
 from threadsched.core.contracts import SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
-from threadsched.core.futures import CancelToken, TaskFuture
-from threadsched.core.queue import QueueView
+from threadsched.core.futures import TaskFuture
 from threadsched.core.retry import RetryPolicy
-
-CURRENT_CANCEL_TOKEN: contextvars.ContextVar[CancelToken | None] = contextvars.ContextVar(
-    "threadsched_cancel_token", default=None
-)
-
-
-def current_cancel_token() -> CancelToken | None:
-    """The cancel token of the task running in this thread (None outside a task)."""
-    return CURRENT_CANCEL_TOKEN.get()
-
-
-# (record, run id) of the task running in this context; the mapping is only built when someone asks.
-_CURRENT_TASK: contextvars.ContextVar[tuple[TaskRecord, str | None] | None] = contextvars.ContextVar(
-    "threadsched_current_task", default=None
-)
-
-
-def current_task_correlation() -> Mapping[str, Any]:
-    """Who is running here, for events of other layers (e.g. request admission): ``run_id``, ``task_id``,
-    ``execution_id`` and the task's own correlation (``TaskGroup.submit_correlated``). Empty outside a task."""
-    current = _CURRENT_TASK.get()
-    if current is None:
-        return MappingProxyType({})
-    record, run_id = current
-    return MappingProxyType(
-        {**(record.correlation or {}), "run_id": run_id, "task_id": record.task_id, "execution_id": record.execution_id()}
-    )
+from threadsched.core.values import TaskAdmissionLease
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,13 +72,13 @@ def _finished_call(*_args: Any, **_kwargs: Any) -> Any:
 
 def _invoke_in_context(record: TaskRecord, run_id: str | None) -> Any:
     CURRENT_CANCEL_TOKEN.set(record.future.cancel_token)
-    current = _CURRENT_TASK.set((record, run_id))
+    current = CURRENT_TASK.set((record, run_id))
     fn, args, kwargs = record.fn, record.args, record.kwargs
     del record  # this frame stays in a failing task's traceback (see invoke_detached)
     try:
         return fn(*args, **kwargs)
     finally:
-        _CURRENT_TASK.reset(current)  # the record's own context must not keep the record alive (a cycle)
+        CURRENT_TASK.reset(current)  # the record's own context must not keep the record alive (a cycle)
 
 
 def invoke_detached(record: TaskRecord, run_id: str | None) -> tuple[Any, BaseException | None]:
@@ -232,27 +204,6 @@ class Execution:
 
     def __repr__(self) -> str:
         return f"<Execution {self.execution_id} started={self.started} settled={self.settled}>"
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerSnapshot:
-    queue: QueueView
-    admission: TaskAdmissionView
-    running: int
-    overdue: tuple[str, ...]
-    counters: Mapping[str, int]
-
-
-@dataclass(frozen=True, slots=True)
-class ShutdownReport:
-    """``clean``: everything finished, nothing overdue, no lease held and the dispatcher never crashed
-    (``dispatcher_error`` is what crashed it)."""
-
-    clean: bool
-    cancelled: int
-    overdue: tuple[str, ...]
-    active_leases: int
-    dispatcher_error: BaseException | None = None
 
 
 COUNTER_NAMES = (

@@ -18,17 +18,18 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from types import MappingProxyType, TracebackType
 from typing import Any
 
-from threadsched.core.admission import TaskAdmissionConfig, TaskAdmissionController
+from threadsched.core.admission import TaskAdmissionController
 from threadsched.core.contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec
 from threadsched.core.dispatcher import DispatcherCore
 from threadsched.core.emitter import EventEmitter
 from threadsched.core.events import EventSink
 from threadsched.core.futures import TaskFuture
-from threadsched.core.launch import Launcher, PoolLauncher, launcher_for
+from threadsched.core.launch import Launcher, PoolLauncher, adapt_executor, launcher_for
 from threadsched.core.policy import TaskAdmissionPolicy
 from threadsched.core.queue import FairTaskQueue
-from threadsched.core.records import GroupSettings, SchedulerSnapshot, ShutdownReport
+from threadsched.core.records import GroupSettings
 from threadsched.core.retry import NO_RETRY, RetryPolicy
+from threadsched.core.values import SchedulerSnapshot, SchedulerStatistics, ShutdownReport, TaskAdmissionConfig
 
 DEFAULT_GROUP = "default"
 
@@ -38,25 +39,42 @@ def default_max_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
+SubmitGate = Callable[[GroupSettings, Callable[..., Any], tuple[Any, ...], dict[str, Any], Mapping[str, Any] | None], TaskFuture]
+"""What a ``LeasedExecutor`` puts in front of its groups' submits: its shutdown checks, then the core's submit."""
+
+
 class TaskGroup:
-    """A handle for submitting into one fairness group with fixed settings."""
+    """A handle for submitting into one fairness group with fixed settings (``Scheduler.group``,
+    ``LeasedExecutor.group``)."""
 
-    __slots__ = ("_core", "settings")
+    __slots__ = ("_core", "_gate", "settings")
 
-    def __init__(self, core: DispatcherCore, settings: GroupSettings) -> None:
+    def __init__(self, core: DispatcherCore, settings: GroupSettings, gate: SubmitGate | None = None) -> None:
         # The dispatcher core, never the Scheduler: the scheduler holds its groups, and a group holding
         # the scheduler back would make a cycle that only the cyclic collector could free.
         self._core = core
+        self._gate = gate
         self.settings = settings
 
     @property
     def key(self) -> Hashable:
         return self.settings.spec.key
 
+    @property
+    def weight(self) -> float:
+        return self.settings.spec.weight
+
+    @property
+    def admitted_limit(self) -> int | None:
+        return self.settings.spec.admitted_limit
+
+    @property
+    def resources(self) -> Mapping[str, int]:
+        """Every task's resource request, its ``submission`` slot included."""
+        return self.settings.resource_request.amounts
+
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> TaskFuture:
-        if not callable(fn):
-            raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
-        return self._core.submit(self.settings, fn, args, kwargs)
+        return self._submit(fn, args, kwargs, None)
 
     def submit_correlated(
         self, correlation: Mapping[str, Any], fn: Callable[..., Any], /, *args: Any, **kwargs: Any
@@ -65,13 +83,21 @@ class TaskGroup:
         into every event of this task, so a producer's own events join the scheduler's."""
         if not isinstance(correlation, Mapping):
             raise TypeError(f"correlation must be a mapping, got {correlation!r}")
+        return self._submit(fn, args, kwargs, MappingProxyType(dict(correlation)))
+
+    def _submit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], correlation: Mapping[str, Any] | None
+    ) -> TaskFuture:
+        if self._gate is not None:
+            return self._gate(self.settings, fn, args, kwargs, correlation)
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r} ({type(fn).__name__})")
-        return self._core.submit(self.settings, fn, args, kwargs, MappingProxyType(dict(correlation)))
+        return self._core.submit(self.settings, fn, args, kwargs, correlation)
 
     def __repr__(self) -> str:
-        spec = self.settings.spec
-        return f"<TaskGroup {spec.key!r} weight={spec.weight} admitted_limit={spec.admitted_limit}>"
+        return (
+            f"<TaskGroup {self.key!r} weight={self.weight} admitted_limit={self.admitted_limit} resources={dict(self.resources)}>"
+        )
 
 
 class Scheduler:
@@ -97,13 +123,8 @@ class Scheduler:
             raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
         if not isinstance(name, str) or not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
-        if executor is not None and not isinstance(executor, Executor):
-            from threadsched.backends.dask import as_executor, is_dask_client  # never imports distributed itself
-
-            if is_dask_client(executor):  # a distributed.Client runs the tasks on its cluster
-                executor = as_executor(executor)
-        if executor is not None and not isinstance(executor, Executor):
-            raise TypeError(f"executor must be a concurrent.futures.Executor, got {executor!r}")
+        if executor is not None:
+            executor = adapt_executor(executor)  # a distributed.Client runs the tasks on its cluster
         if events is not None and not callable(getattr(events, "emit", None)):
             raise TypeError(f"events must have an emit(event) method, got {events!r}")
         if run_id is not None and not isinstance(run_id, str):
@@ -145,14 +166,6 @@ class Scheduler:
     def submit_capacity(self) -> int:
         return self._controller.resource_limits[SUBMISSION]
 
-    @property
-    def queue(self) -> FairTaskQueue:
-        return self._queue
-
-    @property
-    def controller(self) -> TaskAdmissionController:
-        return self._controller
-
     def group(
         self,
         key: Hashable,
@@ -163,7 +176,8 @@ class Scheduler:
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
     ) -> TaskGroup:
-        """The group ``key``; calling again with the same settings returns the same group."""
+        """The group ``key``; calling again with the same settings returns the same group, other settings
+        for an existing group raise ``ValueError``."""
         spec = TaskGroupSpec(key, weight, admitted_limit)
         resource_request = SchedulerResourceRequest(resources)
         self._controller.validate_resource_request(resource_request)
@@ -239,21 +253,28 @@ class Scheduler:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.shutdown(wait=True)
 
-    def statistics(self) -> dict[str, Any]:
-        snapshot = self.snapshot()
-        return {
-            "queued": snapshot.queue.queued_total,
-            "running": snapshot.running,
-            "active_leases": snapshot.admission.active_lease_count,
-            "overdue": len(snapshot.overdue),
-            **snapshot.counters,
-        }
+    def statistics(self) -> SchedulerStatistics:
+        """Counts of this scheduler, its queue and its admission (frozen values; ``snapshot()`` has the views)."""
+        running, overdue, counters = self._core.state()
+        queue = self._queue.statistics()
+        admission = self._controller.statistics()
+        return SchedulerStatistics(
+            name=self._name,
+            capacity=self.submit_capacity,
+            queued=queue.queued_total,
+            running=running,
+            active_leases=admission.active_leases,
+            overdue=len(overdue),
+            counters=MappingProxyType(counters),
+            queue=queue,
+            admission=admission,
+        )
 
     def __repr__(self) -> str:
-        stats = self.statistics()
+        queued, running, overdue = self._core.glance()
         return (
-            f"<Scheduler {self._name!r} capacity={self.submit_capacity} queued={stats['queued']} "
-            f"running={stats['running']} leases={stats['active_leases']} overdue={stats['overdue']}>"
+            f"<Scheduler {self._name!r} capacity={self.submit_capacity} queued={queued} running={running} "
+            f"leases={self._controller.active_lease_count} overdue={overdue}>"
         )
 
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from threadsched.core.admission_values import TaskAdmissionView
 from threadsched.core.events import json_safe
 from threadsched.core.scheduler import Scheduler
+from threadsched.core.values import TaskAdmissionView
 from threadsched.engine.recipe.parse import Recipe
 from threadsched.engine.runner.output import atomic_write
 
@@ -47,12 +47,13 @@ class CapacityPlan:
         cls, configured: Mapping[str, CapacityValue], scheduler: Scheduler, max_row_groups_in_flight: int
     ) -> CapacityPlan:
         """The plan of a finished run: ``scheduler``'s high-water marks and final admission snapshot."""
+        statistics = scheduler.statistics()
         return cls(
             configured=configured,
             max_row_groups_in_flight=max_row_groups_in_flight,
-            max_queued_by_group=scheduler.queue.peak_queued_by_group(),
-            max_leased_by_resource=scheduler.controller.peak_leased_resources(),
-            final_admission=scheduler.controller.view(),
+            max_queued_by_group=statistics.queue.peak_queued_by_group,
+            max_leased_by_resource=statistics.admission.peak_leased_resources,
+            final_admission=scheduler.snapshot().admission,
         )
 
     def to_dict(self) -> dict[str, Any]:

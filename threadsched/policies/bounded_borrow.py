@@ -46,15 +46,11 @@ import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from threadsched.core.contracts import SUBMISSION
+from threadsched.core.contracts import SUBMISSION, SchedulableTask
 from threadsched.core.policy import NO_CHANGE, PolicyDecision, PolicyStateDelta
-
-if TYPE_CHECKING:
-    from threadsched.core.admission import TaskAdmissionLease, TaskAdmissionView
-    from threadsched.core.contracts import SchedulableTask
-    from threadsched.core.queue import QueueView
+from threadsched.core.values import QueueView, TaskAdmissionLease, TaskAdmissionView
 
 __all__ = ["BoundedBorrowConfig", "BoundedBorrowPolicy"]
 

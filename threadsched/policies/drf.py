@@ -42,14 +42,10 @@ so the dispatcher's walk admits it in the same pass.
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping
-from typing import TYPE_CHECKING
 
 from threadsched.core.contracts import SUBMISSION, SchedulableTask
 from threadsched.core.policy import NO_CHANGE, PolicyDecision, PolicyStateDelta, StrictFairPolicy
-
-if TYPE_CHECKING:
-    from threadsched.core.admission import TaskAdmissionLease, TaskAdmissionView
-    from threadsched.core.queue import QueueView
+from threadsched.core.values import QueueView, TaskAdmissionLease, TaskAdmissionView
 
 __all__ = ["DominantResourceFairPolicy", "dominant_share"]
 

@@ -46,10 +46,9 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 
 from threadsched.core.contracts import SchedulableTask
 from threadsched.core.policy import PolicyDecision, PolicyStateDelta, StrictFairPolicy, TaskAdmissionPolicy
+from threadsched.core.values import QueueView, TaskAdmissionLease, TaskAdmissionView
 
 if TYPE_CHECKING:
-    from threadsched.core.admission_values import TaskAdmissionLease, TaskAdmissionView
-    from threadsched.core.queue import QueueView
     from threadsched.requests.contracts import RequestDomain, RequestResourceKey
     from threadsched.requests.controller import AdaptiveRequestAdmissionController
 

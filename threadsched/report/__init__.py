@@ -18,9 +18,10 @@ from typing import Any
 from threadsched.core.event_log import read_events
 from threadsched.report.intervals import int_field, mapping_field
 from threadsched.report.markdown import PLOTS_HINT, ReportContext, render_markdown
-from threadsched.report.metrics import GroupMetrics, ReportMetrics, ResourceUsage, WaitStats, compute_metrics
+from threadsched.report.metrics import GroupMetrics, ReportMetrics, ResourceUsage, compute_metrics
 from threadsched.report.overadmission import RootOverAdmission
 from threadsched.report.requests import GroupRequestWaits, RequestMetrics, RequestResourceMetrics
+from threadsched.report.stats import WaitStats
 from threadsched.report.timeline import Timeline, build_timeline, plot_timeline
 
 LOGGER = logging.getLogger("threadsched")

@@ -13,8 +13,9 @@ from typing import Any
 from threadsched.report.capacity_section import capacity_plan_lines
 from threadsched.report.cells import cell as _cell
 from threadsched.report.cells import scalar as _scalar
-from threadsched.report.metrics import GroupMetrics, ReportMetrics, WaitStats
+from threadsched.report.metrics import GroupMetrics, ReportMetrics
 from threadsched.report.requests import RequestMetrics
+from threadsched.report.stats import WaitStats
 
 MAX_ROW_GROUP_ROWS = 50
 PLOTS_HINT = "install the plots extra: `pip install 'threadsched[plots]'`"

@@ -31,7 +31,7 @@ from threadsched.report.intervals import (
 )
 from threadsched.report.overadmission import RootOverAdmission, root_over_admission
 from threadsched.report.requests import RequestMetrics, request_metrics
-from threadsched.report.stats import WaitStats as WaitStats  # re-exported: its home before stats.py
+from threadsched.report.stats import WaitStats
 
 Signature = tuple[tuple[str, int], ...]
 

@@ -12,14 +12,28 @@ from __future__ import annotations
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from threadsched.core.events import REQUEST_STREAM
 from threadsched.report.intervals import SCHEDULER, Event, captured_at, int_field, mapping_field, stream_of
 from threadsched.report.stats import WaitStats
 
-if TYPE_CHECKING:
-    from threadsched.report.metrics import GroupMetrics  # metrics imports this module
+
+class TaskGroupWaits(Protocol):
+    """The task side of one group's waits (``metrics.GroupMetrics``), joined with its request waits."""
+
+    @property
+    def group(self) -> str: ...
+
+    @property
+    def leases(self) -> int: ...
+
+    @property
+    def ready_to_lease(self) -> WaitStats: ...
+
+    @property
+    def ready_to_lease_seconds(self) -> float: ...
+
 
 LIMIT_CHANGES = ("request_limit_decreased", "request_limit_increased")
 AttemptKey = tuple[str, object, object]
@@ -118,7 +132,7 @@ class _Tally:
     max_in_flight: int = 0
 
 
-def request_metrics(events: Sequence[Event], groups: Sequence[GroupMetrics] = ()) -> RequestMetrics | None:
+def request_metrics(events: Sequence[Event], groups: Sequence[TaskGroupWaits] = ()) -> RequestMetrics | None:
     """Metrics of the ``requests`` stream of ``ordered`` events; ``None`` when there is none. ``groups``
     (``metrics.group_metrics``) gives each task group's ready→lease wait for the per-group join."""
     requests = [event for event in events if is_request_event(event)]
@@ -231,7 +245,7 @@ def _resource_metrics(resource: str, tally: _Tally) -> RequestResourceMetrics:
     )
 
 
-def _group_waits(by_group: Mapping[str, _Tally], groups: Sequence[GroupMetrics]) -> tuple[GroupRequestWaits, ...]:
+def _group_waits(by_group: Mapping[str, _Tally], groups: Sequence[TaskGroupWaits]) -> tuple[GroupRequestWaits, ...]:
     """Groups whose tasks made model calls, joined with their task metrics."""
     tasks = {group.group: group for group in groups}
     joined = []

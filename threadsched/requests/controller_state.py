@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from threadsched.core.context import current_task_correlation
 from threadsched.core.contracts import fair_share_step
 from threadsched.core.events import REQUEST_STREAM, SchedulerEvent
-from threadsched.core.records import current_task_correlation
 from threadsched.requests.contracts import (
     ProviderModelKey,
     RequestAdmissionConfig,

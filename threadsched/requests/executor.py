@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, NoReturn
 
+from threadsched.core.context import current_cancel_token, current_task_correlation
 from threadsched.core.events import LOGGER, REQUEST_STREAM, EventSink, SchedulerEvent
-from threadsched.core.records import current_cancel_token, current_task_correlation
 from threadsched.requests.contracts import (
     RequestAdmissionError,
     RequestAdmissionItem,
