@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import threadsched
+import threadsched.cli.bench as bench_module
 from threadsched.cli.bench import BENCH_MISSING, add_bench_parser, bench_command, locate_bench, run_bench
 
 # A stand-in front door: writes its arguments next to itself and exits with code 3.
@@ -75,6 +76,21 @@ def test_missing_bench_dir_prints_one_line_and_returns_2(tmp_path: Path, capsys:
     assert run_bench(parse(["bench", "--bench-dir", str(tmp_path / "nope"), "heavy_root"])) == 2
     captured = capsys.readouterr()
     assert captured.err == BENCH_MISSING + "\n"
+    assert captured.out == ""
+
+
+def test_installed_outside_a_clone_prints_one_line_naming_bench_dir_and_returns_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # no --bench-dir, a working directory without bench/, and the package in site-packages (no checkout around it)
+    monkeypatch.setattr(bench_module, "_PACKAGE_DIR", tmp_path / "site-packages" / "threadsched")
+    (tmp_path / "project").mkdir()
+    monkeypatch.chdir(tmp_path / "project")
+    assert run_bench(parse(["bench", "heavy_root", "--quick"])) == 2
+    assert run_bench(parse(["bench"])) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [BENCH_MISSING, BENCH_MISSING]  # one line per invocation
+    assert "--bench-dir" in BENCH_MISSING
     assert captured.out == ""
 
 

@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
+import threadsched
 from threadsched.cli.commands import main
+
+
+def test_version_prints_the_package_version_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    assert captured.out == f"threadsched {threadsched.__version__}\n"
+    assert captured.err == ""
 
 
 def test_mixed_demo_plain_prints_table_and_evidence(capsys: pytest.CaptureFixture[str]) -> None:

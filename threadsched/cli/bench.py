@@ -45,13 +45,14 @@ def add_bench_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     return parser
 
 
-def locate_bench(bench_dir: Path | None, *, cwd: Path | None = None, package_dir: Path = _PACKAGE_DIR) -> Path | None:
+def locate_bench(bench_dir: Path | None, *, cwd: Path | None = None, package_dir: Path | None = None) -> Path | None:
     """``bench/run.py`` from ``bench_dir`` (only there when given), else ``cwd/bench``, else next to the
-    package's source tree; None when there is none."""
+    package's source tree (``package_dir``, default this package's directory); None when there is none."""
     if bench_dir is not None:
         candidates = [bench_dir]
     else:
-        candidates = [(cwd if cwd is not None else Path.cwd()) / "bench", package_dir.parent / "bench"]
+        source_tree = (package_dir if package_dir is not None else _PACKAGE_DIR).parent
+        candidates = [(cwd if cwd is not None else Path.cwd()) / "bench", source_tree / "bench"]
     for directory in candidates:
         front_door = directory / FRONT_DOOR
         if front_door.is_file():

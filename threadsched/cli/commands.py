@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 
+from threadsched import __version__
 from threadsched.cli.bench import add_bench_parser, run_bench
 from threadsched.cli.demo import SCALES, render_plain, render_rich, run_demo
 from threadsched.mock.cli import add_mock_provider_parser, run_mock_provider
@@ -30,6 +31,7 @@ from threadsched.policies import POLICY_NAMES
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="threadsched", description="Leased, fair thread-pool scheduling.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the built-in demo recipe (into ./threadsched-demo unless --out)")
     _add_run_options(demo)
