@@ -10,7 +10,7 @@ Target: against a server allowing R requests/s, the achieved throughput is >= 90
   ``max(4, ceil(2 * R * L))``: twice the concurrency the server's rate allows, so the adaptive limit, not
   the cap, has to find the rate) and the library's default AIMD settings (``--successes-until-increase``,
   ``--ceiling-hold``, ... override them); an ``OpenAIChatTransport(max_connections=C)`` and a
-  ``ModelRequestExecutor`` with the default ``RequestRetryPolicy``; K client threads (default C + 4) each
+  ``ModelRequestExecutor`` with the default retry policy (``REQUEST_RETRY``); K client threads (default C + 4) each
   call ``OpenAIChatModel.complete(prompt)`` in a closed loop, every prompt distinct, until told to stop.
 * A warm-up of W seconds (default 3: the limit starts at the cap and has to come down), then a measured
   window of M seconds (default 8). Throughput = successful completions the server counted in the window /

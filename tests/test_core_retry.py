@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import math
 import random
+from fractions import Fraction
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from threadsched import RetryPolicy
 
@@ -39,7 +42,52 @@ def test_jitter_stays_within_its_fraction() -> None:
     rng = random.Random(1)
     delays = [policy.backoff(1, rng) for _ in range(200)]
     assert all(0.75 <= delay <= 1.25 for delay in delays)
-    assert len(set(delays)) > 1
+    assert min(delays) < 1.0 < max(delays)  # both ways, also at the cap: a capped delay still spreads
+
+
+DELAYS = st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_infinity=False)
+JITTERS = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+ATTEMPTS = st.integers(min_value=1, max_value=5000)  # far past where initial * 2**(n-1) overflows a float
+
+
+@given(initial=DELAYS, cap=DELAYS, jitter=JITTERS, attempt=ATTEMPTS, seed=st.integers(0, 2**32))
+def test_jitter_spreads_the_capped_exponential_by_at_most_its_fraction_either_way(
+    initial: float, cap: float, jitter: float, attempt: int, seed: int
+) -> None:
+    policy = RetryPolicy(backoff_initial=initial, backoff_max=cap, jitter=jitter)
+    base = float(min(Fraction(cap), Fraction(initial) * 2 ** (attempt - 1)))  # exact: no float overflow
+    delay = policy.backoff(attempt, random.Random(seed))
+    assert math.isfinite(delay)
+    assert base * (1 - jitter) * (1 - 1e-12) <= delay <= base * (1 + jitter) * (1 + 1e-12)
+
+
+@given(initial=DELAYS, cap=DELAYS, jitter=JITTERS, attempt=ATTEMPTS, floor=DELAYS, seed=st.integers(0, 2**32))
+def test_at_least_is_a_floor_and_changes_nothing_below_it(
+    initial: float, cap: float, jitter: float, attempt: int, floor: float, seed: int
+) -> None:
+    policy = RetryPolicy(backoff_initial=initial, backoff_max=cap, jitter=jitter)
+    unfloored = policy.backoff(attempt, random.Random(seed))
+    floored = policy.backoff(attempt, random.Random(seed), at_least=floor)
+    assert floored == max(floor, unfloored)  # the same draw: the floor only ever raises the delay
+
+
+def test_a_floor_above_the_cap_wins_and_zero_is_no_floor() -> None:
+    policy = RetryPolicy(backoff_initial=1.0, backoff_max=5.0, jitter=0)
+    rng = random.Random(0)
+    assert policy.backoff(1, rng, at_least=12.0) == 12.0  # a Retry-After longer than the cap is honoured
+    assert policy.backoff(2, rng, at_least=0.5) == 2.0
+    assert policy.backoff(2, rng, at_least=0) == policy.backoff(2, rng) == 2.0
+
+
+@pytest.mark.parametrize("floor", [-0.1, math.inf, math.nan, True, "1"])
+def test_bad_floor_names_the_argument_and_value(floor: object) -> None:
+    with pytest.raises(ValueError, match=r"RetryPolicy\.backoff at_least must be a finite number >= 0, got "):
+        RetryPolicy().backoff(1, random.Random(0), at_least=floor)  # type: ignore[arg-type]
+
+
+def test_the_same_seed_gives_the_same_delay() -> None:
+    policy = RetryPolicy(jitter=0.5)
+    assert policy.backoff(2, random.Random(3)) == policy.backoff(2, random.Random(3))
 
 
 @pytest.mark.parametrize(
@@ -50,10 +98,12 @@ def test_jitter_stays_within_its_fraction() -> None:
         ({"backoff_initial": -1}, r"backoff_initial must be a finite number >= 0, got -1"),
         ({"backoff_max": math.inf}, r"backoff_max must be a finite number >= 0, got inf"),
         ({"jitter": 1.5}, r"jitter must be <= 1 \(a fraction of the delay\), got 1.5"),
+        ({"jitter": -0.1}, r"jitter must be a finite number >= 0, got -0.1"),
+        ({"jitter": math.nan}, r"jitter must be a finite number >= 0, got nan"),
     ],
 )
 def test_bad_values_name_the_field_and_value(kwargs: dict[str, object], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=r"^RetryPolicy\." + match):
         RetryPolicy(**kwargs)  # type: ignore[arg-type]
 
 

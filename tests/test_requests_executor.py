@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import itertools
 import json
+import math
 import random
 import threading
 from collections.abc import Callable, Iterable
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 from support import FakeClock
 
-from threadsched import Scheduler
+from threadsched import RetryPolicy, Scheduler
 from threadsched.core.events import MemoryEventSink, SchedulerEvent
 from threadsched.core.futures import CancelToken
 from threadsched.requests import (
@@ -28,12 +30,12 @@ from threadsched.requests import (
     RequestResourceKey,
 )
 from threadsched.requests.executor import (
+    REQUEST_RETRY,
     MalformedResponseError,
     ModelRequest,
     ModelRequestError,
     ModelRequestExecutor,
     RequestCancelledError,
-    RequestRetryPolicy,
     TransportConnectionError,
     TransportResponse,
     TransportTimeout,
@@ -45,7 +47,7 @@ from threadsched.requests.executor import (
 RO = RequestOutcome
 RESOURCE = RequestResourceKey("mock", "fast")
 SECRET_PROMPT = "the-secret-prompt-7f3a"
-NO_JITTER = RequestRetryPolicy(jitter=0.0)
+NO_JITTER = dataclasses.replace(REQUEST_RETRY, jitter=0.0)
 
 
 def ok(body: Any = None) -> TransportResponse:
@@ -121,7 +123,7 @@ def make(
     results: Iterable[TransportResponse | BaseException],
     *,
     admission: FakeAdmission | None = None,
-    retry: RequestRetryPolicy = NO_JITTER,
+    retry: RetryPolicy = NO_JITTER,
     clock: FakeClock | None = None,
     **kwargs: Any,
 ) -> tuple[ModelRequestExecutor, FakeAdmission, ScriptedTransport, FakeClock]:
@@ -242,15 +244,31 @@ def test_exhausted_attempts_raise_model_request_error_with_every_lease_released(
     assert clock.slept == [0.5, 1.0, 2.0]  # base * 2**(n-1), no jitter
 
 
-def test_backoff_is_capped_jittered_upwards_and_never_below_retry_after() -> None:
-    policy = RequestRetryPolicy(backoff_base_s=1.0, backoff_max_s=5.0, jitter=0.5)
+def test_default_backoff_is_jittered_both_ways_and_never_below_retry_after() -> None:
+    assert (REQUEST_RETRY.max_attempts, REQUEST_RETRY.backoff_initial, REQUEST_RETRY.backoff_max) == (4, 0.5, 30.0)
+    assert (REQUEST_RETRY.jitter, REQUEST_RETRY.retry_on) == (0.1, ())
     rng = random.Random(7)
-    delays = [policy.backoff(n, rng) for n in range(1, 8)]
-    assert all(min(5.0, 2.0 ** (n - 1)) <= delay <= min(5.0, 1.5 * 2.0 ** (n - 1)) for n, delay in enumerate(delays, 1))
-    assert delays[-1] == 5.0
-    assert policy.backoff(1, rng, retry_after=12.0) == 12.0
-    seeded = [RequestRetryPolicy().backoff(2, random.Random(3)) for _ in range(2)]
-    assert seeded[0] == seeded[1]
+    for attempt in range(1, 8):  # 0.5, 1, 2, ... capped at 30 before the +/- 10 %
+        base = min(30.0, 0.5 * 2.0 ** (attempt - 1))
+        assert 0.9 * base <= REQUEST_RETRY.backoff(attempt, rng) <= 1.1 * base
+    assert REQUEST_RETRY.backoff(1, rng, at_least=45.0) == 45.0  # Retry-After beyond the cap still wins
+
+
+def test_every_back_off_waits_at_least_the_retry_after() -> None:
+    hints = ["0.1", "2", "7"]
+    executor, admission, _, clock = make([status(429, **{"Retry-After": hint}) for hint in hints] + [ok()])
+    assert executor.execute(request()).attempts == 4
+    assert clock.slept == [0.5, 2.0, 7.0]  # max(0.5 * 2**(n-1), Retry-After), no jitter
+    assert [retry_after for _, retry_after in admission.outcomes()] == [0.1, 2.0, 7.0, None]
+
+
+def test_retry_on_is_not_consulted_by_the_executor() -> None:
+    policy = RetryPolicy(max_attempts=3, retry_on=(ValueError,), backoff_initial=0.0, jitter=0.0)
+    executor, _, _, _ = make([ValueError("transport bug"), ok()], retry=policy)
+    with pytest.raises(ValueError, match="transport bug"):  # an unexpected exception is never retried
+        executor.execute(request())
+    executor, _, _, _ = make([status(503), status(503), ok()], retry=policy)
+    assert executor.execute(request()).attempts == 3  # a 503 is retried though it is no ValueError
 
 
 def test_non_retryable_bad_request_is_one_attempt() -> None:
@@ -295,7 +313,7 @@ def test_malformed_success_body_is_a_retryable_provider_failure() -> None:
 
 
 def test_retry_after_beyond_the_policy_maximum_ends_the_call() -> None:
-    executor, admission, _, clock = make([status(429, **{"Retry-After": "3600"})], retry=RequestRetryPolicy(max_retry_after_s=60))
+    executor, admission, _, clock = make([status(429, **{"Retry-After": "3600"})], max_retry_after_s=60)
     with pytest.raises(ModelRequestError, match="max_retry_after_s") as caught:
         executor.execute(request())
     assert (caught.value.outcome, caught.value.attempts) == (RO.RATE_LIMITED, 1)
@@ -525,13 +543,19 @@ def test_model_request_repr_hides_the_payload_and_validates() -> None:
         request(payload=["not", "a", "mapping"])
 
 
-def test_retry_policy_validation() -> None:
-    with pytest.raises(ValueError, match="max_attempts must be an int >= 1"):
-        RequestRetryPolicy(max_attempts=0)
-    with pytest.raises(ValueError, match="jitter must be <= 1"):
-        RequestRetryPolicy(jitter=2)
-    with pytest.raises(ValueError, match="backoff_base_s"):
-        RequestRetryPolicy(backoff_base_s=-1)
+def test_retry_policy_and_max_retry_after_validation() -> None:
+    with pytest.raises(ValueError, match=r"RetryPolicy\.max_attempts must be an int >= 1, got 0"):
+        RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match=r"RetryPolicy\.jitter must be <= 1 \(a fraction of the delay\), got 2"):
+        RetryPolicy(jitter=2)
+    with pytest.raises(ValueError, match=r"RetryPolicy\.backoff_initial must be a finite number >= 0, got -1"):
+        RetryPolicy(backoff_initial=-1)
+    with pytest.raises(TypeError, match="retry must be a RetryPolicy or None"):
+        ModelRequestExecutor(FakeAdmission(), ScriptedTransport([]), retry={"max_attempts": 2})  # type: ignore[arg-type]
+    for bad in (-1, math.inf, math.nan, True, "60"):
+        with pytest.raises(ValueError, match=r"max_retry_after_s must be a finite number >= 0, got "):
+            ModelRequestExecutor(FakeAdmission(), ScriptedTransport([]), max_retry_after_s=bad)  # type: ignore[arg-type]
+    assert ModelRequestExecutor(FakeAdmission(), ScriptedTransport([]), max_retry_after_s=0).max_retry_after_s == 0.0
 
 
 def test_execute_validates_arguments_and_repr_shows_counters() -> None:

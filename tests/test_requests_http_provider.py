@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from support import FakeClock
 
 from threadsched.core.events import MemoryEventSink
 from threadsched.requests import (
+    REQUEST_RETRY,
     ProviderModelKey,
     RequestAdmissionConfig,
     RequestAdmissionItem,
@@ -26,7 +28,6 @@ from threadsched.requests.executor import (
     ModelRequest,
     ModelRequestError,
     ModelRequestExecutor,
-    RequestRetryPolicy,
     TransportConnectionError,
     TransportTimeout,
 )
@@ -345,7 +346,7 @@ def test_model_complete_retries_429_and_malformed_bodies_then_fails_without_leak
     transport, seen = transport_with(lambda request: next(replies), api_key_env=api_key)
     admission = RecordingAdmission()
     slept: list[float] = []
-    executor = ModelRequestExecutor(admission, transport, retry=RequestRetryPolicy(jitter=0), sleep=slept.append)
+    executor = ModelRequestExecutor(admission, transport, retry=dataclasses.replace(REQUEST_RETRY, jitter=0), sleep=slept.append)
     with transport, pytest.raises(ModelRequestError) as caught:
         OpenAIChatModel(executor, "openai", "gpt-test").complete(PROMPT)
     assert (caught.value.outcome, caught.value.status, caught.value.attempts) == (RequestOutcome.PROVIDER_FAILURE, 401, 3)

@@ -1,4 +1,10 @@
-"""Retry policy: which failures are retried and how long to back off before the next attempt."""
+"""Retry policy: how many attempts a piece of work gets and how long to back off between them.
+
+One value type for both layers. The scheduler retries a task whose error is a ``retry_on`` instance;
+the model request layer (``threadsched.requests``) classifies each attempt's outcome itself and uses
+only ``max_attempts`` and the back-off, with the provider's ``Retry-After`` as the floor
+(``backoff(..., at_least=retry_after)``).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,16 @@ def _non_negative(value: object, field_name: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """``max_attempts`` counts the first attempt; a ``retry_on`` instance is retryable."""
+    """``max_attempts`` counts the first attempt. The back-off before attempt ``n + 1`` is
+    ``min(backoff_max, backoff_initial * 2**(n-1)) * (1 + U(-jitter, +jitter))``: ``backoff_max`` caps the
+    exponential growth and ``jitter`` spreads the capped delay by up to that fraction either way (so a
+    delay at the cap still varies, by up to ``backoff_max * jitter`` above it), and never less than the
+    caller's floor ``at_least``.
+
+    ``retry_on``: the exception types the scheduler retries (``should_retry``; subclasses included;
+    empty retries nothing). The request layer does not consult it: its executor decides from the
+    classified outcome of each attempt (429, 5xx, timeouts and connection errors are retried, a rejected
+    request is not), so a policy passed to ``ModelRequestExecutor`` may leave it empty."""
 
     max_attempts: int = 3
     retry_on: tuple[type[BaseException], ...] = ()
@@ -40,12 +55,20 @@ class RetryPolicy:
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         return attempt < self.max_attempts and isinstance(error, self.retry_on)
 
-    def backoff(self, attempt: int, rng: random.Random) -> float:
-        """Delay before attempt ``attempt + 1``: exponential, capped, with +/- ``jitter`` spread."""
-        base = min(self.backoff_max, self.backoff_initial * (2 ** (attempt - 1)))
+    def backoff(self, attempt: int, rng: random.Random, *, at_least: float = 0.0) -> float:
+        """Delay in seconds before attempt ``attempt + 1`` (``attempt`` >= 1 is the attempt that just
+        failed): exponential, capped, spread by +/- ``jitter``, and never less than ``at_least`` (e.g. a
+        provider's ``Retry-After``; a floor above ``backoff_max`` wins)."""
+        if isinstance(at_least, bool) or not isinstance(at_least, (int, float)) or not 0 <= at_least < math.inf:
+            raise ValueError(f"RetryPolicy.backoff at_least must be a finite number >= 0, got {at_least!r}")
+        try:
+            grown = math.ldexp(self.backoff_initial, max(attempt - 1, 0))  # exactly initial * 2**(attempt-1)
+        except OverflowError:  # past the largest float: the cap applies
+            grown = math.inf
+        delay = min(self.backoff_max, grown)
         if self.jitter:
-            base *= 1.0 + rng.uniform(-self.jitter, self.jitter)
-        return max(0.0, float(base))
+            delay *= 1.0 + rng.uniform(-self.jitter, self.jitter)
+        return max(float(at_least), delay, 0.0)
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)

@@ -16,7 +16,7 @@ from threadsched.requests.contracts import (
     RequestResourceSnapshot,
 )
 from threadsched.requests.controller import AdaptiveRequestAdmissionController
-from threadsched.requests.executor import ModelRequestExecutor
+from threadsched.requests.executor import REQUEST_RETRY, ModelRequestExecutor
 from threadsched.requests.http_provider import OpenAIChatModel, OpenAIChatTransport
 from threadsched.requests.outcomes import (
     ModelRequest,
@@ -24,7 +24,6 @@ from threadsched.requests.outcomes import (
     ModelResponse,
     ModelTransport,
     RequestCancelledError,
-    RequestRetryPolicy,
     TransportConnectionError,
     TransportResponse,
     TransportTimeout,
@@ -32,6 +31,7 @@ from threadsched.requests.outcomes import (
 )
 
 __all__ = [
+    "REQUEST_RETRY",
     "AdaptiveRequestAdmissionController",
     "ModelRequest",
     "ModelRequestError",
@@ -41,7 +41,6 @@ __all__ = [
     "OpenAIChatModel",
     "OpenAIChatTransport",
     "RequestCancelledError",
-    "RequestRetryPolicy",
     "TransportConnectionError",
     "TransportResponse",
     "TransportTimeout",

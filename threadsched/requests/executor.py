@@ -1,9 +1,10 @@
 """The model request executor: one request lease per outbound attempt, retries inside.
 
-``ModelRequestExecutor.execute`` runs one logical model call as up to ``RequestRetryPolicy.max_attempts``
-attempts. Each attempt acquires its own lease from request admission, sends through a ``ModelTransport``,
-classifies the result into a ``RequestOutcome`` and releases that lease exactly once (in a ``finally``), so
-the admission layer sees every attempt and AIMD reacts to each 429. Back-off happens with no lease held.
+``ModelRequestExecutor.execute`` runs one logical model call as up to ``retry.max_attempts`` attempts
+(``retry`` is a ``threadsched.core.retry.RetryPolicy``, default ``REQUEST_RETRY``). Each attempt acquires
+its own lease from request admission, sends through a ``ModelTransport``, classifies the result into a
+``RequestOutcome`` and releases that lease exactly once (in a ``finally``), so the admission layer sees
+every attempt and AIMD reacts to each 429. Back-off happens with no lease held.
 A cancel token found set when the send returns makes the attempt ``local_cancelled`` (even a 200): the
 lease is released as such and ``RequestCancelledError`` raised.
 
@@ -20,6 +21,7 @@ Lock order: ``ModelRequestExecutor._lock`` guards counters only; nothing is call
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import threading
 import time
@@ -30,6 +32,7 @@ from typing import Any, NoReturn
 
 from threadsched.core.context import current_cancel_token, current_task_correlation
 from threadsched.core.events import LOGGER, REQUEST_STREAM, EventSink, SchedulerEvent
+from threadsched.core.retry import RetryPolicy
 from threadsched.requests.contracts import (
     RequestAdmissionError,
     RequestAdmissionItem,
@@ -45,7 +48,6 @@ from threadsched.requests.outcomes import (
     ModelTransport,
     RequestAdmission,
     RequestCancelledError,
-    RequestRetryPolicy,
     TransportConnectionError,
     TransportResponse,
     TransportTimeout,
@@ -56,6 +58,7 @@ from threadsched.requests.outcomes import (
 )
 
 __all__ = [
+    "REQUEST_RETRY",
     "REQUEST_STREAM",
     "MalformedResponseError",
     "ModelRequest",
@@ -65,7 +68,6 @@ __all__ = [
     "ModelTransport",
     "RequestAdmission",
     "RequestCancelledError",
-    "RequestRetryPolicy",
     "TransportConnectionError",
     "TransportResponse",
     "TransportTimeout",
@@ -73,6 +75,12 @@ __all__ = [
     "is_retryable",
     "parse_retry_after",
 ]
+
+
+REQUEST_RETRY = RetryPolicy(max_attempts=4, backoff_initial=0.5, backoff_max=30.0, jitter=0.1)
+"""The executor's default: 4 attempts, back-offs of about 0.5, 1 and 2 s (+/- 10 %), each at least the
+provider's ``Retry-After``. Its ``retry_on`` is empty: the executor does not consult it
+(``ModelRequestExecutor``)."""
 
 
 @dataclass(slots=True)
@@ -95,6 +103,11 @@ class _Call:
 class ModelRequestExecutor:
     """Runs ``ModelRequest``s through request admission and a transport, with retries (module docstring).
 
+    ``retry``: attempts and back-off (``RetryPolicy``, default ``REQUEST_RETRY``). Which attempts are
+    retried is decided here from their classified outcome (``is_retryable``), never from
+    ``retry.retry_on``; each back-off is ``retry.backoff(attempt, rng, at_least=Retry-After)``.
+    ``max_retry_after_s`` (>= 0, default 120): a ``Retry-After`` above it ends the call with
+    ``ModelRequestError`` instead of waiting that long.
     ``sleep``: None waits for real (``cancel.wait(delay)`` when a token is given, so a cancel ends the
     back-off at once; ``time.sleep`` otherwise); an injected ``sleep`` replaces both (tests) and the token
     is checked after it. ``clock`` times deadlines and events. ``sequence``: share one counter with the
@@ -105,20 +118,28 @@ class ModelRequestExecutor:
         admission: RequestAdmission,
         transport: ModelTransport,
         *,
-        retry: RequestRetryPolicy | None = None,
+        retry: RetryPolicy | None = None,
+        max_retry_after_s: float = 120.0,
         events: EventSink | None = None,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         sequence: Iterator[int] | None = None,
     ) -> None:
-        if retry is not None and not isinstance(retry, RequestRetryPolicy):
-            raise TypeError(f"retry must be a RequestRetryPolicy or None, got {retry!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+        if (
+            isinstance(max_retry_after_s, bool)
+            or not isinstance(max_retry_after_s, (int, float))
+            or not 0 <= max_retry_after_s < math.inf
+        ):
+            raise ValueError(f"max_retry_after_s must be a finite number >= 0, got {max_retry_after_s!r}")
         if events is not None and not callable(getattr(events, "emit", None)):
             raise TypeError(f"events must have an emit(event) method, got {events!r}")
         self._admission = admission
         self._transport = transport
-        self.retry = retry or RequestRetryPolicy()
+        self.retry = retry if retry is not None else REQUEST_RETRY
+        self.max_retry_after_s = float(max_retry_after_s)
         self._sink = events
         self._sleep = sleep
         self._clock = clock
@@ -167,9 +188,9 @@ class ModelRequestExecutor:
                 self._fail(last.outcome, last, attempt, "not retryable")
             if attempt >= self.retry.max_attempts:
                 self._fail(last.outcome, last, attempt, f"gave up after {attempt} attempts")
-            if last.retry_after is not None and last.retry_after > self.retry.max_retry_after_s:
+            if last.retry_after is not None and last.retry_after > self.max_retry_after_s:
                 self._fail(last.outcome, last, attempt, f"Retry-After {last.retry_after:.3g}s exceeds max_retry_after_s")
-            delay = self.retry.backoff(attempt, self._rng, last.retry_after)
+            delay = self.retry.backoff(attempt, self._rng, at_least=last.retry_after or 0.0)
             if call.deadline is not None and self._clock() + delay >= call.deadline:
                 self._fail(last.outcome, last, attempt, f"deadline of {deadline_s}s leaves no room for a {delay:.3g}s back-off")
             self._count("retries")

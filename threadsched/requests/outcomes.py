@@ -1,5 +1,5 @@
 """Values of the model request layer: requests and responses, transport and admission protocols,
-typed errors, the retry policy, and how a response or an exception is classified into a ``RequestOutcome``.
+typed errors, and how a response or an exception is classified into a ``RequestOutcome``.
 
 ``classify``: 2xx success; 429 rate_limited (``retry-after-ms`` or ``Retry-After``: seconds or an HTTP
 date); 408/504 provider_timeout; other 5xx provider_failure; other 4xx provider_failure, not retried;
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import email.utils
 import math
-import random
 import re
 import threading
 import time
@@ -126,36 +125,6 @@ class RequestAdmission(Protocol):
     def release(
         self, lease: RequestAdmissionLease, outcome: RequestOutcome, *, retry_after: float | None = None
     ) -> RequestReleaseResult: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RequestRetryPolicy:
-    """``max_attempts`` counts the first attempt. The back-off before attempt ``n + 1`` is
-    ``min(backoff_max_s, backoff_base_s * 2**(n-1)) * (1 + U(0, jitter))``, capped at ``backoff_max_s``, and
-    never less than the provider's ``Retry-After``. A ``Retry-After`` above ``max_retry_after_s`` ends the
-    call instead of waiting that long."""
-
-    max_attempts: int = 4
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 30.0
-    jitter: float = 0.1
-    max_retry_after_s: float = 120.0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
-            raise ValueError(f"RequestRetryPolicy.max_attempts must be an int >= 1, got {self.max_attempts!r}")
-        for name in ("backoff_base_s", "backoff_max_s", "jitter", "max_retry_after_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"RequestRetryPolicy.{name} must be a finite number >= 0, got {value!r}")
-        if self.jitter > 1:
-            raise ValueError(f"RequestRetryPolicy.jitter must be <= 1 (a fraction of the delay), got {self.jitter!r}")
-
-    def backoff(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
-        delay = min(self.backoff_max_s, self.backoff_base_s * 2.0 ** (attempt - 1))
-        if self.jitter:
-            delay = min(self.backoff_max_s, delay * (1.0 + rng.uniform(0.0, self.jitter)))
-        return max(delay, retry_after or 0.0)
 
 
 def positive_or_none(value: object, name: str) -> None:
