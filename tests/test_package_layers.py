@@ -13,20 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-import threadsched
-
-PACKAGE_ROOT = Path(threadsched.__file__).resolve().parent
-
-
-def module_paths() -> dict[str, Path]:
-    modules = {}
-    for path in PACKAGE_ROOT.rglob("*.py"):
-        parts = ["threadsched", *path.relative_to(PACKAGE_ROOT).with_suffix("").parts]
-        if parts[-1] == "__init__":
-            parts.pop()
-        modules[".".join(parts)] = path
-    return modules
+from support import module_paths
 
 
 def absolute_base(package: str, node: ast.ImportFrom) -> str:
