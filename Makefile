@@ -13,7 +13,6 @@ install: $(BIN)/python
 lint: install
 	$(BIN)/ruff check threadsched tests bench scripts examples
 	$(BIN)/ruff format --check threadsched tests bench scripts examples
-	bash scripts/check_no_worker_waits.sh
 
 types: install
 	$(BIN)/mypy

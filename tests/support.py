@@ -26,6 +26,7 @@ Sections:
   StrictFairPolicy), ``PolicyHarness``.
 * Hypothesis strategies: ``per_group``, ``resource_amounts``, ``group_draws``.
 * Fake clocks and executor kinds: ``FakeClock``, ``EXECUTOR_KINDS``.
+* Package sources (for the static checks): ``PACKAGE_ROOT``, ``module_paths``.
 """
 
 from __future__ import annotations
@@ -37,10 +38,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from hypothesis import strategies as st
 
+import threadsched
 from threadsched import LeasedExecutor, MemoryEventSink, Scheduler, SchedulerEvent, current_cancel_token
 from threadsched.core.admission import TaskAdmissionController
 from threadsched.core.contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
@@ -768,3 +771,20 @@ class FakeClock:
 
 EXECUTOR_KINDS: dict[str, Callable[..., ThreadPoolExecutor]] = {"stdlib": ThreadPoolExecutor, "leased": LeasedExecutor}
 """The executors a drop-in test runs against: the stdlib pool and ``LeasedExecutor``."""
+
+
+# -- package sources -------------------------------------------------------------------------------
+
+PACKAGE_ROOT = Path(threadsched.__file__).resolve().parent
+"""The installed package's directory (the one this interpreter imports, not necessarily the checkout)."""
+
+
+def module_paths() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its own name, not ``...__init__``)."""
+    modules = {}
+    for path in PACKAGE_ROOT.rglob("*.py"):
+        parts = ["threadsched", *path.relative_to(PACKAGE_ROOT).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
