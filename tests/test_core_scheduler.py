@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import json
 import math
 import os
@@ -652,3 +653,57 @@ def test_submit_correlated_rejects_a_non_mapping(correlation: Any) -> None:
 def test_run_id_must_be_a_str(run_id: Any) -> None:
     with pytest.raises(TypeError, match="run_id must be a str or None"):
         Scheduler(max_workers=1, name="badrunid", run_id=run_id)
+
+
+# -- statistics and repr ---------------------------------------------------------------------------
+
+
+def test_statistics_are_frozen_values_of_the_scheduler_its_queue_and_its_admission() -> None:
+    with Scheduler(2, resource_limits={"gpu": 1}, name="stats") as sched:
+        sched.group("g", resources={"gpu": 1}).submit(pow, 2, 3).result(timeout=GENEROUS)
+        stats = sched.statistics()
+    assert (stats.name, stats.capacity, stats.queued, stats.running, stats.overdue) == ("stats", 2, 0, 0, 0)
+    assert stats.counters["submitted"] == stats.counters["completed"] == 1
+    assert stats.queue.peak_queued_by_group.get("g", 0) <= 1
+    assert stats.admission.peak_leased_resources["gpu"] == 1
+    assert stats.admission.resource_limits == {"gpu": 1, "submission": 2}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.queued = 5  # type: ignore[misc]
+    for mapping in (stats.counters, stats.admission.resources_available, stats.queue.peak_queued_by_group):
+        with pytest.raises(TypeError):
+            mapping["x"] = 1  # type: ignore[index]
+
+
+def test_repr_takes_no_lock_so_it_can_be_logged_under_any_of_them() -> None:
+    """A repr taken while one of the scheduler's locks is held (a log line in a callback, a debugger) must not
+    wait for that lock: each lock below is held by this very thread, so a repr that took it would hang here."""
+    gate = threading.Event()
+    with Scheduler(2, name="logged") as sched:
+        running = sched.submit(gate.wait)
+        sched.submit(int)
+        locks = (sched._lock, sched._queue._lock, sched._controller._lock, sched._core._lock, sched._emitter._lock)
+        for lock in locks:
+            lock.acquire()
+        try:
+            text = repr(sched)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+        gate.set()
+        running.result(timeout=GENEROUS)
+    assert text.startswith("<Scheduler 'logged' capacity=2 ") and "leases=" in text, text
+    assert repr(sched._queue).startswith("<FairTaskQueue ")
+
+
+def test_a_leased_executor_repr_takes_no_lock_either() -> None:
+    with threadsched.LeasedExecutor(1) as executor:
+        scheduler = executor.scheduler
+        locks = (executor._shutdown_lock, scheduler._queue._lock, scheduler._controller._lock, scheduler._core._lock)
+        for lock in locks:
+            lock.acquire()
+        try:
+            text = repr(executor)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+    assert "max_workers=1" in text, text

@@ -14,7 +14,9 @@ import pytest
 import threadsched
 
 HEAVY_THIRD_PARTY = ("concurrent_log_handler", "httpx", "rich", "matplotlib", "dask", "distributed", "tomllib")
-LAZY_SUBMODULES = tuple(f"threadsched.{name}" for name in ("engine", "requests", "report", "event_log", "backends", "cli"))
+LAZY_SUBMODULES = tuple(
+    f"threadsched.{name}" for name in ("engine", "requests", "report", "core.event_log", "backends", "cli", "mock")
+)
 PREFIXES = ("threadsched.", *HEAVY_THIRD_PARTY)
 
 
