@@ -1,9 +1,8 @@
 """The value types of a recipe: what ``parse_recipe`` builds and the engine reads.
 
 Frozen dataclasses (``RunSettings``, ``ProviderSpec``, ``ColumnSpec``, ``ProcessorSpec``, ``Recipe``), the
-literal kinds they allow, and the canonical JSON that ``recipe_hash`` is computed from. Parsing and
-validation live in ``recipe.py`` (the tables) and ``recipe_columns.py`` (columns and processors); both
-build these types, and neither is imported from here.
+literal kinds they allow, and the canonical JSON that ``recipe_hash`` is computed from. The parser
+(``parse``) builds them and imports this module, never the reverse.
 """
 
 from __future__ import annotations
