@@ -24,7 +24,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, cast
 
-from threadsched.engine.recipe.validation import FieldPath, RecipeError, Scalar, ValidationContext, dependency_cycle
+from threadsched.engine.recipe.graph import dependency_cycle
+from threadsched.engine.recipe.validation import FieldPath, RecipeError, ValidationContext
 from threadsched.engine.recipe.values import (
     COLUMN_KINDS,
     FILTER_OPS,
@@ -40,9 +41,8 @@ from threadsched.engine.recipe.values import (
     ProviderSpec,
     Recipe,
     RunSettings,
+    Scalar,
     canonical_recipe_json,
-    known_models,
-    listing,
 )
 from threadsched.policies import POLICY_NAMES
 
@@ -63,6 +63,17 @@ __all__ = [
     "load_recipe",
     "parse_recipe",
 ]
+
+
+def _listing(names: tuple[str, ...] | list[str]) -> str:
+    """Names for an error message: ``a, b, c``, or ``none``."""
+    return ", ".join(names) if names else "none"
+
+
+def _known_models(providers: Mapping[str, ProviderSpec]) -> tuple[str, ...]:
+    """Every ``provider/model`` the recipe declares, sorted."""
+    return tuple(sorted(f"{name}/{model}" for name, spec in providers.items() for model in spec.models))
+
 
 # -- [run] and [resources] ---------------------------------------------------------------------------
 
@@ -98,7 +109,7 @@ def _parse_run(ctx: ValidationContext, raw: object) -> RunSettings:
 def _parse_resources(ctx: ValidationContext, raw: object, providers: Mapping[str, ProviderSpec]) -> Mapping[str, int]:
     table = ctx.table(raw, ("resources",), None)
     limits: dict[str, int] = {}
-    known = known_models(providers)
+    known = _known_models(providers)
     for key, value in table.items():
         path: FieldPath = ("resources", key)
         if not key.strip():
@@ -106,7 +117,7 @@ def _parse_resources(ctx: ValidationContext, raw: object, providers: Mapping[str
         if key == "submission":
             ctx.fail(path, "'submission' is the worker-slot resource; set it with run.max_workers")
         if key.startswith(LLM_RESOURCE_PREFIX) and key[len(LLM_RESOURCE_PREFIX) :] not in known:
-            ctx.fail(path, f"unknown model {key[len(LLM_RESOURCE_PREFIX) :]!r} in resource {key!r} (known: {listing(known)})")
+            ctx.fail(path, f"unknown model {key[len(LLM_RESOURCE_PREFIX) :]!r} in resource {key!r} (known: {_listing(known)})")
         limits[key] = ctx.integer(value, path, minimum=1)
     return MappingProxyType(dict(sorted(limits.items())))
 
@@ -247,9 +258,9 @@ def _model_reference(ctx: ValidationContext, raw: object, path: FieldPath, provi
     if not slash or not provider or not model_name:
         ctx.fail(path, f"expected 'provider/model', got {model!r}")
     if provider not in providers:
-        ctx.fail(path, f"unknown provider {provider!r} in model {model!r} (known providers: {listing(sorted(providers))})")
+        ctx.fail(path, f"unknown provider {provider!r} in model {model!r} (known providers: {_listing(sorted(providers))})")
     if model_name not in providers[provider].models:
-        ctx.fail(path, f"unknown model {model!r} (known: {listing(known_models(providers))})")
+        ctx.fail(path, f"unknown model {model!r} (known: {_listing(_known_models(providers))})")
     return model
 
 
@@ -266,7 +277,7 @@ def _parse_columns(
         index[column.name] = position
         columns.append(column)
         references.append(refs)
-    known = listing(list(index))
+    known = _listing(list(index))
     for position, refs in enumerate(references):
         for name, key in refs.items():
             if name not in index:
@@ -302,12 +313,12 @@ def _parse_processor(ctx: ValidationContext, raw: object, path: FieldPath, colum
     def column_reference(value: object, column_path: FieldPath) -> str:
         name = ctx.string(value, column_path)
         if name not in names:
-            ctx.fail(column_path, f"unknown column {name!r} (known: {listing(names)})")
+            ctx.fail(column_path, f"unknown column {name!r} (known: {_listing(names)})")
         if stage == "pre_batch" and name not in roots:
             ctx.fail(
                 column_path,
                 f"a pre_batch processor may only use root columns (present before downstream cells: "
-                f"{listing(roots)}), got {name!r}",
+                f"{_listing(roots)}), got {name!r}",
             )
         return name
 
@@ -384,6 +395,6 @@ def builtin_recipe_text(name: str = "demo") -> str:
     """The TOML text of a built-in recipe (``threadsched recipe demo`` prints it)."""
     names = builtin_recipe_names()
     if name not in names:
-        raise ValueError(f"unknown built-in recipe {name!r} (available: {listing(list(names))})")
+        raise ValueError(f"unknown built-in recipe {name!r} (available: {_listing(list(names))})")
     resource = importlib_resources.files("threadsched.engine").joinpath("recipes", f"{name}.toml")
     return resource.read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from threadsched.engine.recipe.validation import Scalar, topological_order
+from threadsched.engine.recipe.graph import topological_order
 
 __all__ = [
     "COLUMN_KINDS",
@@ -31,11 +31,11 @@ __all__ = [
     "PythonMode",
     "Recipe",
     "RunSettings",
+    "Scalar",
     "canonical_recipe_json",
-    "known_models",
-    "listing",
 ]
 
+Scalar = str | int | float | bool  # a sampler value or a filter value: what TOML gives for a plain value
 ColumnKind = Literal["sampler", "llm", "template", "python"]
 PythonMode = Literal["cell", "batch"]
 ProcessorStage = Literal["pre_batch", "post_batch"]
@@ -204,11 +204,3 @@ _OPENAI_ONLY = ("base_url", "api_key_env", "timeout_s")
 def _hashed_provider(spec: ProviderSpec) -> dict[str, Any]:
     """The provider as hashed: openai-only fields are left out when unset, so older hashes stay valid."""
     return {key: value for key, value in asdict(spec).items() if not (key in _OPENAI_ONLY and value is None)}
-
-
-def known_models(providers: Mapping[str, ProviderSpec]) -> tuple[str, ...]:
-    return tuple(sorted(f"{name}/{model}" for name, spec in providers.items() for model in spec.models))
-
-
-def listing(names: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(names) if names else "none"
