@@ -17,7 +17,7 @@ from threadsched.engine.columns import (
     compile_columns,
 )
 from threadsched.engine.processors import Processor, ProcessorError, ProcessorResult, compile_processor, run_stage
-from threadsched.engine.recipe.parse import (
+from threadsched.engine.recipe import (
     COLUMN_KINDS,
     FILTER_OPS,
     PROCESSOR_KINDS,
@@ -33,8 +33,8 @@ from threadsched.engine.recipe.parse import (
     builtin_recipe_text,
     load_recipe,
     parse_recipe,
+    template_references,
 )
-from threadsched.engine.recipe.validation import template_references
 from threadsched.engine.reference import ReferenceResult, reference_row_values
 from threadsched.engine.runner.output import RunResult, run_reference
 from threadsched.engine.runner.run import run_recipe

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from threadsched.engine.recipe.values import FilterOp, ProcessorSpec
+from threadsched.engine.recipe import FilterOp, ProcessorSpec
 from threadsched.engine.user_code import UserCodeError, import_callable
 
 __all__ = [

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor, compile_columns
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.mock.model import MockModelEndpoint
 
 __all__ = [

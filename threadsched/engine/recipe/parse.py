@@ -46,23 +46,7 @@ from threadsched.engine.recipe.values import (
 )
 from threadsched.policies import POLICY_NAMES
 
-__all__ = [
-    "COLUMN_KINDS",
-    "FILTER_OPS",
-    "PROCESSOR_KINDS",
-    "PROCESSOR_STAGES",
-    "PROVIDER_KINDS",
-    "ColumnSpec",
-    "ProcessorSpec",
-    "ProviderSpec",
-    "Recipe",
-    "RecipeError",
-    "RunSettings",
-    "builtin_recipe_names",
-    "builtin_recipe_text",
-    "load_recipe",
-    "parse_recipe",
-]
+__all__ = ["PROVIDER_KINDS", "builtin_recipe_names", "builtin_recipe_text", "load_recipe", "parse_recipe"]
 
 
 def _listing(names: tuple[str, ...] | list[str]) -> str:

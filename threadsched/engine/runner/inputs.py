@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import Failure, with_retries
 
 __all__ = ["RootCells", "RowStore", "Rows", "ancestors", "root_cells", "run_task"]

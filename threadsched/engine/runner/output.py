@@ -21,7 +21,7 @@ from typing import Any
 
 from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_endpoints, compile_columns
 from threadsched.engine.processors import Processor, compile_processor, run_stage
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import compute_columns, default_max_attempts
 
 __all__ = [

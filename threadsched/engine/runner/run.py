@@ -41,7 +41,7 @@ from threadsched.engine.capacity import CapacityPlan, configured_capacity
 from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_endpoints, compile_columns
 from threadsched.engine.http_endpoint import scheduler_policy
 from threadsched.engine.progress import ProgressReporter, ProgressSnapshot
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
 from threadsched.engine.runner.counts import RunCounts
 from threadsched.engine.runner.events import EngineEvents, LateBoundSink, correlation_of, job_facts, new_run_id, open_event_log

@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from threadsched.engine.columns import ColumnExecutor, build_endpoints, compile_columns
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.engine.runner.inputs import Rows, RowStore, run_task
 from threadsched.engine.tracker import CompletionTracker, TaskKey
 
