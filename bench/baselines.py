@@ -39,8 +39,8 @@ from typing import Any
 
 from threadsched.engine import BatchExecutor, CellExecutor, Recipe, build_endpoints, compile_columns
 from threadsched.engine.reference import Failure, default_max_attempts, with_retries
-from threadsched.engine.runner.inputs import RootCells, Rows, RowStore, ancestors, root_cells
 from threadsched.engine.runner.output import OutputWriter, apply_stage, compile_stage, row_group_range
+from threadsched.engine.runner.rows import RootCells, Rows, RowStore, ancestors, root_cells
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 
 __all__ = ["BASELINES", "BaselineResult", "run_baseline"]

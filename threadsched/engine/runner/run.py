@@ -45,7 +45,6 @@ from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
 from threadsched.engine.runner.counts import RunCounts
 from threadsched.engine.runner.events import EngineEvents, LateBoundSink, correlation_of, job_facts, new_run_id, open_event_log
-from threadsched.engine.runner.inputs import RootCells, Rows, RowStore, ancestors
 from threadsched.engine.runner.output import (
     OutputWriter,
     RunResult,
@@ -57,6 +56,7 @@ from threadsched.engine.runner.output import (
     scheduled_result,
 )
 from threadsched.engine.runner.resume import ResumeError, prepare_output
+from threadsched.engine.runner.rows import RootCells, Rows, RowStore, ancestors
 from threadsched.engine.runner.tasks import SKIPPED, EngineTasks
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 from threadsched.policies import POLICY_NAMES

@@ -26,7 +26,7 @@ from typing import Any
 
 from threadsched.engine.columns import ColumnExecutor, build_endpoints, compile_columns
 from threadsched.engine.recipe import Recipe
-from threadsched.engine.runner.inputs import Rows, RowStore, run_task
+from threadsched.engine.runner.rows import Rows, RowStore, run_task
 from threadsched.engine.tracker import CompletionTracker, TaskKey
 
 __all__ = ["SKIPPED", "EngineTasks", "run_remote_task"]

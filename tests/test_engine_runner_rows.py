@@ -7,7 +7,7 @@ import threading
 import pytest
 from support import GENEROUS, small_recipe
 
-from threadsched.engine.runner.inputs import RowStore, ancestors
+from threadsched.engine.runner.rows import RowStore, ancestors
 
 ANCESTORS = {
     "topic": frozenset(),
