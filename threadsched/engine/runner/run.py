@@ -56,8 +56,8 @@ from threadsched.engine.runner.output import (
     scheduled_result,
 )
 from threadsched.engine.runner.resume import ResumeError, prepare_output
-from threadsched.engine.runner.rows import RootCells, Rows, RowStore, ancestors
-from threadsched.engine.runner.tasks import SKIPPED, EngineTasks
+from threadsched.engine.runner.rows import Rows, RowStore, ancestors
+from threadsched.engine.runner.tasks import SKIPPED, EngineTasks, RootCells
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 from threadsched.policies import POLICY_NAMES
 
