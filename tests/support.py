@@ -65,7 +65,7 @@ from threadsched import (
 from threadsched.core.events import SCHEDULER_STREAM
 from threadsched.core.policy import ALLOW, NO_CHANGE
 from threadsched.engine import Recipe, parse_recipe
-from threadsched.engine.runner.run import RunResult
+from threadsched.engine.runner import RunResult
 
 T = TypeVar("T")
 

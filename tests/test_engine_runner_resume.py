@@ -21,7 +21,7 @@ from support import assert_healthy, no_sleep
 
 from threadsched.cli import main
 from threadsched.engine import Recipe, RecipeError, parse_recipe
-from threadsched.engine.runner.run import ResumeError, run_recipe, run_reference
+from threadsched.engine.runner import ResumeError, run_recipe, run_reference
 from threadsched.engine.tracker import ColumnNode, CompletionTracker
 
 TESTS = Path(__file__).resolve().parent

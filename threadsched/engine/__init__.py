@@ -36,8 +36,7 @@ from threadsched.engine.recipe import (
     template_references,
 )
 from threadsched.engine.reference import ReferenceResult, reference_row_values
-from threadsched.engine.runner.output import RunResult, run_reference
-from threadsched.engine.runner.run import run_recipe
+from threadsched.engine.runner import RunResult, run_recipe, run_reference
 from threadsched.engine.templates import CompiledTemplate, TemplateError, render, template_fields
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey, TrackerError
 from threadsched.engine.user_code import UserCodeError, import_callable

@@ -52,16 +52,15 @@ from threadsched.engine.runner.output import (
     apply_stage,
     compile_stage,
     row_group_range,
-    run_reference,
     scheduled_result,
 )
-from threadsched.engine.runner.resume import ResumeError, prepare_output
+from threadsched.engine.runner.resume import prepare_output
 from threadsched.engine.runner.rows import Rows, RowStore, ancestors
 from threadsched.engine.runner.tasks import SKIPPED, EngineTasks, RootCells
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 from threadsched.policies import POLICY_NAMES
 
-__all__ = ["ResumeError", "RunResult", "run_recipe", "run_reference"]
+__all__ = ["run_recipe"]
 
 _NAME = "threadsched-engine"
 
