@@ -4,15 +4,16 @@
 files, the oracle whose ``output_hash`` every scheduled run must equal. Both return a ``RunResult``;
 ``ResumeError`` is the ``RecipeError`` of a ``--resume`` that cannot use the checkpoints it finds.
 
-Modules: ``run`` (the scheduled run's main loop), ``tasks`` (one engine task: its work and the call
-submitted for it), ``rows`` (the row store), ``counts`` (counters and progress), ``events`` (the engine's
-event stream), ``output`` (checkpoints, ``dataset.jsonl``, ``run.json``) and ``resume`` (preparing the
-output directory, ``--resume``).
+Modules: ``run`` (the scheduled run's main loop), ``reference`` (the reference run), ``tasks`` (one engine
+task: its work and the call submitted for it), ``rows`` (the row store), ``counts`` (counters and progress),
+``events`` (the engine's event stream), ``output`` (checkpoints, ``dataset.jsonl``, ``run.json``) and
+``resume`` (preparing the output directory, ``--resume``).
 """
 
 from __future__ import annotations
 
-from threadsched.engine.runner.output import RunResult, run_reference
+from threadsched.engine.runner.output import RunResult
+from threadsched.engine.runner.reference import run_reference
 from threadsched.engine.runner.resume import ResumeError
 from threadsched.engine.runner.run import run_recipe
 
