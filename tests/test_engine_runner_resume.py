@@ -1,4 +1,5 @@
-"""Runtime control of the engine: --resume, error-rate early shutdown and cancellation (Ctrl-C).
+"""Stopping and resuming a run (runner.resume): --resume, and the stops that leave checkpoints to resume from
+(error-rate early shutdown, cancellation and Ctrl-C, a killed process).
 
 The python columns below are loaded by recipes as ``test_engine_runner_resume:<name>`` (tests/ is on
 ``sys.path``); they cancel the run or kill their own process at a deterministic point."""
