@@ -1,6 +1,6 @@
 """The dataset engine: recipes, templates, column executors, processors, the single-threaded
-reference oracle and the completion tracker. The mock model lives in ``threadsched.mock.model``
-and its names are re-exported here, so recipes' user code can keep importing them from the engine.
+reference oracle and the completion tracker. The mock model's names (``threadsched.mock.model``) are
+re-exported here, so recipes' user code can import them from the engine.
 
 ``run_recipe`` executes a recipe's column DAG over row groups on the ``Scheduler``; ``run_reference`` is the
 single-threaded oracle writing the same files. ``threadsched run`` and ``threadsched demo`` drive both.

@@ -202,5 +202,6 @@ _OPENAI_ONLY = ("base_url", "api_key_env", "timeout_s")
 
 
 def _hashed_provider(spec: ProviderSpec) -> dict[str, Any]:
-    """The provider as hashed: openai-only fields are left out when unset, so older hashes stay valid."""
+    """The provider as hashed: openai-only fields are left out when unset, so a provider's hash depends only
+    on the fields its kind has (a mock provider hashes the same whatever fields other kinds add)."""
     return {key: value for key, value in asdict(spec).items() if not (key in _OPENAI_ONLY and value is None)}
