@@ -6,7 +6,7 @@ work reaches a thread:
 * readiness and the row-group lifecycle: the engine's ``CompletionTracker`` (at most
   ``run.max_row_groups_in_flight`` row groups open, a row group opens when an earlier one is checkpointed);
 * work: the engine's compiled executors (``compile_columns`` over ``build_endpoints``), root cell columns
-  as one task per row group (``runner_support.root_cells``), the engine's retry budget inline
+  as one task per row group (``runner.tasks.root_cells``), the engine's retry budget inline
   (``reference.with_retries`` with ``default_max_attempts``);
 * output: pre/post-batch processors per row group (``apply_stage``) and ``OutputWriter``, so the output hash
   equals the engine's (and ``run_reference``'s).
@@ -39,8 +39,9 @@ from typing import Any
 
 from threadsched.engine import BatchExecutor, CellExecutor, Recipe, build_endpoints, compile_columns
 from threadsched.engine.reference import Failure, default_max_attempts, with_retries
-from threadsched.engine.runner.inputs import RootCells, Rows, RowStore, ancestors, root_cells
 from threadsched.engine.runner.output import OutputWriter, apply_stage, compile_stage, row_group_range
+from threadsched.engine.runner.rows import Rows, RowStore, ancestors
+from threadsched.engine.runner.tasks import RootCells, root_cells
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 
 __all__ = ["BASELINES", "BaselineResult", "run_baseline"]

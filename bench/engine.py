@@ -53,8 +53,8 @@ from threadsched.engine import (
     run_recipe,
 )
 from threadsched.engine.reference import Failure, default_max_attempts, with_retries
-from threadsched.engine.runner.inputs import ancestors as column_ancestors
 from threadsched.engine.runner.output import apply_stage, compile_stage, row_group_range, row_line
+from threadsched.engine.runner.rows import ancestors as column_ancestors
 
 TARGET_OVERHEAD_RATIO_MAX = 3.0
 TARGET_SPEEDUP_MIN = 1.5

@@ -52,7 +52,7 @@ from threadsched.core.policy import ALLOW, NO_CHANGE, PolicyDecision, PolicyStat
 from threadsched.core.queue import FairTaskQueue
 from threadsched.core.values import QueueView, TaskAdmissionConfig, TaskAdmissionDenied, TaskAdmissionLease, TaskAdmissionView
 from threadsched.engine import Recipe, parse_recipe
-from threadsched.engine.runner.run import RunResult
+from threadsched.engine.runner import RunResult
 
 T = TypeVar("T")
 

@@ -13,8 +13,8 @@ from support import GENEROUS, assert_healthy, no_sleep, small_recipe
 
 from threadsched.engine import parse_recipe
 from threadsched.engine.capacity import CAPACITY_SOURCES, CapacityValue, configured_capacity
-from threadsched.engine.recipe.parse import Recipe, RunSettings
-from threadsched.engine.runner.run import run_recipe
+from threadsched.engine.recipe import Recipe, RunSettings
+from threadsched.engine.runner import run_recipe
 
 LLM = "llm:mock/writer"
 

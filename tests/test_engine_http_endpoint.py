@@ -17,8 +17,8 @@ from threadsched.core.events import MemoryEventSink
 from threadsched.engine import load_recipe, parse_recipe
 from threadsched.engine.columns import LLM_RETRYABLE_ERRORS, build_endpoints, close_endpoints
 from threadsched.engine.http_endpoint import HttpFatalError, HttpModelEndpoint, HttpTransientError
-from threadsched.engine.recipe.parse import Recipe
-from threadsched.engine.runner.run import run_recipe, run_reference
+from threadsched.engine.recipe import Recipe
+from threadsched.engine.runner import run_recipe, run_reference
 from threadsched.mock.server import MockOpenAIServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "http_mock.toml"

@@ -9,8 +9,8 @@ import pytest
 from support import assert_healthy, no_sleep, small_recipe
 
 from threadsched.engine.progress import ProgressSnapshot
+from threadsched.engine.runner import run_recipe
 from threadsched.engine.runner.counts import COLUMN_COUNT_NAMES, ENGINE_COUNTER_NAMES, RunCounts
-from threadsched.engine.runner.run import run_recipe
 
 
 class RecordingProgress:

@@ -16,9 +16,9 @@ from support import PRE_FILTER, RaisingSink, assert_healthy, no_sleep, small_rec
 
 from threadsched.core.event_log import read_events
 from threadsched.core.events import ENGINE_STREAM, SCHEDULER_STREAM, MemoryEventSink, SchedulerEvent
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
+from threadsched.engine.runner import RunResult, run_recipe
 from threadsched.engine.runner.events import EngineEvents, correlation_of, job_facts, new_run_id
-from threadsched.engine.runner.run import RunResult, run_recipe
 from threadsched.engine.tracker import TaskKey
 from threadsched.report.evidence import hidden_waiters
 

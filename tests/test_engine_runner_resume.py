@@ -1,4 +1,5 @@
-"""Runtime control of the engine: --resume, error-rate early shutdown and cancellation (Ctrl-C).
+"""Stopping and resuming a run (runner.resume): --resume, and the stops that leave checkpoints to resume from
+(error-rate early shutdown, cancellation and Ctrl-C, a killed process).
 
 The python columns below are loaded by recipes as ``test_engine_runner_resume:<name>`` (tests/ is on
 ``sys.path``); they cancel the run or kill their own process at a deterministic point."""
@@ -21,7 +22,7 @@ from support import assert_healthy, no_sleep
 
 from threadsched.cli import main
 from threadsched.engine import Recipe, RecipeError, parse_recipe
-from threadsched.engine.runner.run import ResumeError, run_recipe, run_reference
+from threadsched.engine.runner import ResumeError, run_recipe, run_reference
 from threadsched.engine.tracker import ColumnNode, CompletionTracker
 
 TESTS = Path(__file__).resolve().parent

@@ -11,7 +11,7 @@ from support import PRE_FILTER, assert_healthy, no_sleep, small_recipe
 
 from threadsched.core.events import MemoryEventSink
 from threadsched.engine import Recipe, builtin_recipe_text, parse_recipe
-from threadsched.engine.runner.run import RunResult, run_recipe, run_reference
+from threadsched.engine.runner import RunResult, run_recipe, run_reference
 from threadsched.report.evidence import hidden_waiters
 
 

@@ -10,8 +10,7 @@ from types import MappingProxyType
 import pytest
 from support import no_sleep, small_recipe
 
-from threadsched.engine.runner.output import RunResult
-from threadsched.engine.runner.run import run_recipe, run_reference
+from threadsched.engine.runner import RunResult, run_recipe, run_reference
 from threadsched.engine.summary import column_rows, render_summary, summary_lines
 
 

@@ -1,4 +1,4 @@
-"""The mock model (requests/mock_model.py): determinism, failure model, injected latency, validation, thread safety."""
+"""The mock model (threadsched.mock.model): determinism, failure model, injected latency, validation, thread safety."""
 
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ def test_timeline_request_series_per_resource() -> None:
 def test_end_to_end_http_run_reports_model_requests(tmp_path: Path) -> None:
     pytest.importorskip("httpx")
     from threadsched.engine import parse_recipe
-    from threadsched.engine.runner.run import run_recipe
+    from threadsched.engine.runner import run_recipe
     from threadsched.mock.server import MockOpenAIServer
 
     example = Path(__file__).resolve().parent.parent / "examples" / "http_mock.toml"

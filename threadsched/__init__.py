@@ -88,7 +88,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    # The lazy names are part of the namespace before their first access, as they were when imported eagerly.
+    # The lazy names are part of the namespace before their first access (dir(), star-imports, completion).
     return sorted(set(globals()) | set(_LAZY_EXPORTS))
 
 

@@ -1,6 +1,6 @@
 """The dataset engine: recipes, templates, column executors, processors, the single-threaded
-reference oracle and the completion tracker. The mock model lives in ``threadsched.mock.model``
-and its names are re-exported here, so recipes' user code can keep importing them from the engine.
+reference oracle and the completion tracker. The mock model's names (``threadsched.mock.model``) are
+re-exported here, so recipes' user code can import them from the engine.
 
 ``run_recipe`` executes a recipe's column DAG over row groups on the ``Scheduler``; ``run_reference`` is the
 single-threaded oracle writing the same files. ``threadsched run`` and ``threadsched demo`` drive both.
@@ -17,7 +17,7 @@ from threadsched.engine.columns import (
     compile_columns,
 )
 from threadsched.engine.processors import Processor, ProcessorError, ProcessorResult, compile_processor, run_stage
-from threadsched.engine.recipe.parse import (
+from threadsched.engine.recipe import (
     COLUMN_KINDS,
     FILTER_OPS,
     PROCESSOR_KINDS,
@@ -33,11 +33,10 @@ from threadsched.engine.recipe.parse import (
     builtin_recipe_text,
     load_recipe,
     parse_recipe,
+    template_references,
 )
-from threadsched.engine.recipe.validation import template_references
 from threadsched.engine.reference import ReferenceResult, reference_row_values
-from threadsched.engine.runner.output import RunResult, run_reference
-from threadsched.engine.runner.run import run_recipe
+from threadsched.engine.runner import RunResult, run_recipe, run_reference
 from threadsched.engine.templates import CompiledTemplate, TemplateError, render, template_fields
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey, TrackerError
 from threadsched.engine.user_code import UserCodeError, import_callable

@@ -16,7 +16,7 @@ from typing import Any
 from threadsched.core.events import json_safe
 from threadsched.core.scheduler import Scheduler
 from threadsched.core.values import TaskAdmissionView
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.engine.runner.output import atomic_write
 
 __all__ = ["CAPACITY_SOURCES", "CapacityPlan", "CapacityValue", "configured_capacity"]

@@ -31,8 +31,7 @@ from typing import ClassVar, Literal, Protocol
 
 from threadsched.core.events import EventSink
 from threadsched.engine.http_endpoint import HttpTransientError, build_http_endpoints
-from threadsched.engine.recipe.parse import ColumnSpec, Recipe
-from threadsched.engine.recipe.validation import Scalar
+from threadsched.engine.recipe import ColumnSpec, Recipe, Scalar
 from threadsched.engine.templates import CompiledTemplate
 from threadsched.engine.user_code import UserCodeError, import_callable
 from threadsched.mock.model import RETRYABLE_ERRORS, MockModelEndpoint

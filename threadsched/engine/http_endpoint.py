@@ -20,7 +20,7 @@ from types import MappingProxyType
 from threadsched.core.context import current_task_correlation
 from threadsched.core.events import EventSink
 from threadsched.core.policy import TaskAdmissionPolicy
-from threadsched.engine.recipe.parse import ProviderSpec, Recipe
+from threadsched.engine.recipe import ProviderSpec, Recipe
 from threadsched.policies import make_policy
 from threadsched.policies.provider_aware import provider_aware_policy_for
 from threadsched.requests.contracts import ProviderModelKey, RequestAdmissionConfig

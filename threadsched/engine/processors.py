@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from threadsched.engine.recipe.values import FilterOp, ProcessorSpec
+from threadsched.engine.recipe import FilterOp, ProcessorSpec
 from threadsched.engine.user_code import UserCodeError, import_callable
 
 __all__ = [
@@ -262,7 +262,8 @@ _KINDS: Mapping[str, Callable[[ProcessorSpec], Processor]] = MappingProxyType(
 
 
 def compile_processor(spec: ProcessorSpec) -> Processor:
-    """The processor for ``spec``; a ``python`` function is imported now, so failures surface before the run."""
+    """The processor for ``spec``; a ``python`` function is imported here, at compile time, so failures
+    surface before the run."""
     factory = _KINDS.get(spec.kind)
     if factory is None:
         raise ProcessorError(f"unknown processor kind {spec.kind!r} (known: {', '.join(_KINDS)})")

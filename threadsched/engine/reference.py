@@ -6,8 +6,9 @@ row group's surviving rows at a time), a retryable failure is tried again with `
 ``max_attempts`` (by default ``1 + run.max_salvage_rounds``: the first try plus one per salvage round) and
 then drops its row, and any other failure drops its row at once. A failing batch task drops its whole batch.
 
-Processors are **not** applied here; the runner applies them between stages. To run the reference with
-processors, call ``compute_columns`` per stage (roots, pre-batch processors, the rest, post-batch).
+Processors are **not** applied here: the reference run (``runner.reference.run_reference``) calls
+``compute_columns`` per stage (roots, pre-batch processors, the rest, post-batch processors), and the
+scheduled run shares the retry rules (``default_max_attempts``, ``failure_reason``, ``with_retries``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor, compile_columns
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.mock.model import MockModelEndpoint
 
 __all__ = [

@@ -10,8 +10,8 @@ import sys
 from collections import Counter
 from typing import TextIO
 
-from threadsched.engine.recipe.parse import Recipe
-from threadsched.engine.runner.output import RunResult
+from threadsched.engine.recipe import Recipe
+from threadsched.engine.runner import RunResult
 
 __all__ = ["column_rows", "render_summary", "summary_lines"]
 

@@ -1,4 +1,4 @@
-"""Recipes: the typed, immutable, fully validated description of one dataset run.
+"""Parsing a recipe: TOML text to the typed, immutable, fully validated ``Recipe`` of one dataset run.
 
 A recipe is TOML parsed with ``tomllib``. Everything is checked before anything runs: unknown keys (typos
 are never ignored), types, ranges, column/provider/model references, resource limits, the column graph
@@ -8,8 +8,9 @@ location, the field and the bad value; the CLI prints it and exits with code 2.
 ``recipe_hash`` is the sha256 of a canonical JSON of the *parsed* recipe (defaults applied, numbers
 normalised, keys sorted), so comments, whitespace and key order do not change it, and any value does.
 
-This module parses the ``[run]``, ``[resources]`` and ``[providers]`` tables and is the entry point;
-``recipe_columns`` parses columns and processors; the types both build live in ``recipe_values``.
+One parser per table (``[run]``, ``[resources]``, ``[providers.NAME]``, ``[[columns]]``, ``[[processors]]``);
+``parse_recipe`` and ``load_recipe`` are the entry points. The types they build are in ``values``, the
+located readers they read with in ``validation``.
 """
 
 from __future__ import annotations
@@ -21,48 +22,42 @@ from collections.abc import Callable, Mapping
 from importlib import resources as importlib_resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
-from threadsched.engine.recipe.columns import parse_columns, parse_processors
-from threadsched.engine.recipe.validation import (
-    FieldPath,
-    RecipeError,
-    ValidationContext,
-)
+from threadsched.engine.recipe.graph import dependency_cycle
+from threadsched.engine.recipe.validation import FieldPath, RecipeError, ValidationContext
 from threadsched.engine.recipe.values import (
     COLUMN_KINDS,
     FILTER_OPS,
     LLM_RESOURCE_PREFIX,
     PROCESSOR_KINDS,
     PROCESSOR_STAGES,
+    ColumnKind,
     ColumnSpec,
+    FilterOp,
+    ProcessorKind,
     ProcessorSpec,
+    ProcessorStage,
     ProviderSpec,
     Recipe,
     RunSettings,
+    Scalar,
     canonical_recipe_json,
-    known_models,
-    listing,
 )
 from threadsched.policies import POLICY_NAMES
 
-__all__ = [
-    "COLUMN_KINDS",
-    "FILTER_OPS",
-    "PROCESSOR_KINDS",
-    "PROCESSOR_STAGES",
-    "PROVIDER_KINDS",
-    "ColumnSpec",
-    "ProcessorSpec",
-    "ProviderSpec",
-    "Recipe",
-    "RecipeError",
-    "RunSettings",
-    "builtin_recipe_names",
-    "builtin_recipe_text",
-    "load_recipe",
-    "parse_recipe",
-]
+__all__ = ["PROVIDER_KINDS", "builtin_recipe_names", "builtin_recipe_text", "load_recipe", "parse_recipe"]
+
+
+def _listing(names: tuple[str, ...] | list[str]) -> str:
+    """Names for an error message: ``a, b, c``, or ``none``."""
+    return ", ".join(names) if names else "none"
+
+
+def _known_models(providers: Mapping[str, ProviderSpec]) -> tuple[str, ...]:
+    """Every ``provider/model`` the recipe declares, sorted."""
+    return tuple(sorted(f"{name}/{model}" for name, spec in providers.items() for model in spec.models))
+
 
 # -- [run] and [resources] ---------------------------------------------------------------------------
 
@@ -98,7 +93,7 @@ def _parse_run(ctx: ValidationContext, raw: object) -> RunSettings:
 def _parse_resources(ctx: ValidationContext, raw: object, providers: Mapping[str, ProviderSpec]) -> Mapping[str, int]:
     table = ctx.table(raw, ("resources",), None)
     limits: dict[str, int] = {}
-    known = known_models(providers)
+    known = _known_models(providers)
     for key, value in table.items():
         path: FieldPath = ("resources", key)
         if not key.strip():
@@ -106,7 +101,7 @@ def _parse_resources(ctx: ValidationContext, raw: object, providers: Mapping[str
         if key == "submission":
             ctx.fail(path, "'submission' is the worker-slot resource; set it with run.max_workers")
         if key.startswith(LLM_RESOURCE_PREFIX) and key[len(LLM_RESOURCE_PREFIX) :] not in known:
-            ctx.fail(path, f"unknown model {key[len(LLM_RESOURCE_PREFIX) :]!r} in resource {key!r} (known: {listing(known)})")
+            ctx.fail(path, f"unknown model {key[len(LLM_RESOURCE_PREFIX) :]!r} in resource {key!r} (known: {_listing(known)})")
         limits[key] = ctx.integer(value, path, minimum=1)
     return MappingProxyType(dict(sorted(limits.items())))
 
@@ -174,6 +169,169 @@ def _parse_providers(ctx: ValidationContext, raw: object) -> Mapping[str, Provid
     return MappingProxyType(providers)
 
 
+# -- [[columns]] ---------------------------------------------------------------------------------------
+
+_COLUMN_COMMON = ("name", "kind", "weight", "depends_on")
+_COLUMN_KEYS: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind -> (required, optional)
+    "sampler": (("values",), ("weights",)),
+    "llm": (("model", "prompt"), ()),
+    "template": (("template",), ()),
+    "python": (("function",), ("mode",)),
+}
+
+
+def _parse_column(
+    ctx: ValidationContext,
+    raw: object,
+    path: FieldPath,
+    providers: Mapping[str, ProviderSpec],
+    resources: Mapping[str, int],
+) -> tuple[ColumnSpec, dict[str, str]]:
+    """One column, and for each column it references the key that references it (for error paths)."""
+    kind = cast(ColumnKind, ctx.choice(ctx.table(raw, path, None, ("name", "kind"))["kind"], (*path, "kind"), COLUMN_KINDS))
+    required, optional = _COLUMN_KEYS[kind]
+    table = ctx.table(raw, path, _COLUMN_COMMON + required + optional, required, what=f"a {kind} column")
+    name = ctx.identifier(table["name"], (*path, "name"))
+    weight = ctx.number(table.get("weight", 1.0), (*path, "weight"), minimum=0.0, exclusive_minimum=True)
+    depends_on = ctx.string_list(table.get("depends_on", []), (*path, "depends_on"), non_empty=False)
+    references = dict.fromkeys(depends_on, "depends_on")
+    extra: dict[str, Any] = {}
+    if kind == "sampler":
+        if depends_on:
+            ctx.fail((*path, "depends_on"), f"a sampler column must be a root (no dependencies), got {list(depends_on)!r}")
+        values_path = (*path, "values")
+        values = tuple(ctx.scalar(v, (*values_path, i)) for i, v in enumerate(ctx.array(table["values"], values_path)))
+        extra.update(values=values)
+        if "weights" in table:
+            weights_path = (*path, "weights")
+            raw_weights = ctx.array(table["weights"], weights_path)
+            if len(raw_weights) != len(values):
+                ctx.fail(weights_path, f"must have one weight per value ({len(values)}), got {len(raw_weights)}")
+            weights = tuple(ctx.number(w, (*weights_path, i), minimum=0.0) for i, w in enumerate(raw_weights))
+            if sum(weights) <= 0:
+                ctx.fail(weights_path, f"must have a positive sum, got {list(weights)!r}")
+            extra.update(weights=weights)
+    elif kind == "llm":
+        model = _model_reference(ctx, table["model"], (*path, "model"), providers)
+        resource = f"{LLM_RESOURCE_PREFIX}{model}"
+        provider = model.partition("/")[0]
+        if resource not in resources and providers[provider].max_parallel_requests is None:
+            ctx.fail(
+                (*path, "model"),
+                f'missing resource limit for {resource!r}: add "{resource}" = N under [resources] '
+                f"or set providers.{provider}.max_parallel_requests",
+            )
+        prompt, fields = ctx.template(table["prompt"], (*path, "prompt"))
+        references.update((field, "prompt") for field in fields if field not in references)
+        extra.update(model=model, prompt=prompt, resource=resource)
+    elif kind == "template":
+        template, fields = ctx.template(table["template"], (*path, "template"))
+        references.update((field, "template") for field in fields if field not in references)
+        extra.update(template=template)
+    else:
+        function = ctx.function_reference(table["function"], (*path, "function"))
+        mode = ctx.choice(table.get("mode", "cell"), (*path, "mode"), ("cell", "batch"))
+        extra.update(function=function, mode=mode)
+    column = ColumnSpec(name, kind, weight, depends_on, tuple(references), **extra)
+    return column, references
+
+
+def _model_reference(ctx: ValidationContext, raw: object, path: FieldPath, providers: Mapping[str, ProviderSpec]) -> str:
+    model = ctx.string(raw, path)
+    provider, slash, model_name = model.partition("/")
+    if not slash or not provider or not model_name:
+        ctx.fail(path, f"expected 'provider/model', got {model!r}")
+    if provider not in providers:
+        ctx.fail(path, f"unknown provider {provider!r} in model {model!r} (known providers: {_listing(sorted(providers))})")
+    if model_name not in providers[provider].models:
+        ctx.fail(path, f"unknown model {model!r} (known: {_listing(_known_models(providers))})")
+    return model
+
+
+def _parse_columns(
+    ctx: ValidationContext, raw: object, providers: Mapping[str, ProviderSpec], resources: Mapping[str, int]
+) -> tuple[ColumnSpec, ...]:
+    columns: list[ColumnSpec] = []
+    references: list[dict[str, str]] = []
+    index: dict[str, int] = {}
+    for position, item in enumerate(ctx.array(raw, ("columns",))):
+        column, refs = _parse_column(ctx, item, ("columns", position), providers, resources)
+        if column.name in index:
+            ctx.fail(("columns", position, "name"), f"duplicate column name {column.name!r} (see columns[{index[column.name]}])")
+        index[column.name] = position
+        columns.append(column)
+        references.append(refs)
+    known = _listing(list(index))
+    for position, refs in enumerate(references):
+        for name, key in refs.items():
+            if name not in index:
+                ctx.fail(("columns", position, key), f"unknown column {name!r} (known: {known})")
+    names = [column.name for column in columns]
+    cycle = dependency_cycle(names, {column.name: column.dependencies for column in columns})
+    if cycle is not None:
+        # cycle[1] depends on cycle[0]: report that reference, where the user can cut the cycle.
+        position = index[cycle[1]]
+        ctx.fail(("columns", position, references[position][cycle[0]]), f"dependency cycle: {' -> '.join(cycle)}")
+    return tuple(columns)
+
+
+# -- [[processors]] ------------------------------------------------------------------------------------
+
+_PROCESSOR_KEYS: Mapping[str, tuple[str, ...]] = {
+    "filter": ("column", "op", "value"),
+    "drop_duplicates": ("columns",),
+    "python": ("function",),
+}
+_ORDERING_OPS = ("<", "<=", ">", ">=")
+
+
+def _parse_processor(ctx: ValidationContext, raw: object, path: FieldPath, columns: tuple[ColumnSpec, ...]) -> ProcessorSpec:
+    base = ctx.table(raw, path, None, ("stage", "kind"))
+    stage = cast(ProcessorStage, ctx.choice(base["stage"], (*path, "stage"), PROCESSOR_STAGES))
+    kind = cast(ProcessorKind, ctx.choice(base["kind"], (*path, "kind"), PROCESSOR_KINDS))
+    keys = _PROCESSOR_KEYS[kind]
+    table = ctx.table(raw, path, ("stage", "kind", *keys), keys, what=f"a {kind} processor")
+    names = [column.name for column in columns]
+    roots = [column.name for column in columns if column.is_root]
+
+    def column_reference(value: object, column_path: FieldPath) -> str:
+        name = ctx.string(value, column_path)
+        if name not in names:
+            ctx.fail(column_path, f"unknown column {name!r} (known: {_listing(names)})")
+        if stage == "pre_batch" and name not in roots:
+            ctx.fail(
+                column_path,
+                f"a pre_batch processor may only use root columns (present before downstream cells: "
+                f"{_listing(roots)}), got {name!r}",
+            )
+        return name
+
+    if kind == "filter":
+        column = column_reference(table["column"], (*path, "column"))
+        op = cast(FilterOp, ctx.choice(table["op"], (*path, "op"), FILTER_OPS))
+        value_path = (*path, "value")
+        value: Scalar | tuple[Scalar, ...]
+        if op in ("in", "not_in"):
+            if not isinstance(table["value"], list):
+                ctx.fail(value_path, f"op {op!r} needs an array value, got {table['value']!r}")
+            value = tuple(ctx.scalar(v, (*value_path, i)) for i, v in enumerate(ctx.array(table["value"], value_path)))
+        else:
+            value = ctx.scalar(table["value"], value_path)
+            if op in _ORDERING_OPS and isinstance(value, bool):
+                ctx.fail(value_path, f"op {op!r} needs a number or a string, got {value!r}")
+        return ProcessorSpec(stage, kind, column=column, op=op, value=value)
+    if kind == "drop_duplicates":
+        columns_path = (*path, "columns")
+        listed = ctx.string_list(table["columns"], columns_path)
+        return ProcessorSpec(stage, kind, columns=tuple(column_reference(n, (*columns_path, i)) for i, n in enumerate(listed)))
+    return ProcessorSpec(stage, kind, function=ctx.function_reference(table["function"], (*path, "function")))
+
+
+def _parse_processors(ctx: ValidationContext, raw: object, columns: tuple[ColumnSpec, ...]) -> tuple[ProcessorSpec, ...]:
+    items = ctx.array(raw, ("processors",), non_empty=False)
+    return tuple(_parse_processor(ctx, item, ("processors", i), columns) for i, item in enumerate(items))
+
+
 # -- entry points ------------------------------------------------------------------------------------
 
 _TOP_LEVEL = ("run", "resources", "providers", "columns", "processors")
@@ -193,8 +351,8 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     run = _parse_run(ctx, document["run"])
     providers = _parse_providers(ctx, document.get("providers", {}))
     resources = _parse_resources(ctx, document.get("resources", {}), providers)
-    columns = parse_columns(ctx, document["columns"], providers, resources)
-    processors = parse_processors(ctx, document.get("processors", []), columns)
+    columns = _parse_columns(ctx, document["columns"], providers, resources)
+    processors = _parse_processors(ctx, document.get("processors", []), columns)
     canonical = canonical_recipe_json(run, resources, providers, columns, processors)
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return Recipe(run, resources, providers, columns, processors, digest)
@@ -221,6 +379,6 @@ def builtin_recipe_text(name: str = "demo") -> str:
     """The TOML text of a built-in recipe (``threadsched recipe demo`` prints it)."""
     names = builtin_recipe_names()
     if name not in names:
-        raise ValueError(f"unknown built-in recipe {name!r} (available: {listing(list(names))})")
+        raise ValueError(f"unknown built-in recipe {name!r} (available: {_listing(list(names))})")
     resource = importlib_resources.files("threadsched.engine").joinpath("recipes", f"{name}.toml")
     return resource.read_text(encoding="utf-8")

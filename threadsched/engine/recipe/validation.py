@@ -1,6 +1,7 @@
-"""Helpers for recipe validation: error locations, typed readers, template references and the column graph.
+"""Reading a recipe document with located errors: ``RecipeError``, field paths and the typed readers.
 
-Every reader takes the path of the value it checks, so an error names the field, the bad value and the
+Each reader checks one value (a table, a number, an identifier, a ``module:callable`` reference, a template
+and the columns it references) and takes its path, so an error names the field, the bad value and the
 recipe line it came from (``recipe.toml:14: columns[2].model: unknown model 'mock/judg' (...)``).
 Line numbers come from a light scan of the TOML text: ``tomllib`` does not report positions of valid
 values, and a slightly approximate line (the table header when the key is not found) beats none.
@@ -8,7 +9,6 @@ values, and a slightly approximate line (the table header when the key is not fo
 
 from __future__ import annotations
 
-import heapq
 import json
 import keyword
 import math
@@ -16,6 +16,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NoReturn
 
+from threadsched.engine.recipe.values import Scalar
 from threadsched.engine.templates import template_fields
 
 __all__ = [
@@ -23,15 +24,12 @@ __all__ = [
     "Locator",
     "RecipeError",
     "ValidationContext",
-    "dependency_cycle",
     "format_path",
     "is_function_reference",
     "template_references",
-    "topological_order",
 ]
 
 FieldPath = tuple[str | int, ...]
-Scalar = str | int | float | bool
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
@@ -283,52 +281,3 @@ def template_references(text: str) -> tuple[str, ...]:
     validates is a recipe that renders. Raises ``ValueError`` (a ``TemplateError``) otherwise.
     """
     return template_fields(text)
-
-
-def dependency_cycle(names: Sequence[str], dependencies: Mapping[str, Sequence[str]]) -> tuple[str, ...] | None:
-    """A dependency cycle in data-flow order (each name feeds the next; first == last), or None.
-
-    Depth-first in declaration order, so the cycle reported for a given recipe is always the same.
-    """
-    state: dict[str, int] = {}  # 1: on the current path, 2: finished
-    for start in names:
-        if start in state:
-            continue
-        path = [start]
-        stack = [iter(dependencies[start])]
-        state[start] = 1
-        while stack:
-            dependency = next(stack[-1], None)
-            if dependency is None:
-                state[path.pop()] = 2
-                stack.pop()
-            elif state.get(dependency) == 1:
-                # path[i:] each depends on the next and the last depends on path[i]: reverse for data flow.
-                cycle = path[path.index(dependency) :]
-                return (dependency, *reversed(cycle))
-            elif dependency not in state:
-                state[dependency] = 1
-                path.append(dependency)
-                stack.append(iter(dependencies[dependency]))
-    return None
-
-
-def topological_order(names: Sequence[str], dependencies: Mapping[str, Sequence[str]]) -> tuple[str, ...]:
-    """Kahn's algorithm; among ready columns the earliest declared goes first. Shorter than ``names`` on a cycle."""
-    index = {name: position for position, name in enumerate(names)}
-    pending = {name: len(set(dependencies[name])) for name in names}
-    dependents: dict[str, list[str]] = {name: [] for name in names}
-    for name in names:
-        for dependency in set(dependencies[name]):
-            dependents[dependency].append(name)
-    ready = [index[name] for name in names if pending[name] == 0]
-    heapq.heapify(ready)
-    order: list[str] = []
-    while ready:
-        name = names[heapq.heappop(ready)]
-        order.append(name)
-        for dependent in dependents[name]:
-            pending[dependent] -= 1
-            if pending[dependent] == 0:
-                heapq.heappush(ready, index[dependent])
-    return tuple(order)

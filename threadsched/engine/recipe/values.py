@@ -1,9 +1,8 @@
 """The value types of a recipe: what ``parse_recipe`` builds and the engine reads.
 
 Frozen dataclasses (``RunSettings``, ``ProviderSpec``, ``ColumnSpec``, ``ProcessorSpec``, ``Recipe``), the
-literal kinds they allow, and the canonical JSON that ``recipe_hash`` is computed from. Parsing and
-validation live in ``recipe.py`` (the tables) and ``recipe_columns.py`` (columns and processors); both
-build these types, and neither is imported from here.
+literal kinds they allow, and the canonical JSON that ``recipe_hash`` is computed from. The parser
+(``parse``) builds them and imports this module, never the reverse.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
-from threadsched.engine.recipe.validation import Scalar, topological_order
+from threadsched.engine.recipe.graph import topological_order
 
 __all__ = [
     "COLUMN_KINDS",
@@ -32,11 +31,11 @@ __all__ = [
     "PythonMode",
     "Recipe",
     "RunSettings",
+    "Scalar",
     "canonical_recipe_json",
-    "known_models",
-    "listing",
 ]
 
+Scalar = str | int | float | bool  # a sampler value or a filter value: what TOML gives for a plain value
 ColumnKind = Literal["sampler", "llm", "template", "python"]
 PythonMode = Literal["cell", "batch"]
 ProcessorStage = Literal["pre_batch", "post_batch"]
@@ -203,13 +202,6 @@ _OPENAI_ONLY = ("base_url", "api_key_env", "timeout_s")
 
 
 def _hashed_provider(spec: ProviderSpec) -> dict[str, Any]:
-    """The provider as hashed: openai-only fields are left out when unset, so older hashes stay valid."""
+    """The provider as hashed: openai-only fields are left out when unset, so a provider's hash depends only
+    on the fields its kind has (a mock provider hashes the same whatever fields other kinds add)."""
     return {key: value for key, value in asdict(spec).items() if not (key in _OPENAI_ONLY and value is None)}
-
-
-def known_models(providers: Mapping[str, ProviderSpec]) -> tuple[str, ...]:
-    return tuple(sorted(f"{name}/{model}" for name, spec in providers.items() for model in spec.models))
-
-
-def listing(names: tuple[str, ...] | list[str]) -> str:
-    return ", ".join(names) if names else "none"

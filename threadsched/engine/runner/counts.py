@@ -10,7 +10,7 @@ from types import MappingProxyType
 from typing import Any
 
 from threadsched.engine.progress import ProgressSnapshot
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.engine.runner.output import row_group_range
 
 __all__ = ["ENGINE_COUNTER_NAMES", "COLUMN_COUNT_NAMES", "RunCounts"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from threadsched.core.event_log import JsonlEventSink
 from threadsched.core.events import ENGINE_STREAM, LOGGER, EventSink, FanOutEventSink, SchedulerEvent
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.engine.tracker import TaskKey
 
 __all__ = ["EngineEvents", "LateBoundSink", "correlation_of", "job_facts", "new_run_id", "open_event_log"]

@@ -1,7 +1,7 @@
-"""What a run writes, and the single-threaded reference run.
+"""What a run writes: row-group checkpoints, ``dataset.jsonl``, ``run.json`` and the ``RunResult``.
 
-Both the scheduled runner (``runner.run_recipe``) and the oracle (``run_reference``) go through the same
-helpers here, so equal rows give equal bytes: processors are applied by ``apply_stage``, each row group is
+The scheduled run (``run_recipe``) and the reference run (``run_reference``) both go through these
+helpers, so equal rows give equal bytes: processors are applied by ``apply_stage``, each row group is
 checkpointed by ``OutputWriter.write_row_group`` (temp file + fsync + ``os.replace``) and the dataset is the
 concatenation of the row-group files in row-group order. ``output_hash`` is the sha256 of those bytes.
 """
@@ -12,17 +12,14 @@ import hashlib
 import json
 import os
 import tempfile
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_endpoints, compile_columns
 from threadsched.engine.processors import Processor, compile_processor, run_stage
-from threadsched.engine.recipe.parse import Recipe
-from threadsched.engine.reference import compute_columns, default_max_attempts
+from threadsched.engine.recipe import Recipe
 
 __all__ = [
     "OutputWriter",
@@ -34,10 +31,7 @@ __all__ = [
     "compile_stage",
     "row_group_range",
     "row_line",
-    "run_reference",
 ]
-
-_EMPTY_COUNTERS: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,52 +233,4 @@ def scheduled_result(recipe: Recipe, writer: OutputWriter, facts: ScheduledRunFa
         resumed_row_groups=len(facts.resumed),
         columns=MappingProxyType({name: MappingProxyType(dict(counts)) for name, counts in facts.columns.items()}),
         run_id=facts.run_id,
-    )
-
-
-def run_reference(recipe: Recipe, out_dir: Path, *, sleep: Callable[[float], None] = time.sleep) -> RunResult:
-    """The correctness oracle: the recipe in one thread, row group by row group, without the scheduler.
-
-    Per row group: root columns, pre-batch processors, the other columns (topological order), post-batch
-    processors, checkpoint. Writes the same files as ``run_recipe``; equal rows hash equal."""
-    started = time.perf_counter()
-    endpoints = build_endpoints(recipe, sleep=sleep)
-    try:
-        return _reference(recipe, out_dir, compile_columns(recipe, endpoints), started)
-    finally:
-        close_endpoints(endpoints)
-
-
-def _reference(recipe: Recipe, out_dir: Path, executors: Mapping[str, ColumnExecutor], started: float) -> RunResult:
-    pre, post = compile_stage(recipe, "pre_batch"), compile_stage(recipe, "post_batch")
-    roots = [name for name in recipe.topological_order if recipe.column(name).is_root]
-    others = [name for name in recipe.topological_order if not recipe.column(name).is_root]
-    attempts = default_max_attempts(recipe)
-    writer = OutputWriter(out_dir)
-    dropped: dict[int, str] = {}
-    groups = -(-recipe.run.records // recipe.run.buffer_size)
-    for row_group in range(groups):
-        rows: dict[int, dict[str, object]] = {index: {} for index in row_group_range(recipe, row_group)}
-        for stage_columns, processors, stage in ((roots, pre, "pre_batch"), (others, post, "post_batch")):
-            result = compute_columns(executors, stage_columns, rows, max_attempts=attempts)
-            dropped.update(result.dropped)
-            rows = result.rows
-            for index, reason in apply_stage(processors, sorted(rows.items()), stage).items():
-                dropped[index] = reason
-                del rows[index]
-        writer.write_row_group(row_group, sorted(rows.items()))
-    elapsed = time.perf_counter() - started
-    summary = {"mode": "reference", "elapsed": elapsed, "capacity": {"workers": 1}}
-    output_hash = writer.finish(recipe, summary, dropped)
-    return RunResult(
-        rows_written=writer.rows_written,
-        dropped=MappingProxyType(dict(sorted(dropped.items()))),
-        output_hash=output_hash,
-        counters=_EMPTY_COUNTERS,
-        hidden_waiters=0,
-        final_active_leases=0,
-        row_groups_checkpointed=writer.row_groups_checkpointed,
-        elapsed=elapsed,
-        mode="reference",
-        out_dir=Path(out_dir),
     )

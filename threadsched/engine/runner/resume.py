@@ -21,8 +21,7 @@ import json
 import re
 from pathlib import Path
 
-from threadsched.engine.recipe.parse import Recipe
-from threadsched.engine.recipe.validation import RecipeError
+from threadsched.engine.recipe import Recipe, RecipeError
 from threadsched.engine.runner.output import atomic_write
 
 __all__ = ["RUN_STATE", "ResumeError", "prepare_output"]

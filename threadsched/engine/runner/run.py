@@ -1,4 +1,4 @@
-"""The scheduled dataset engine: a recipe's column DAG over row groups, on one ``Scheduler``.
+"""The scheduled run: ``run_recipe`` and its main loop, a recipe's column DAG over row groups on one ``Scheduler``.
 
 Shape (one main thread, many workers):
 
@@ -6,7 +6,8 @@ Shape (one main thread, many workers):
   (one ``TaskGroup`` per column; llm columns request their ``llm:<provider>/<model>`` resource) and is the
   only thread that reports outcomes to the tracker, writes column values into the row store, runs
   processors and checkpoints. Workers only call ``mark_started``, copy their inputs from the ``RowStore``
-  (which has its own lock) and compute outside it.
+  (which has its own lock) and compute outside it; a task run in another process gets its inputs from the
+  main thread instead (``tasks``).
 * Done-callbacks only push ``(key, future)`` onto a ``SimpleQueue``; the main thread blocks on it while
   work is in flight (no polling, no sleeps).
 * Retries are salvage rounds of the tracker, never scheduler retries: a retryable failure is deferred and
@@ -15,10 +16,10 @@ Shape (one main thread, many workers):
   reference, so a run drops exactly the rows the reference drops; a retryable failure on its last
   attempt drops its row at once with the reference's reason.
 * Stopping early (error rate or ``cancel``): queued futures are cancelled, running ones finish and are
-  recorded, complete row groups are checkpointed; ``--resume`` (``runner_resume``) continues from them.
+  recorded, complete row groups are checkpointed; ``--resume`` (``resume``) continues from them.
 * A root cell column (template, llm or python without dependencies) runs as one batch task per row group
-  that retries each row inline, as the reference does.
-* Events: the engine's stream (``runner_events``) and the scheduler's share one sink and one run id; each
+  that retries each row inline, as the reference does (``tasks.root_cells``).
+* Events: the engine's stream (``events``) and the scheduler's share one sink and one run id; each
   engine task's scheduler events carry its correlation. ``OUT/capacity_plan.json`` is written at the end.
 """
 
@@ -41,11 +42,10 @@ from threadsched.engine.capacity import CapacityPlan, configured_capacity
 from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_endpoints, compile_columns
 from threadsched.engine.http_endpoint import scheduler_policy
 from threadsched.engine.progress import ProgressReporter, ProgressSnapshot
-from threadsched.engine.recipe.parse import Recipe
+from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
 from threadsched.engine.runner.counts import RunCounts
 from threadsched.engine.runner.events import EngineEvents, LateBoundSink, correlation_of, job_facts, new_run_id, open_event_log
-from threadsched.engine.runner.inputs import RootCells, Rows, RowStore, ancestors
 from threadsched.engine.runner.output import (
     OutputWriter,
     RunResult,
@@ -53,15 +53,15 @@ from threadsched.engine.runner.output import (
     apply_stage,
     compile_stage,
     row_group_range,
-    run_reference,
     scheduled_result,
 )
-from threadsched.engine.runner.resume import ResumeError, prepare_output
-from threadsched.engine.runner.tasks import SKIPPED, EngineTasks
+from threadsched.engine.runner.resume import prepare_output
+from threadsched.engine.runner.rows import Rows, RowStore, ancestors
+from threadsched.engine.runner.tasks import SKIPPED, EngineTasks, RootCells
 from threadsched.engine.tracker import ColumnNode, CompletionTracker, DropResult, Outcome, TaskKey
 from threadsched.policies import POLICY_NAMES
 
-__all__ = ["ResumeError", "RunResult", "run_recipe", "run_reference"]
+__all__ = ["run_recipe"]
 
 _NAME = "threadsched-engine"
 
@@ -109,7 +109,7 @@ class _Run:
         self.writer.adopt(self.skipped)
         self.max_row_groups_open = 0
         self.rows = RowStore(self.ancestors)
-        remote = executor is not None  # tasks run elsewhere: picklable calls with their inputs (runner_backend)
+        remote = executor is not None  # tasks run elsewhere: picklable calls with their inputs (tasks)
         self.tasks = EngineTasks(recipe, self.tracker, self.rows, self.executors, self.max_attempts, remote=remote)
         self._completions: queue.SimpleQueue[tuple[TaskKey, Future[Any]]] = queue.SimpleQueue()
         self._inflight: dict[TaskKey, TaskFuture] = {}
@@ -383,13 +383,13 @@ def run_recipe(
     ``capacity_plan.json`` (``capacity_sources`` relabels sources); with ``event_log`` also ``events.jsonl``
     (the scheduler's, the engine's and the requests' events, besides ``events``). ``policy`` overrides
     ``run.policy``. The scheduler is always shut down. ``resume=True`` skips the row groups an earlier run of
-    the same recipe checkpointed (``runner_resume``; another recipe raises ``ResumeError``). ``cancel`` (set
+    the same recipe checkpointed (``runner.resume``; another recipe raises ``ResumeError``). ``cancel`` (set
     from a signal handler, say) or an error rate over ``run.error_rate_shutdown`` stops gracefully: queued
     work is cancelled, running work finishes, complete row groups are checkpointed, and the result is flagged
     ``cancelled`` / ``early_shutdown`` (``run.json`` says why). ``progress`` (``engine.progress``) gets a
     snapshot at the start, after every batch of completions, and at the end. ``executor`` (say a
     ``threadsched.backends.dask.DaskExecutor``; the caller owns it) runs the tasks in other processes
-    (``runner_backend``): the same output, ``workers`` (default ``run.max_workers``) tasks at a time."""
+    (``runner.tasks``): the same output, ``workers`` (default ``run.max_workers``) tasks at a time."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     if policy is not None and policy not in POLICY_NAMES:

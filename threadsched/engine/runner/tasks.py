@@ -1,4 +1,8 @@
-"""What the scheduled runner submits for one task: a local call, or a picklable one for another process.
+"""One engine task: what it computes, and the call the scheduled runner submits for it.
+
+``run_task`` is a task's work: one cell (a cell column's row), one batch (a batch column's row group), or a
+root cell column over its row group, each row retried inline as the reference does (``RootCells``). The
+call that runs it is local or remote:
 
 * Local (the runner's own thread pool): ``EngineTasks.work`` runs in a worker thread; it calls
   ``mark_started`` and copies its inputs from the ``RowStore`` when it starts (a task whose row was dropped
@@ -20,16 +24,19 @@ Lock order: ``_COMPILED_LOCK`` is a leaf; compilation (which imports user code) 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from threadsched.engine.columns import ColumnExecutor, build_endpoints, compile_columns
-from threadsched.engine.recipe.parse import Recipe
-from threadsched.engine.runner.inputs import Rows, RowStore, run_task
+from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor, build_endpoints, compile_columns
+from threadsched.engine.recipe import Recipe
+from threadsched.engine.reference import Failure, with_retries
+from threadsched.engine.runner.rows import Rows, RowStore
 from threadsched.engine.tracker import CompletionTracker, TaskKey
 
-__all__ = ["SKIPPED", "EngineTasks", "run_remote_task"]
+__all__ = ["SKIPPED", "EngineTasks", "RootCells", "root_cells", "run_remote_task", "run_task"]
 
 SKIPPED = object()  # a worker found its task stale (its row was dropped while it was queued)
 TaskCall = tuple[Callable[..., object], tuple[Any, ...]]
@@ -37,6 +44,42 @@ TaskCall = tuple[Callable[..., object], tuple[Any, ...]]
 _COMPILED_KEEP = 8  # recipes whose executors a process keeps compiled
 _COMPILED: dict[str, Mapping[str, ColumnExecutor]] = {}
 _COMPILED_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class RootCells:
+    """The result of a root column with a cell executor: values and per-row failure reasons."""
+
+    values: dict[int, object]
+    failures: dict[int, str]
+
+
+def run_task(executor: ColumnExecutor, rows: Rows, *, cell: bool, attempt: int, max_attempts: int) -> object:
+    """A worker's task: one cell (``rows`` holds its row), a batch, or a root cell column over a row group."""
+    if cell:
+        assert isinstance(executor, CellExecutor)
+        return executor.run_cell(rows[0][1], attempt=attempt)
+    if isinstance(executor, BatchExecutor):
+        return executor.run_batch_rows(rows)
+    assert isinstance(executor, CellExecutor)
+    return root_cells(executor, rows, max_attempts)
+
+
+def root_cells(executor: CellExecutor, rows: Rows, max_attempts: int) -> RootCells:
+    """Run a root column's cell executor over a row group, retrying each row inline like the reference."""
+    values: dict[int, object] = {}
+    failures: dict[int, str] = {}
+    for index, row in rows:
+        outcome = with_retries(executor, functools.partial(_run_cell, executor, row), max_attempts)
+        if isinstance(outcome, Failure):
+            failures[index] = outcome.reason
+        else:
+            values[index] = outcome
+    return RootCells(values, failures)
+
+
+def _run_cell(executor: CellExecutor, row: Mapping[str, object], attempt: int) -> object:
+    return executor.run_cell(row, attempt=attempt)
 
 
 class EngineTasks:

@@ -1,4 +1,4 @@
-"""RowStore and ancestors (runner_support): open/inputs/write/drop/close, copies, and atomic batch writes."""
+"""The row store (runner.rows): RowStore and ancestors; open/inputs/write/drop/close, copies, and atomic batch writes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 from support import GENEROUS, small_recipe
 
-from threadsched.engine.runner.inputs import RowStore, ancestors
+from threadsched.engine.runner.rows import RowStore, ancestors
 
 ANCESTORS = {
     "topic": frozenset(),

@@ -1,29 +1,20 @@
-"""Pieces of the scheduled runner: root cell batches, column inputs and the row store.
+"""The row store: the column values of a run's open row groups, and the inputs each task reads from it.
+
+A task reads copies of its column's ancestors' values only (``ancestors``), so what it computes depends on
+the recipe and the row alone. Only the runner's main thread writes; workers read.
 
 Lock order: ``RowStore._lock`` is a leaf; nothing is called while it is held."""
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
-from threadsched.engine.columns import BatchExecutor, CellExecutor, ColumnExecutor
-from threadsched.engine.recipe.parse import Recipe
-from threadsched.engine.reference import Failure, with_retries
+from threadsched.engine.recipe import Recipe
 
-__all__ = ["RootCells", "RowStore", "Rows", "ancestors", "root_cells", "run_task"]
+__all__ = ["RowStore", "Rows", "ancestors"]
 
 Rows = list[tuple[int, dict[str, object]]]
-
-
-@dataclass(frozen=True, slots=True)
-class RootCells:
-    """The result of a root column with a cell executor: values and per-row failure reasons."""
-
-    values: dict[int, object]
-    failures: dict[int, str]
 
 
 class RowStore:
@@ -91,31 +82,3 @@ def ancestors(recipe: Recipe) -> dict[str, frozenset[str]]:
         deps = recipe.column(name).dependencies
         result[name] = frozenset(deps).union(*(result[dep] for dep in deps))
     return result
-
-
-def run_task(executor: ColumnExecutor, rows: Rows, *, cell: bool, attempt: int, max_attempts: int) -> object:
-    """A worker's task: one cell (``rows`` holds its row), a batch, or a root cell column over a row group."""
-    if cell:
-        assert isinstance(executor, CellExecutor)
-        return executor.run_cell(rows[0][1], attempt=attempt)
-    if isinstance(executor, BatchExecutor):
-        return executor.run_batch_rows(rows)
-    assert isinstance(executor, CellExecutor)
-    return root_cells(executor, rows, max_attempts)
-
-
-def root_cells(executor: CellExecutor, rows: Rows, max_attempts: int) -> RootCells:
-    """Run a root column's cell executor over a row group, retrying each row inline like the reference."""
-    values: dict[int, object] = {}
-    failures: dict[int, str] = {}
-    for index, row in rows:
-        outcome = with_retries(executor, functools.partial(_run_cell, executor, row), max_attempts)
-        if isinstance(outcome, Failure):
-            failures[index] = outcome.reason
-        else:
-            values[index] = outcome
-    return RootCells(values, failures)
-
-
-def _run_cell(executor: CellExecutor, row: Mapping[str, object], attempt: int) -> object:
-    return executor.run_cell(row, attempt=attempt)
