@@ -207,7 +207,7 @@ class Scheduler:
             admission=self._controller.view(),
             running=running,
             overdue=overdue,
-            counters=counters,
+            counters=MappingProxyType(counters),
         )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None) -> ShutdownReport:
