@@ -185,7 +185,7 @@ class TaskFuture(Future[Any]):
     def _start_running(self) -> bool:
         """Move PENDING → RUNNING (True); a retry finds it RUNNING already (True); otherwise False.
 
-        A cancelled future is left for the done-callback to notify, after the lease is released
+        A cancelled future is left for the completion path (``DispatcherCore.complete``) to notify, after the lease is released
         and the cancellation counted, so a woken waiter never sees a stale snapshot."""
         with self._quiet:
             if self._lazy_condition is None:

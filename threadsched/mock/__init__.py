@@ -1,5 +1,6 @@
 """Simulated model endpoints: the in-process mock model and an OpenAI-compatible mock provider (HTTP).
 
-They stand in for real providers in the demo, in dry runs and in users' tests. They use the request
-layer's contracts; the request layer never imports them.
+They stand in for real providers in the demo, in dry runs and in users' tests. They are self-contained
+(the standard library only), speak to the request layer over HTTP or as a model callable, and nothing
+below them in the package imports them.
 """

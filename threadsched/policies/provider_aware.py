@@ -32,7 +32,7 @@ controller`` and ``controller_state``) imports nothing of task admission, the qu
 under its lock it calls only its ``clock``, ``current_task_correlation()`` (a context variable read), event
 construction and logging — sinks and cancel probes run with its lock released. Its callers (worker threads
 in ``ModelRequestExecutor``) never hold a task controller or queue lock. ``on_release`` (which runs under the
-task controller's lock on the done-callback path) reads no pressure at all.
+task controller's lock on the completion path) reads no pressure at all.
 """
 
 from __future__ import annotations
