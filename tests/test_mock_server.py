@@ -379,6 +379,8 @@ def test_lifecycle() -> None:
         ({"rps": 1.0, "burst": 0}, "burst must be an int >= 1"),
         ({"rps": None, "latency_ms": -1}, "latency_ms must be a finite number"),
         ({"rps": None, "jitter_ms": float("nan")}, "jitter_ms must be a finite number"),
+        ({"rps": None, "jitter_ms": 1e308}, r"MockOpenAIServer\.jitter_ms must be a finite number in \[0, 3_600_000\]"),
+        ({"rps": None, "seed": 2**64}, r"MockOpenAIServer\.seed must be an int in \[-2\*\*63, 2\*\*63 - 1\]"),
         ({"rps": None, "max_concurrent": 0}, "max_concurrent must be an int >= 1"),
         ({"rps": None, "port": 70000}, "port must be an int in"),
         ({"rps": None, "models": []}, "models must be a non-empty sequence"),
@@ -415,6 +417,8 @@ def test_cli_parser_defaults() -> None:
         (["--model", "a", "--model", ""], "--model must not be empty"),
         (["--rps", "5", "--burst", "0"], "--burst must be >= 1"),
         (["--latency-ms", "-5"], "--latency-ms must be a number"),
+        (["--jitter-ms", "1e308"], "--jitter-ms must be a number in [0, 3_600_000], got 1e+308"),
+        (["--seed", str(2**63)], "--seed must be an integer in [-2**63, 2**63 - 1]"),
         (["--max-concurrent", "0"], "--max-concurrent must be >= 1"),
     ],
 )

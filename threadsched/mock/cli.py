@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from threadsched.mock.model import MAX_LATENCY_MS, SEED_RANGE
+
 __all__ = ["add_mock_provider_options", "add_mock_provider_parser", "run_mock_provider", "validate_mock_provider_args"]
 
 _PROG = "threadsched mock-provider"
@@ -67,8 +69,10 @@ def validate_mock_provider_args(args: argparse.Namespace) -> str | None:
     if args.burst is not None and args.burst < 1:
         return f"--burst must be >= 1, got {args.burst}"
     for flag, value in (("--latency-ms", args.latency_ms), ("--jitter-ms", args.jitter_ms)):
-        if not 0 <= value <= 3_600_000:  # also rejects NaN
-            return f"{flag} must be a number in [0, 3600000], got {value}"
+        if not 0 <= value <= MAX_LATENCY_MS:  # the mock model's own range; also rejects NaN
+            return f"{flag} must be a number in [0, {MAX_LATENCY_MS:_}], got {value}"
+    if not SEED_RANGE[0] <= args.seed <= SEED_RANGE[1]:
+        return f"--seed must be an integer in [-2**63, 2**63 - 1], got {args.seed}"
     if args.max_concurrent is not None and args.max_concurrent < 1:
         return f"--max-concurrent must be >= 1, got {args.max_concurrent}"
     if not args.provider:

@@ -23,7 +23,6 @@ Lock order: ``MockModelEndpoint._lock`` is a leaf; nothing is called while holdi
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,7 +30,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 __all__ = [
+    "MAX_LATENCY_MS",
     "RETRYABLE_ERRORS",
+    "SEED_RANGE",
     "MockEndpointStatistics",
     "MockFatalError",
     "MockModelEndpoint",
@@ -50,6 +51,15 @@ _VOCABULARY = (
     "yarrow", "zephyr", "aurora", "boreal", "canyon", "dune", "estuary", "falcon",
 )  # fmt: skip
 _WORDS_PER_TEXT = 4
+
+# The ranges of the numeric settings, shared by this constructor, ``MockOpenAIServer``, ``threadsched
+# mock-provider`` and the recipe parser (``engine/recipe/ranges.py``), so each entry point refuses the same values.
+MAX_LATENCY_MS = 3_600_000
+"""Upper bound of ``latency_ms`` and ``jitter_ms``: an hour. A simulated call slower than that is a hang, not a
+test of one; and an unbounded value overflowed ``time.sleep`` (``1e300`` ms), failing every call at run time."""
+SEED_RANGE = (-(2**63), 2**63 - 1)
+"""Bounds of ``seed``: TOML's 64-bit integers, so a recipe can write every seed a library user may pass. The
+seed is hashed as its decimal text, so any value in the range is as good as any other."""
 
 
 class MockProviderError(Exception):
@@ -139,16 +149,36 @@ def _check_rate(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"MockModelEndpoint.{name} must be a number, got {value!r}")
     if not (0.0 <= value <= 1.0):  # also rejects NaN
-        raise ValueError(f"MockModelEndpoint.{name} must be in [0, 1], got {value!r}")
+        raise ValueError(f"MockModelEndpoint.{name} must be in [0, 1], got {_shown(value)}")
     return float(value)
 
 
-def _check_ms(name: str, value: float) -> float:
+def check_latency_ms(owner: str, name: str, value: object) -> float:
+    """``value`` as a latency or jitter in milliseconds, within ``[0, MAX_LATENCY_MS]``; the errors name
+    ``owner.name``. Shared with the mock server so both refuse the same values."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"MockModelEndpoint.{name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"MockModelEndpoint.{name} must be finite and >= 0, got {value!r}")
-    return float(value)
+        raise TypeError(f"{owner}.{name} must be a number, got {value!r}")
+    if not 0 <= value <= MAX_LATENCY_MS:  # an int is compared exactly (no float overflow); NaN fails too
+        raise ValueError(f"{owner}.{name} must be a finite number in [0, {MAX_LATENCY_MS:_}], got {_shown(value)}")
+    return float(value) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def check_seed(owner: str, value: object) -> int:
+    """``value`` as a seed: an int within ``SEED_RANGE``; the errors name ``owner.seed``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}.seed must be an int, got {value!r}")
+    low, high = SEED_RANGE
+    if not low <= value <= high:
+        raise ValueError(f"{owner}.seed must be an int in [-2**63, 2**63 - 1], got {_shown(value)}")
+    return value
+
+
+def _shown(value: float) -> str:
+    """``repr`` of a value for a message, except an int too long to print (``repr`` of an int over 4300
+    digits raises, and a shorter one would still swamp the message)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)
 
 
 def _check_models(models: Sequence[str]) -> tuple[str, ...]:
@@ -183,14 +213,13 @@ class MockModelEndpoint:
     ) -> None:
         if not isinstance(provider, str) or not provider:
             raise ValueError(f"MockModelEndpoint.provider must be a non-empty str, got {provider!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"MockModelEndpoint.seed must be an int, got {seed!r}")
+        seed = check_seed("MockModelEndpoint", seed)
         if not callable(sleep):
             raise TypeError(f"MockModelEndpoint.sleep must be callable, got {sleep!r}")
         self.provider = provider
         self.models = _check_models(models)
-        self.latency_ms = _check_ms("latency_ms", latency_ms)
-        self.jitter_ms = _check_ms("jitter_ms", jitter_ms)
+        self.latency_ms = check_latency_ms("MockModelEndpoint", "latency_ms", latency_ms)
+        self.jitter_ms = check_latency_ms("MockModelEndpoint", "jitter_ms", jitter_ms)
         self.failure_rate = _check_rate("failure_rate", failure_rate)
         self.fatal_rate = _check_rate("fatal_rate", fatal_rate)
         if self.failure_rate + self.fatal_rate > 1.0 + 1e-12:

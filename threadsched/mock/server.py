@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
-from threadsched.mock.model import MockModelEndpoint
+from threadsched.mock.model import MockModelEndpoint, check_latency_ms, check_seed
 from threadsched.mock.rate_limit import StaggeredTokenBucket
 from threadsched.mock.replies import CREATED, completion_body, completion_chunks, mock_choices
 from threadsched.mock.server_http import CHAT_COMPLETIONS_PATH, MODELS_PATH, MockHTTPServer, StreamReply
@@ -49,7 +49,6 @@ from threadsched.mock.server_requests import (
     ChatRequest,
     Reply,
     error_body,
-    number_param,
     optional_int_param,
     parse_chat_request,
 )
@@ -88,8 +87,7 @@ class MockOpenAIServer:
             raise ValueError(f"MockOpenAIServer.rps must be a finite number > 0, or None for unlimited, got {rps!r}")
         if burst is not None and rps is None:
             raise ValueError(f"MockOpenAIServer.burst needs rps (there is no bucket without a rate), got burst={burst!r}")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"MockOpenAIServer.seed must be an int, got {seed!r}")
+        check_seed("MockOpenAIServer", seed)  # at construction: each request builds a MockModelEndpoint with it
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"MockOpenAIServer.port must be an int in [0, 65535], got {port!r}")
         if not isinstance(provider, str) or not provider:
@@ -102,8 +100,8 @@ class MockOpenAIServer:
             )
         self.rps = None if rps is None else float(rps)
         self.burst = optional_int_param(burst, "burst") or (None if rps is None else max(1, math.ceil(rps)))
-        self.latency_ms = number_param(latency_ms, "latency_ms", minimum=0, maximum=3_600_000)
-        self.jitter_ms = number_param(jitter_ms, "jitter_ms", minimum=0, maximum=3_600_000)
+        self.latency_ms = check_latency_ms("MockOpenAIServer", "latency_ms", latency_ms)
+        self.jitter_ms = check_latency_ms("MockOpenAIServer", "jitter_ms", jitter_ms)
         self.max_concurrent_limit = optional_int_param(max_concurrent, "max_concurrent")
         self.seed = seed
         self.provider = provider

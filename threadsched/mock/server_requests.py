@@ -12,7 +12,6 @@ the real endpoint ignores most optional ones (tools, seed, user, metadata, ...).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -53,14 +52,6 @@ Reply = tuple[int, dict[str, Any], dict[str, str]]
 
 def error_body(message: str, kind: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def number_param(value: object, name: str, *, minimum: float, maximum: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"MockOpenAIServer.{name} must be a number, got {value!r}")
-    if not (math.isfinite(value) and minimum <= value <= maximum):
-        raise ValueError(f"MockOpenAIServer.{name} must be a finite number in [{minimum:g}, {maximum:g}], got {value!r}")
-    return float(value)
 
 
 def optional_int_param(value: object, name: str) -> int | None:
