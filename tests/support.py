@@ -24,7 +24,8 @@ Sections:
 * Admission policies, tasks and a policy harness: ``PolicyStub`` (allows everything, changes nothing),
   ``RaisingPolicy``, ``make_task``, ``clamp``, ``empty_view``, ``reason``, ``strict_fair_outcome`` (a model of
   StrictFairPolicy), ``PolicyHarness``.
-* Hypothesis strategies: ``per_group``, ``resource_amounts``, ``group_draws``.
+* Hypothesis strategies: ``per_group``, ``resource_amounts``, ``group_draws``; ``numbers_outside`` and
+  ``numbers_inside`` (values a bounded numeric setting must refuse or take), ``NON_NUMBERS``.
 * Fake clocks and executor kinds: ``FakeClock``, ``EXECUTOR_KINDS``.
 * Package sources (for the static checks): ``PACKAGE_ROOT``, ``module_paths``.
 """
@@ -32,6 +33,7 @@ Sections:
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 from collections import Counter, defaultdict
@@ -746,6 +748,55 @@ def group_draws(
 ) -> st.SearchStrategy[list[tuple[int, T]]]:
     """A list of ``(group index, value)``: which of ``groups`` groups does what."""
     return st.lists(st.tuples(st.integers(0, groups - 1), values), min_size=min_size, max_size=max_size)
+
+
+NON_NUMBERS: st.SearchStrategy[object] = st.one_of(
+    st.booleans(),  # an int to Python, never a number to a setting
+    st.text(alphabet="abc019 .-e", max_size=6),  # "1", "1e3", "nan": strings that look like numbers stay strings
+    st.lists(st.integers(0, 9), max_size=2),
+)
+"""Values of the wrong type for any numeric setting (all of them writable as TOML literals)."""
+
+_HUGE_INTS = st.integers(min_value=2**64, max_value=2**8000) | st.integers(min_value=-(2**8000), max_value=-(2**64))
+
+
+def numbers_outside(
+    minimum: float, maximum: float, *, integer: bool = False, exclusive_minimum: bool = False
+) -> st.SearchStrategy[object]:
+    """Values a setting taking numbers in ``[minimum, maximum]`` (``(minimum, ...`` when ``exclusive_minimum``;
+    ints only when ``integer``) must refuse: NaN, +-inf, values just past either bound, 1e308, -0.0 where
+    0 is excluded, ints past the bounds up to 8000 bits, any float for an integer setting, and ``NON_NUMBERS``."""
+
+    def outside(value: float) -> bool:
+        above_minimum = value > minimum if exclusive_minimum else value >= minimum
+        return not (above_minimum and value <= maximum)  # NaN compares False: outside
+
+    edges = [math.nan, math.inf, -math.inf, 1e308, -1e308, -0.0, 5e-324, math.nextafter(maximum, math.inf)]
+    edges += [minimum, math.nextafter(minimum, -math.inf), float(maximum) * 2 + 1]
+    ints = st.integers(max_value=math.ceil(minimum) - 1) | st.integers(min_value=math.floor(maximum) + 1) | _HUGE_INTS
+    if integer:
+        floats: st.SearchStrategy[float] = st.floats() | st.sampled_from([float(edge) for edge in edges])
+        floats |= st.floats(float(minimum), float(maximum))  # 5.0 is no integer, however in range
+    else:
+        floats = st.sampled_from([edge for edge in edges if outside(edge)]) | st.floats().filter(outside)
+        ints = ints.filter(outside)
+    return st.one_of(floats, ints, NON_NUMBERS)
+
+
+def numbers_inside(
+    minimum: float, maximum: float, *, integer: bool = False, exclusive_minimum: bool = False
+) -> st.SearchStrategy[float]:
+    """Values such a setting takes: ints (and, unless ``integer``, floats) within the range, its bounds, and
+    -0.0 where 0 is allowed."""
+    low = math.ceil(minimum) + (1 if exclusive_minimum and float(minimum).is_integer() else 0)
+    ints = st.integers(low, math.floor(maximum))
+    bounds = [maximum] if exclusive_minimum else [minimum, maximum]
+    if integer:
+        return ints | st.sampled_from([int(bound) for bound in bounds])
+    if not exclusive_minimum and minimum <= 0 <= maximum:
+        bounds.append(-0.0)
+    floats = st.floats(minimum, maximum, exclude_min=exclusive_minimum)
+    return st.one_of(ints, floats, st.sampled_from([float(bound) for bound in bounds]))
 
 
 # -- fake clocks and executor kinds ----------------------------------------------------------------

@@ -140,6 +140,21 @@ def test_run_rejects_a_bad_recipe_with_exit_code_2_and_one_line(tmp_path: Path, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("setting", "shown"), [("latency_ms = 1e300", "1e+300"), ("jitter_ms = 1e308", "1e+308")])
+def test_run_refuses_an_out_of_range_number_before_running(
+    setting: str, shown: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """These passed "must be finite" and the run exited 0 with every row dropped by time.sleep's OverflowError."""
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(SMALL_RECIPE.replace("max_parallel_requests = 2", f"max_parallel_requests = 2\n{setting}"))
+    assert main(["run", str(recipe), "--out", str(tmp_path / "out")]) == 2
+    field = setting.partition(" ")[0]
+    line = recipe.read_text().splitlines().index(setting) + 1
+    expected = f"threadsched: {recipe}:{line}: providers.mock.{field}: must be a finite number in [0, 3_600_000], got {shown}"
+    assert capsys.readouterr().err.strip() == expected
+    assert not (tmp_path / "out").exists()
+
+
 def test_recipe_prints_the_builtin_demo_recipe(capsys: pytest.CaptureFixture[str]) -> None:
     from threadsched.engine import parse_recipe
 

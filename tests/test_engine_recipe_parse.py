@@ -160,7 +160,9 @@ def test_hash_ignores_key_order_whitespace_and_comments_but_not_values() -> None
 def test_load_recipe_from_file(tmp_path: Path) -> None:
     path = tmp_path / "r.toml"
     path.write_text(make(run="[run]\nrecords = 0\n"), encoding="utf-8")
-    with pytest.raises(RecipeError, match=rf"^{re.escape(str(path))}:2: run\.records: must be >= 1, got 0$"):
+    with pytest.raises(
+        RecipeError, match=rf"^{re.escape(str(path))}:2: run\.records: must be an integer in \[1, 10_000_000\], got 0$"
+    ):
         load_recipe(path)
     path.write_text(make(), encoding="utf-8")
     assert load_recipe(str(path)) == parse_recipe(make())
@@ -197,29 +199,29 @@ ERROR_CASES = [
     ("bad type", make(run='[run]\nrecords = "10"\n'), "run.records", r"expected an integer, got '10' \(string\)"),
     ("bool is no int", make(run="[run]\nrecords = true\n"), "run.records", r"expected an integer, got True"),
     ("missing records", make(run="[run]\nseed = 1\n"), "run.records", r"missing required key 'records'"),
-    ("buffer", make(run="[run]\nrecords = 5\nbuffer_size = 0\n"), "run.buffer_size", r"must be >= 1, got 0"),
-    ("salvage", make(run="[run]\nrecords = 5\nmax_salvage_rounds = -1\n"), "run.max_salvage_rounds", r">= 0, got -1"),
-    ("rate 0", make(run="[run]\nrecords = 5\nerror_rate_shutdown = 0\n"), "run.error_rate_shutdown", r"must be > 0, got 0"),
-    ("rate >1", make(run="[run]\nrecords = 5\nerror_rate_shutdown = 1.5\n"), "run.error_rate_shutdown", r"<= 1, got 1.5"),
-    ("window", make(run="[run]\nrecords = 5\nerror_rate_min_window = 0\n"), "run.error_rate_min_window", r">= 1, got 0"),
+    ("buffer", make(run="[run]\nrecords = 5\nbuffer_size = 0\n"), "run.buffer_size", r"integer in \[1, 1_000_000\], got 0"),
+    ("salvage", make(run="[run]\nrecords = 5\nmax_salvage_rounds = -1\n"), "run.max_salvage_rounds", r"in \[0, 100\], got -1"),
+    ("rate 0", make(run="[run]\nrecords = 5\nerror_rate_shutdown = 0\n"), "run.error_rate_shutdown", r"in \(0, 1\], got 0"),
+    ("rate >1", make(run="[run]\nrecords = 5\nerror_rate_shutdown = 1.5\n"), "run.error_rate_shutdown", r"in \(0, 1\], got 1.5"),
+    ("window", make(run="[run]\nrecords = 5\nerror_rate_min_window = 0\n"), "run.error_rate_min_window", r"10_000_000\], got 0"),
     ("output", make(run="[run]\nrecords = 5\noutput = 3\n"), "run.output", r"expected a string, got 3"),
     ("unknown run key", make(run="[run]\nrecords = 5\nrecrods = 6\n"), "run.recrods", r"unknown key 'recrods'"),
     ("unknown top key", make(processors="[procesors]\n"), "procesors", r"unknown key 'procesors'"),
     ("no columns", make(columns=""), "columns", r"missing required key 'columns'"),
     # [resources]
-    ("resource zero", make(resources='[resources]\n"llm:mock/writer" = 0\n'), '"llm:mock/writer"', r">= 1, got 0"),
+    ("resource zero", make(resources='[resources]\n"llm:mock/writer" = 0\n'), '"llm:mock/writer"', r"in \[1, 1_000_000\], got 0"),
     ("resource type", make(resources='[resources]\ngpu = 1.5\n'), "resources.gpu", r"expected an integer, got 1.5"),
     ("resource model", make(resources='[resources]\n"llm:mock/writr" = 2\n'), "mock/writr", r"unknown model 'mock/writr'"),
     ("submission", make(resources="[resources]\nsubmission = 2\n"), "resources.submission", r"run\.max_workers"),
     # [providers]
     ("provider kind", make(providers=PROVIDERS.replace('"mock"', '"grpc"')), "providers.mock.kind", r"'grpc'"),
     ("provider key", make(providers=PROVIDERS + "latency = 3\n"), "providers.mock.latency", r"unknown key 'latency'"),
-    ("failure rate", make(providers=PROVIDERS.replace("0.1", "1.1")), "providers.mock.failure_rate", r"<= 1, got 1.1"),
+    ("failure rate", make(providers=PROVIDERS.replace("0.1", "1.1")), "providers.mock.failure_rate", r"in \[0, 1\], got 1.1"),
     ("rates sum", make(providers=PROVIDERS + "fatal_rate = 0.95\n"), "providers.mock.fatal_rate", r"must be <= 1"),
-    ("latency", make(providers=PROVIDERS + "jitter_ms = -1\n"), "providers.mock.jitter_ms", r">= 0, got -1"),
+    ("latency", make(providers=PROVIDERS + "jitter_ms = -1\n"), "providers.mock.jitter_ms", r"in \[0, 3_600_000\], got -1"),
     ("models empty", make(providers=PROVIDERS.replace('"writer", "judge"', "")), "providers.mock.models", r"non-empty"),
     ("models dup", make(providers=PROVIDERS.replace('"judge"', '"writer"')), "providers.mock.models[1]", r"duplicate"),
-    ("mpr", make(providers=PROVIDERS + "max_parallel_requests = 0\n"), "max_parallel_requests", r">= 1, got 0"),
+    ("mpr", make(providers=PROVIDERS + "max_parallel_requests = 0\n"), "max_parallel_requests", r"in \[1, 10_000\], got 0"),
     # [[columns]]
     ("unknown model", make(columns=COLUMNS.replace("mock/writer", "mock/judg")), "columns[1].model", r"unknown model"),
     ("unknown provider", make(columns=COLUMNS.replace("mock/writer", "x/writer")), "columns[1].model", r"provider 'x'"),
@@ -235,13 +237,13 @@ ERROR_CASES = [
     ("column kind", make(columns=COLUMNS.replace('"template"', '"jinja"')), "columns[2].kind", r"unknown value 'jinja'"),
     ("column name", make(columns=COLUMNS.replace('"label"', '"my label"')), "columns[2].name", r"identifier"),
     ("duplicate name", make(columns=COLUMNS.replace('"label"', '"topic"')), "columns[2].name", r"duplicate column"),
-    ("weight", make(columns=COLUMNS + "weight = 0\n"), "columns[2].weight", r"must be > 0, got 0"),
+    ("weight", make(columns=COLUMNS + "weight = 0\n"), "columns[2].weight", r"in \[0.001, 1_000\], got 0"),
     ("weight inf", make(columns=COLUMNS + "weight = inf\n"), "columns[2].weight", r"finite"),
     ("sampler with dependencies", make(columns=SAMPLER_WITH_DEPS), "columns[3].depends_on", r"sampler .* must be a root"),
     ("sampler values", make(columns=COLUMNS.replace('["a", "b"]', "[]")), "columns[0].values", r"non-empty"),
     ("sampler value", make(columns=COLUMNS.replace('["a", "b"]', '["a", [1]]')), "columns[0].values[1]", r"\[1\]"),
     ("weights len", make(columns=COLUMNS.replace("[\"a\", \"b\"]", '["a"]\nweights = [1, 2]')), "weights", r"one weight"),
-    ("weights neg", make(columns=COLUMNS.replace("[\"a\", \"b\"]", '["a"]\nweights = [-1]')), "weights[0]", r">= 0"),
+    ("weights neg", make(columns=COLUMNS.replace("[\"a\", \"b\"]", '["a"]\nweights = [-1]')), "weights[0]", r"000\], got -1"),
     ("weights sum", make(columns=COLUMNS.replace("[\"a\", \"b\"]", '["a"]\nweights = [0]')), "weights", r"positive sum"),
     ("unknown ref", make(columns=COLUMNS.replace("{question}", "{questoin}")), "columns[2].template", r"'questoin'"),
     ("unknown dep", make(columns=COLUMNS + 'depends_on = ["nope"]\n'), "columns[2].depends_on", r"unknown column 'nope'"),
@@ -444,8 +446,8 @@ def test_openai_provider_parses_with_defaults_and_names_only_the_key_variable() 
     ("extra", "field", "fragment"),
     [
         ("latency_ms = 5", "providers.local.latency_ms", "unknown key 'latency_ms' for an openai provider"),
-        ("timeout_s = 0", "providers.local.timeout_s", "must be > 0"),
-        ("max_parallel_requests = 0", "providers.local.max_parallel_requests", "must be >= 1"),
+        ("timeout_s = 0", "providers.local.timeout_s", "must be a finite number in (0, 3_600], got 0"),
+        ("max_parallel_requests = 0", "providers.local.max_parallel_requests", "must be an integer in [1, 10_000], got 0"),
         ('api_key_env = "MY-KEY"', "providers.local.api_key_env", "must be an identifier"),
     ],
 )

@@ -7,7 +7,11 @@ import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import numbers_inside, numbers_outside
 
+from threadsched.engine.recipe.ranges import RECIPE_RANGES
 from threadsched.mock.model import (
     RETRYABLE_ERRORS,
     MockFatalError,
@@ -248,6 +252,38 @@ def test_constructor_validation(kwargs: dict[str, Any], error: type[Exception], 
 
 def test_rates_summing_to_exactly_one_are_accepted() -> None:
     MockModelEndpoint("mock", ["writer"], failure_rate=0.7, fatal_rate=0.3)
+
+
+# A library user meets the recipe's ranges (engine/recipe/ranges.py): each numeric argument and its recipe field.
+NUMERIC_ARGUMENTS = {
+    "latency_ms": RECIPE_RANGES["providers.NAME.latency_ms"],
+    "jitter_ms": RECIPE_RANGES["providers.NAME.jitter_ms"],
+    "failure_rate": RECIPE_RANGES["providers.NAME.failure_rate"],
+    "fatal_rate": RECIPE_RANGES["providers.NAME.fatal_rate"],
+    "seed": RECIPE_RANGES["run.seed"],
+}
+
+
+def _values(name: str, strategy: Any) -> Any:
+    entry = NUMERIC_ARGUMENTS[name]
+    return st.tuples(st.just(name), strategy(entry.minimum, entry.maximum, integer=entry.kind == "integer"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(sorted(NUMERIC_ARGUMENTS)).flatmap(lambda name: _values(name, numbers_outside)) | st.tuples(
+    st.sampled_from(sorted(NUMERIC_ARGUMENTS)), st.none()))  # fmt: skip
+def test_a_numeric_argument_outside_the_recipe_range_is_refused_naming_it(case: tuple[str, object]) -> None:
+    name, value = case
+    with pytest.raises((TypeError, ValueError), match=rf"^MockModelEndpoint\.{name} must be "):
+        MockModelEndpoint("mock", ["writer"], **{name: value})  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(NUMERIC_ARGUMENTS)).flatmap(lambda name: _values(name, numbers_inside)))
+def test_a_numeric_argument_inside_the_recipe_range_is_taken(case: tuple[str, float]) -> None:
+    name, value = case
+    ep = MockModelEndpoint("mock", ["writer"], **{name: value})  # type: ignore[arg-type]
+    assert getattr(ep, name) == value and type(getattr(ep, name)) is (int if name == "seed" else float)
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,14 @@ normalised, keys sorted), so comments, whitespace and key order do not change it
 
 One parser per table (``[run]``, ``[resources]``, ``[providers.NAME]``, ``[[columns]]``, ``[[processors]]``);
 ``parse_recipe`` and ``load_recipe`` are the entry points. The types they build are in ``values``, the
-located readers they read with in ``validation``.
+located readers they read with in ``validation``, and every number's range in ``ranges``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from importlib import resources as importlib_resources
@@ -25,7 +26,8 @@ from types import MappingProxyType
 from typing import Any, cast
 
 from threadsched.engine.recipe.graph import dependency_cycle
-from threadsched.engine.recipe.validation import FieldPath, RecipeError, ValidationContext
+from threadsched.engine.recipe.ranges import RECIPE_RANGES
+from threadsched.engine.recipe.validation import FieldPath, RecipeError, ValidationContext, describe
 from threadsched.engine.recipe.values import (
     COLUMN_KINDS,
     FILTER_OPS,
@@ -69,21 +71,21 @@ def _parse_run(ctx: ValidationContext, raw: object) -> RunSettings:
     table = ctx.table(raw, path, _RUN_KEYS, required=("records",))
     defaults = RunSettings(records=1)
 
-    def integer(key: str, minimum: int | None) -> int:
-        return ctx.integer(table.get(key, getattr(defaults, key)), (*path, key), minimum=minimum)
+    def integer(key: str) -> int:
+        return ctx.integer(table.get(key, getattr(defaults, key)), (*path, key), RECIPE_RANGES[f"run.{key}"])
 
     shutdown = table.get("error_rate_shutdown")
     return RunSettings(
-        records=integer("records", 1),
-        buffer_size=integer("buffer_size", 1),
-        max_row_groups_in_flight=integer("max_row_groups_in_flight", 1),
-        max_workers=integer("max_workers", 1),
-        seed=integer("seed", None),
-        max_salvage_rounds=integer("max_salvage_rounds", 0),
+        records=integer("records"),
+        buffer_size=integer("buffer_size"),
+        max_row_groups_in_flight=integer("max_row_groups_in_flight"),
+        max_workers=integer("max_workers"),
+        seed=integer("seed"),
+        max_salvage_rounds=integer("max_salvage_rounds"),
         error_rate_shutdown=None
         if shutdown is None
-        else ctx.number(shutdown, (*path, "error_rate_shutdown"), minimum=0.0, maximum=1.0, exclusive_minimum=True),
-        error_rate_min_window=integer("error_rate_min_window", 1),
+        else ctx.number(shutdown, (*path, "error_rate_shutdown"), RECIPE_RANGES["run.error_rate_shutdown"]),
+        error_rate_min_window=integer("error_rate_min_window"),
         output=ctx.string(table.get("output", defaults.output), (*path, "output")),
         policy=ctx.choice(table.get("policy", defaults.policy), (*path, "policy"), POLICY_NAMES),
         given=frozenset(table),
@@ -102,7 +104,7 @@ def _parse_resources(ctx: ValidationContext, raw: object, providers: Mapping[str
             ctx.fail(path, "'submission' is the worker-slot resource; set it with run.max_workers")
         if key.startswith(LLM_RESOURCE_PREFIX) and key[len(LLM_RESOURCE_PREFIX) :] not in known:
             ctx.fail(path, f"unknown model {key[len(LLM_RESOURCE_PREFIX) :]!r} in resource {key!r} (known: {_listing(known)})")
-        limits[key] = ctx.integer(value, path, minimum=1)
+        limits[key] = ctx.integer(value, path, RECIPE_RANGES["resources.NAME"])
     return MappingProxyType(dict(sorted(limits.items())))
 
 
@@ -114,20 +116,25 @@ ProviderParser = Callable[[ValidationContext, str, Mapping[str, Any], FieldPath]
 def _parse_mock_provider(ctx: ValidationContext, name: str, table: Mapping[str, Any], path: FieldPath) -> ProviderSpec:
     allowed = ("kind", "models", "latency_ms", "jitter_ms", "failure_rate", "fatal_rate", "max_parallel_requests")
     ctx.table(table, path, allowed, required=("models",), what="a mock provider")
-    failure = ctx.number(table.get("failure_rate", 0.0), (*path, "failure_rate"), minimum=0.0, maximum=1.0)
-    fatal = ctx.number(table.get("fatal_rate", 0.0), (*path, "fatal_rate"), minimum=0.0, maximum=1.0)
+
+    def number(key: str) -> float:
+        return ctx.number(table.get(key, 0.0), (*path, key), RECIPE_RANGES[f"providers.NAME.{key}"])
+
+    failure = number("failure_rate")
+    fatal = number("fatal_rate")
     if failure + fatal > 1.0:
         ctx.fail((*path, "fatal_rate"), f"failure_rate + fatal_rate must be <= 1, got {failure!r} + {fatal!r}")
     limit = table.get("max_parallel_requests")
+    limit_range = RECIPE_RANGES["providers.NAME.max_parallel_requests"]
     return ProviderSpec(
         name=name,
         kind="mock",
         models=ctx.string_list(table["models"], (*path, "models")),
-        latency_ms=ctx.number(table.get("latency_ms", 0.0), (*path, "latency_ms"), minimum=0.0),
-        jitter_ms=ctx.number(table.get("jitter_ms", 0.0), (*path, "jitter_ms"), minimum=0.0),
+        latency_ms=number("latency_ms"),
+        jitter_ms=number("jitter_ms"),
         failure_rate=failure,
         fatal_rate=fatal,
-        max_parallel_requests=None if limit is None else ctx.integer(limit, (*path, "max_parallel_requests"), minimum=1),
+        max_parallel_requests=None if limit is None else ctx.integer(limit, (*path, "max_parallel_requests"), limit_range),
     )
 
 
@@ -142,10 +149,14 @@ def _parse_openai_provider(ctx: ValidationContext, name: str, table: Mapping[str
         name=name,
         kind="openai",
         models=ctx.string_list(table["models"], (*path, "models")),
-        max_parallel_requests=ctx.integer(table.get("max_parallel_requests", 4), (*path, "max_parallel_requests"), minimum=1),
+        max_parallel_requests=ctx.integer(
+            table.get("max_parallel_requests", 4),
+            (*path, "max_parallel_requests"),
+            RECIPE_RANGES["providers.NAME.max_parallel_requests"],
+        ),
         base_url=base_url,
         api_key_env=None if key_env is None else ctx.identifier(key_env, (*path, "api_key_env")),
-        timeout_s=ctx.number(table.get("timeout_s", 60.0), (*path, "timeout_s"), minimum=0.0, exclusive_minimum=True),
+        timeout_s=ctx.number(table.get("timeout_s", 60.0), (*path, "timeout_s"), RECIPE_RANGES["providers.NAME.timeout_s"]),
     )
 
 
@@ -192,7 +203,7 @@ def _parse_column(
     required, optional = _COLUMN_KEYS[kind]
     table = ctx.table(raw, path, _COLUMN_COMMON + required + optional, required, what=f"a {kind} column")
     name = ctx.identifier(table["name"], (*path, "name"))
-    weight = ctx.number(table.get("weight", 1.0), (*path, "weight"), minimum=0.0, exclusive_minimum=True)
+    weight = ctx.number(table.get("weight", 1.0), (*path, "weight"), RECIPE_RANGES["columns[N].weight"])
     depends_on = ctx.string_list(table.get("depends_on", []), (*path, "depends_on"), non_empty=False)
     references = dict.fromkeys(depends_on, "depends_on")
     extra: dict[str, Any] = {}
@@ -200,14 +211,17 @@ def _parse_column(
         if depends_on:
             ctx.fail((*path, "depends_on"), f"a sampler column must be a root (no dependencies), got {list(depends_on)!r}")
         values_path = (*path, "values")
-        values = tuple(ctx.scalar(v, (*values_path, i)) for i, v in enumerate(ctx.array(table["values"], values_path)))
+        value_range = RECIPE_RANGES["columns[N].values[I]"]
+        raw_values = ctx.array(table["values"], values_path)
+        values = tuple(ctx.scalar(v, (*values_path, i), value_range) for i, v in enumerate(raw_values))
         extra.update(values=values)
         if "weights" in table:
             weights_path = (*path, "weights")
             raw_weights = ctx.array(table["weights"], weights_path)
             if len(raw_weights) != len(values):
                 ctx.fail(weights_path, f"must have one weight per value ({len(values)}), got {len(raw_weights)}")
-            weights = tuple(ctx.number(w, (*weights_path, i), minimum=0.0) for i, w in enumerate(raw_weights))
+            weight_range = RECIPE_RANGES["columns[N].weights[I]"]
+            weights = tuple(ctx.number(w, (*weights_path, i), weight_range) for i, w in enumerate(raw_weights))
             if sum(weights) <= 0:
                 ctx.fail(weights_path, f"must have a positive sum, got {list(weights)!r}")
             extra.update(weights=weights)
@@ -310,13 +324,15 @@ def _parse_processor(ctx: ValidationContext, raw: object, path: FieldPath, colum
         column = column_reference(table["column"], (*path, "column"))
         op = cast(FilterOp, ctx.choice(table["op"], (*path, "op"), FILTER_OPS))
         value_path = (*path, "value")
+        value_range = RECIPE_RANGES["processors[N].value"]
         value: Scalar | tuple[Scalar, ...]
         if op in ("in", "not_in"):
             if not isinstance(table["value"], list):
-                ctx.fail(value_path, f"op {op!r} needs an array value, got {table['value']!r}")
-            value = tuple(ctx.scalar(v, (*value_path, i)) for i, v in enumerate(ctx.array(table["value"], value_path)))
+                ctx.fail(value_path, f"op {op!r} needs an array value, got {describe(table['value'])}")
+            items = ctx.array(table["value"], value_path)
+            value = tuple(ctx.scalar(v, (*value_path, i), value_range) for i, v in enumerate(items))
         else:
-            value = ctx.scalar(table["value"], value_path)
+            value = ctx.scalar(table["value"], value_path, value_range)
             if op in _ORDERING_OPS and isinstance(value, bool):
                 ctx.fail(value_path, f"op {op!r} needs a number or a string, got {value!r}")
         return ProcessorSpec(stage, kind, column=column, op=op, value=value)
@@ -347,6 +363,9 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
         line = message.rpartition("at line ")[2].partition(",")[0]
         location = f"{source}:{line}" if line.isdigit() else source
         raise RecipeError("", f"invalid TOML: {message}", location) from None
+    except ValueError:  # not a TOMLDecodeError: int() refused a decimal literal longer than Python allows
+        _too_long_integer(ctx, text)
+        raise
     ctx.table(document, (), _TOP_LEVEL, required=("run", "columns"))
     run = _parse_run(ctx, document["run"])
     providers = _parse_providers(ctx, document.get("providers", {}))
@@ -356,6 +375,23 @@ def parse_recipe(text: str, source: str = "<recipe>") -> Recipe:
     canonical = canonical_recipe_json(run, resources, providers, columns, processors)
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return Recipe(run, resources, providers, columns, processors, digest)
+
+
+def _too_long_integer(ctx: ValidationContext, text: str) -> None:
+    """Raise a located ``RecipeError`` for the first decimal integer literal with more digits than
+    ``int()`` converts (``sys.get_int_max_str_digits``, 4300 by default); return if there is none.
+    ``tomllib`` lets that ``ValueError`` escape, unlocated, instead of a ``TOMLDecodeError``."""
+    limit = sys.get_int_max_str_digits()
+    if limit <= 0:
+        return
+    literal = re.compile(rf"[0-9](?:_?[0-9]){{{limit},}}")
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if literal.search(line):
+            message = f"an integer literal of more than {limit} digits, beyond every range"
+            path = ctx.locator.path_at(lineno)
+            if path is None:
+                raise RecipeError("", message, f"{ctx.source}:{lineno}")
+            ctx.fail(path, message)
 
 
 def load_recipe(path: str | Path) -> Recipe:

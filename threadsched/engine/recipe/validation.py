@@ -5,6 +5,8 @@ and the columns it references) and takes its path, so an error names the field, 
 recipe line it came from (``recipe.toml:14: columns[2].model: unknown model 'mock/judg' (...)``).
 Line numbers come from a light scan of the TOML text: ``tomllib`` does not report positions of valid
 values, and a slightly approximate line (the table header when the key is not found) beats none.
+Numbers are checked against their documented range (``ranges.RECIPE_RANGES``); a value is shown in a
+message by its ``repr``, except an integer too long for one (``shown``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, NoReturn
 
+from threadsched.engine.recipe.ranges import FieldRange
 from threadsched.engine.recipe.values import Scalar
 from threadsched.engine.templates import template_fields
 
@@ -24,8 +27,10 @@ __all__ = [
     "Locator",
     "RecipeError",
     "ValidationContext",
+    "describe",
     "format_path",
     "is_function_reference",
+    "shown",
     "template_references",
 ]
 
@@ -117,6 +122,11 @@ class Locator:
                     multiline = delimiter
                     break
 
+    def path_at(self, line: int) -> FieldPath | None:
+        """The longest path defined on ``line`` (its key rather than its table), None if none is."""
+        found = [path for path, where in self._lines.items() if where == line]
+        return max(found, key=len) if found else None
+
     def line(self, path: FieldPath) -> int | None:
         """The line of ``path`` or of its closest enclosing key or table; None if none was found."""
         for end in range(len(path), 0, -1):
@@ -126,10 +136,18 @@ class Locator:
         return None
 
 
+def shown(value: object) -> str:
+    """A bad value as a message shows it: its ``repr``, except an integer of more than 128 bits. ``repr``
+    of one over 4300 digits raises (``sys.get_int_max_str_digits``), and a shorter one swamps the line."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    return repr(value)
+
+
 def describe(value: object) -> str:
-    """A bad value as shown in messages: its repr and its TOML-ish type."""
+    """A bad value as shown in messages: ``shown(value)`` and its TOML-ish type."""
     names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
-    return f"{value!r} ({names.get(type(value), type(value).__name__)})"
+    return f"{shown(value)} ({names.get(type(value), type(value).__name__)})"
 
 
 class ValidationContext:
@@ -176,33 +194,22 @@ class ValidationContext:
                 self.fail((*path, key), f"missing required key {key!r}")
         return value
 
-    def integer(self, value: object, path: FieldPath, *, minimum: int | None = None) -> int:
+    def integer(self, value: object, path: FieldPath, limits: FieldRange) -> int:
+        """A TOML integer within ``limits`` (never a bool, never a float such as ``5.0``)."""
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(path, f"expected an integer, got {describe(value)}")
-        if minimum is not None and value < minimum:
-            self.fail(path, f"must be >= {minimum}, got {value!r}")
+        if not limits.contains(value):
+            self.fail(path, f"must be {limits.description}, got {shown(value)}")
         return value
 
-    def number(
-        self,
-        value: object,
-        path: FieldPath,
-        *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-        exclusive_minimum: bool = False,
-    ) -> float:
-        """A finite int or float, returned as float so ``5`` and ``5.0`` hash alike."""
+    def number(self, value: object, path: FieldPath, limits: FieldRange) -> float:
+        """A finite int or float within ``limits``, returned as float so ``5`` and ``5.0`` hash alike (and
+        ``-0.0`` as ``0.0``). The range is checked before the conversion: ``float(10**400)`` overflows."""
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(path, f"expected a number, got {describe(value)}")
-        number = float(value)
-        if not math.isfinite(number):
-            self.fail(path, f"must be finite, got {value!r}")
-        if minimum is not None and (number <= minimum if exclusive_minimum else number < minimum):
-            self.fail(path, f"must be {'>' if exclusive_minimum else '>='} {minimum:g}, got {value!r}")
-        if maximum is not None and number > maximum:
-            self.fail(path, f"must be <= {maximum:g}, got {value!r}")
-        return number
+        if not limits.contains(value):  # NaN is in no range, and +-inf are beyond every bound
+            self.fail(path, f"must be {limits.description}, got {shown(value)}")
+        return float(value) + 0.0
 
     def string(self, value: object, path: FieldPath, *, non_empty: bool = True) -> str:
         if not isinstance(value, str):
@@ -241,11 +248,14 @@ class ValidationContext:
             seen.add(item)
         return tuple(items)
 
-    def scalar(self, value: object, path: FieldPath) -> Scalar:
-        if isinstance(value, float) and not math.isfinite(value):
-            self.fail(path, f"must be finite, got {value!r}")
+    def scalar(self, value: object, path: FieldPath, limits: FieldRange) -> Scalar:
+        """A data value: a string, a boolean, a finite float or an integer within ``limits``."""
         if not isinstance(value, str | int | float):  # bool is an int
             self.fail(path, f"expected a string, number or boolean, got {describe(value)}")
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(path, f"must be {limits.description}, got {shown(value)}")
+        if isinstance(value, int) and not isinstance(value, bool) and not limits.contains(value):
+            self.fail(path, f"must be {limits.description}, got {shown(value)}")
         return value
 
     def function_reference(self, value: object, path: FieldPath) -> str:
