@@ -789,7 +789,7 @@ def numbers_inside(
     """Values such a setting takes: ints (and, unless ``integer``, floats) within the range, its bounds, and
     -0.0 where 0 is allowed."""
     low = math.ceil(minimum) + (1 if exclusive_minimum and float(minimum).is_integer() else 0)
-    ints = st.integers(low, math.floor(maximum))
+    ints = st.integers(low, math.floor(maximum)) if low <= maximum else st.nothing()  # (0, 1) holds no int
     bounds = [maximum] if exclusive_minimum else [minimum, maximum]
     if integer:
         return ints | st.sampled_from([int(bound) for bound in bounds])

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import FakeClock
+from hypothesis import given, settings
+from support import FakeClock, numbers_inside, numbers_outside
 
 from threadsched import CancelToken, Scheduler
 from threadsched.core.events import MemoryEventSink, SchedulerEvent
@@ -30,6 +31,7 @@ from threadsched.requests import (
     RequestOutcome,
     RequestResourceKey,
 )
+from threadsched.requests.controller import MAX_CANCEL_POLL_S
 
 RO = RequestOutcome
 PM = ProviderModelKey("mock", "fast")
@@ -642,6 +644,33 @@ def test_validation_errors_are_typed() -> None:
     with pytest.raises(ValueError, match="cancel_poll_s"):
         AdaptiveRequestAdmissionController(RequestAdmissionConfig(caps={PM: 1}), cancel_poll_s=0)
     assert controller.statistics()["resources"] == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(numbers_outside(0, MAX_CANCEL_POLL_S, exclusive_minimum=True))
+def test_a_cancel_poll_outside_0_to_60_seconds_is_refused_naming_it(poll: object) -> None:
+    """A poll of 1e300 s would be a cancel that is never seen (0 would spin); a bool or a string is no duration."""
+    with pytest.raises((TypeError, ValueError), match=r"^cancel_poll_s must be "):
+        AdaptiveRequestAdmissionController(RequestAdmissionConfig(caps={PM: 1}), cancel_poll_s=poll)  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(numbers_inside(0, MAX_CANCEL_POLL_S, exclusive_minimum=True))
+def test_a_cancel_poll_inside_0_to_60_seconds_is_taken(poll: float) -> None:
+    assert AdaptiveRequestAdmissionController(RequestAdmissionConfig(caps={PM: 1}), cancel_poll_s=poll)._cancel_poll_s == poll
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"events": object()}, r"^events must have an emit\(event\) method"),
+        ({"clock": 3.0}, r"^clock must be callable"),
+        ({"sequence": iter}, r"^sequence must be an iterator of ints"),
+    ],
+)
+def test_every_other_controller_argument_of_the_wrong_type_is_a_type_error_naming_it(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(TypeError, match=match):
+        AdaptiveRequestAdmissionController(RequestAdmissionConfig(caps={PM: 1}), **kwargs)
 
 
 def test_a_shared_sequence_numbers_the_requests_stream_across_producers() -> None:

@@ -7,12 +7,18 @@ it gets opaque ``correlation`` (run id, task execution id) for its events only.
 Names are canonical after alias resolution: ``RequestAdmissionConfig.resolve`` maps an alias
 ``ProviderModelKey`` to the endpoint it names, so two aliases of one endpoint share one aggregate cap (the
 smaller of their declared caps).
+
+Every value a caller constructs (keys, the config, items) is checked at construction, the error naming the
+argument and the value: ``TypeError`` for a wrong type (a bool is never a number here), ``ValueError`` for a
+value out of its range (NaN and +-inf included). The ranges: caps, limits and AIMD counts are ints in
+``[1, MAX_REQUEST_LIMIT]``; ``decrease_factor`` is in (0, 1); cooldowns are seconds in ``[0, MAX_COOLDOWN_S]``
+and ``ceiling_hold_s`` in ``[0, MAX_CEILING_HOLD_S]``. Leases, denials, release results and snapshots are
+built by the controller alone, under its lock and per request, so they are not checked again.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 import threading
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +28,9 @@ from typing import Any
 from threadsched.core.contracts import validate_weight
 
 __all__ = [
+    "MAX_CEILING_HOLD_S",
+    "MAX_COOLDOWN_S",
+    "MAX_REQUEST_LIMIT",
     "ProviderModelKey",
     "RequestAdmissionConfig",
     "RequestAdmissionDenied",
@@ -36,6 +45,18 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+MAX_REQUEST_LIMIT = 1_000_000
+"""Upper bound of a cap, ``initial_limit``, ``increase_step`` and ``successes_until_increase``. The AIMD
+decrease is computed in floats (``floor(limit * decrease_factor)``): exact only below 2**53, an
+``OverflowError`` past 1e308. No provider allows a million requests in flight at once."""
+MAX_COOLDOWN_S = 3_600.0
+"""Upper bound of ``default_cooldown_s`` and ``max_cooldown_s``: a provider that asks for more than an hour is
+down for the run (and ``ModelRequestExecutor`` already ends a call whose Retry-After passes
+``max_retry_after_s``, 120 s by default)."""
+MAX_CEILING_HOLD_S = 86_400.0
+"""Upper bound of ``ceiling_hold_s``: a day. The rate-limit ceiling is a guess about the provider's rate,
+worth re-probing at least that often."""
 
 
 class RequestDomain(enum.StrEnum):
@@ -58,9 +79,39 @@ class RequestOutcome(enum.StrEnum):
 
 
 def _name(value: object, what: str) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a non-empty str, got {value!r}")
+    if not value.strip():
         raise ValueError(f"{what} must be a non-empty str, got {value!r}")
     return value
+
+
+def _shown(value: object) -> str:
+    """``repr`` for a message, except an int too long for one (its repr raises past 4300 digits)."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an int of {value.bit_length()} bits"
+    return repr(value)
+
+
+def _count(value: object, what: str) -> int:
+    """An int in ``[1, MAX_REQUEST_LIMIT]`` (a cap, a limit, a step, a number of successes)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {value!r}")
+    if not 1 <= value <= MAX_REQUEST_LIMIT:
+        raise ValueError(f"{what} must be an int in [1, {MAX_REQUEST_LIMIT:_}], got {_shown(value)}")
+    return value
+
+
+def checked_seconds(value: object, what: str, maximum: float, *, positive: bool = False) -> float:
+    """A finite number of seconds in ``[0, maximum]`` (``(0, maximum]`` when ``positive``); the errors name
+    ``what``. Also the controller's check of ``cancel_poll_s``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
+    in_range = (value > 0 if positive else value >= 0) and value <= maximum  # NaN compares False; ints exactly
+    if not in_range:
+        interval = f"{'(' if positive else '['}0, {maximum:_g}]"
+        raise ValueError(f"{what} must be a finite number in {interval}, got {_shown(value)}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -96,7 +147,7 @@ class RequestResourceKey:
         _name(self.provider, "RequestResourceKey.provider")
         _name(self.model, "RequestResourceKey.model")
         if not isinstance(self.domain, RequestDomain):
-            raise ValueError(f"RequestResourceKey.domain must be a RequestDomain, got {self.domain!r}")
+            raise TypeError(f"RequestResourceKey.domain must be a RequestDomain, got {self.domain!r}")
 
     @property
     def provider_model(self) -> ProviderModelKey:
@@ -130,27 +181,33 @@ class RequestAdmissionConfig:
     ceiling_hold_s: float = 120.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.caps, Mapping) or not self.caps:
+        if not isinstance(self.caps, Mapping):
+            raise TypeError(f"RequestAdmissionConfig.caps must be a non-empty mapping, got {self.caps!r}")
+        if not self.caps:
             raise ValueError(f"RequestAdmissionConfig.caps must be a non-empty mapping, got {self.caps!r}")
         for key, cap in self.caps.items():
             if not isinstance(key, ProviderModelKey):
-                raise ValueError(f"RequestAdmissionConfig.caps keys must be ProviderModelKey, got {key!r}")
-            if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
-                raise ValueError(f"RequestAdmissionConfig.caps[{key}] must be an int >= 1, got {cap!r}")
+                raise TypeError(f"RequestAdmissionConfig.caps keys must be ProviderModelKey, got {key!r}")
+            _count(cap, f"RequestAdmissionConfig.caps[{key}]")
+        if not isinstance(self.aliases, Mapping):
+            raise TypeError(f"RequestAdmissionConfig.aliases must be a mapping, got {self.aliases!r}")
         for alias, target in self.aliases.items():
             if not isinstance(alias, ProviderModelKey) or not isinstance(target, ProviderModelKey):
-                raise ValueError(f"RequestAdmissionConfig.aliases must map ProviderModelKey to ProviderModelKey, got {alias!r}")
+                raise TypeError(f"RequestAdmissionConfig.aliases must map ProviderModelKey to ProviderModelKey, got {alias!r}")
             if target not in self.caps or target in self.aliases:
                 raise ValueError(f"RequestAdmissionConfig.aliases[{alias}] must name a provider/model in caps, got {target}")
-        _positive_int(self.initial_limit, "initial_limit", optional=True)
-        _positive_int(self.increase_step, "increase_step")
-        _positive_int(self.successes_until_increase, "successes_until_increase")
-        if not isinstance(self.decrease_factor, (int, float)) or not 0 < self.decrease_factor < 1:
-            raise ValueError(f"RequestAdmissionConfig.decrease_factor must be in (0, 1), got {self.decrease_factor!r}")
-        for name in ("default_cooldown_s", "max_cooldown_s", "ceiling_hold_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"RequestAdmissionConfig.{name} must be a finite number >= 0, got {value!r}")
+        if self.initial_limit is not None:
+            _count(self.initial_limit, "RequestAdmissionConfig.initial_limit")
+        _count(self.increase_step, "RequestAdmissionConfig.increase_step")
+        _count(self.successes_until_increase, "RequestAdmissionConfig.successes_until_increase")
+        factor = self.decrease_factor
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)):
+            raise TypeError(f"RequestAdmissionConfig.decrease_factor must be a number in (0, 1), got {factor!r}")
+        if not 0 < factor < 1:  # 1 would never decrease, 0 would drop every limit to 1; NaN fails too
+            raise ValueError(f"RequestAdmissionConfig.decrease_factor must be in (0, 1), got {_shown(factor)}")
+        checked_seconds(self.default_cooldown_s, "RequestAdmissionConfig.default_cooldown_s", MAX_COOLDOWN_S)
+        checked_seconds(self.max_cooldown_s, "RequestAdmissionConfig.max_cooldown_s", MAX_COOLDOWN_S)
+        checked_seconds(self.ceiling_hold_s, "RequestAdmissionConfig.ceiling_hold_s", MAX_CEILING_HOLD_S)
 
     def resolve(self, key: ProviderModelKey) -> ProviderModelKey:
         """The canonical provider/model of ``key`` (itself unless it is an alias); KeyError if unknown."""
@@ -166,13 +223,6 @@ class RequestAdmissionConfig:
         return min(declared)
 
 
-def _positive_int(value: object, name: str, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"RequestAdmissionConfig.{name} must be an int >= 1, got {value!r}")
-
-
 @dataclass(frozen=True, slots=True)
 class RequestAdmissionItem:
     """What wants a request permit. ``group``/``weight`` order waiters fairly (oldest first among equals);
@@ -185,8 +235,20 @@ class RequestAdmissionItem:
 
     def __post_init__(self) -> None:
         if not isinstance(self.resource, RequestResourceKey):
-            raise ValueError(f"RequestAdmissionItem.resource must be a RequestResourceKey, got {self.resource!r}")
-        validate_weight("RequestAdmissionItem.weight", self.weight)
+            raise TypeError(f"RequestAdmissionItem.resource must be a RequestResourceKey, got {self.resource!r}")
+        try:
+            hash(self.group)  # waiters are queued by group: an unhashable one would fail inside the controller's lock
+        except TypeError:
+            raise TypeError(f"RequestAdmissionItem.group must be hashable, got {self.group!r}") from None
+        weight = self.weight
+        if isinstance(weight, int) and not isinstance(weight, bool):
+            try:
+                float(weight)  # validate_weight's math.isfinite raises OverflowError on an int beyond every float
+            except OverflowError:
+                raise ValueError(f"RequestAdmissionItem.weight must be finite and > 0, got {_shown(weight)}") from None
+        validate_weight("RequestAdmissionItem.weight", weight)
+        if not isinstance(self.correlation, Mapping):
+            raise TypeError(f"RequestAdmissionItem.correlation must be a mapping, got {self.correlation!r}")
 
 
 @dataclass(eq=False, slots=True)

@@ -40,6 +40,7 @@ from threadsched.requests.contracts import (
     RequestReleaseResult,
     RequestResourceKey,
     RequestResourceSnapshot,
+    checked_seconds,
 )
 from threadsched.requests.controller_state import (
     Endpoint,
@@ -53,6 +54,7 @@ from threadsched.requests.controller_state import (
 )
 
 DEFAULT_CANCEL_POLL_S = 0.05
+MAX_CANCEL_POLL_S = 60.0  # how long a waiting acquire may miss its cancel; longer is a cancel that does not work
 _COUNTERS = ["acquired", "released", "waits", "wait_timeouts", "wait_cancellations", "wait_shutdowns", "abandoned_grants"]
 _COUNTERS += ["rate_limit_waves", "limit_decreases", "limit_increases", "sink_errors"]
 Outcome = RequestAdmissionLease | RequestAdmissionDenied
@@ -76,8 +78,7 @@ class AdaptiveRequestAdmissionController:
             raise TypeError(f"events must have an emit(event) method, got {events!r}")
         if not callable(clock):
             raise TypeError(f"clock must be callable, got {clock!r}")
-        if not finite_number(cancel_poll_s) or cancel_poll_s <= 0:
-            raise ValueError(f"cancel_poll_s must be a finite number > 0, got {cancel_poll_s!r}")
+        checked_seconds(cancel_poll_s, "cancel_poll_s", MAX_CANCEL_POLL_S, positive=True)
         if sequence is not None and not callable(getattr(sequence, "__next__", None)):
             raise TypeError(f"sequence must be an iterator of ints, got {sequence!r}")
         self._config = config
@@ -391,4 +392,4 @@ class AdaptiveRequestAdmissionController:
                 LOGGER.warning("threadsched: event sink %r raised; request event %s dropped", sink, event.kind, exc_info=True)
 
 
-__all__ = ["DEFAULT_CANCEL_POLL_S", "REQUEST_STREAM", "AdaptiveRequestAdmissionController"]
+__all__ = ["DEFAULT_CANCEL_POLL_S", "MAX_CANCEL_POLL_S", "REQUEST_STREAM", "AdaptiveRequestAdmissionController"]
