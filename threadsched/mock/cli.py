@@ -4,11 +4,15 @@ in the foreground until SIGINT or SIGTERM, both of which stop it cleanly with ex
 The first line of stdout is exactly ``listening on http://HOST:PORT`` (flushed), so a parent process can
 start it with ``--port 0`` and read the real port; the last line is the final counters. Exit codes: 0 after
 a signal, 1 when the address cannot be bound, 2 for invalid options (one ``threadsched mock-provider: ...``
-line on stderr)."""
+line on stderr).
+
+The server has no authentication, so ``--host`` defaults to 127.0.0.1; any address outside loopback
+(``is_loopback_host``) is served as asked, but with a warning on stderr first, since it lets other machines in."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import math
 import signal
 import sys
@@ -18,7 +22,14 @@ from types import FrameType
 
 from threadsched.mock.model import MAX_LATENCY_MS, SEED_RANGE
 
-__all__ = ["add_mock_provider_options", "add_mock_provider_parser", "run_mock_provider", "validate_mock_provider_args"]
+__all__ = [
+    "add_mock_provider_options",
+    "add_mock_provider_parser",
+    "host_warning",
+    "is_loopback_host",
+    "run_mock_provider",
+    "validate_mock_provider_args",
+]
 
 _PROG = "threadsched mock-provider"
 _DESCRIPTION = (
@@ -82,12 +93,47 @@ def validate_mock_provider_args(args: argparse.Namespace) -> str | None:
     return None
 
 
+_IPV4_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+_IPV6_LOOPBACK = ipaddress.IPv6Address("::1")
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only: ``localhost`` (any case),
+    an IPv4 address in 127.0.0.0/8 or ``::1``. Anything else is not: ``""`` and ``0.0.0.0`` (every IPv4
+    interface), ``::`` (every interface), any other address, and any other name, which may resolve anywhere.
+    Spelled out rather than ``ip_address(host).is_loopback``, whose answer for IPv4-mapped IPv6 addresses
+    differs between Python versions."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return address in _IPV4_LOOPBACK
+    return address == _IPV6_LOOPBACK  # a scoped ::1%eth0 is not equal: it is warned about too
+
+
+def host_warning(host: str) -> str | None:
+    """The stderr line ``threadsched mock-provider`` prints before binding ``host``, or None for loopback."""
+    if is_loopback_host(host):
+        return None
+    shown = host or "''"  # "" binds every interface too: show that something (nothing) was given
+    return (
+        f"{_PROG}: warning: --host {shown} is not a loopback address; the server (which has no authentication) "
+        "will accept connections from other machines"
+    )
+
+
 def run_mock_provider(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM for a parsed ``mock-provider`` command line; the exit code."""
     problem = validate_mock_provider_args(args)
     if problem is not None:
         print(f"{_PROG}: {problem}", file=sys.stderr)
         return 2
+    warning = host_warning(args.host)
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     from threadsched.mock.server import MockOpenAIServer  # here: building threadsched's parser need not load the HTTP server
 
     try:
