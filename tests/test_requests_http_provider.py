@@ -1,16 +1,18 @@
-"""OpenAIChatTransport / OpenAIChatModel over httpx (MockTransport), and one run against MockOpenAIServer."""
+"""OpenAIChatTransport / OpenAIChatModel over httpx (MockTransport), runs against MockOpenAIServer, and
+providers that never finish an answer (TrickleServer): the timeout bounds each attempt, the deadline all."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from support import FakeClock
+from support import GENEROUS, TRICKLE_MODES, FakeClock, TrickleServer
 
 from threadsched.core.events import MemoryEventSink
 from threadsched.requests import (
@@ -23,6 +25,7 @@ from threadsched.requests import (
     RequestReleaseResult,
     RequestResourceKey,
 )
+from threadsched.requests.controller import AdaptiveRequestAdmissionController
 from threadsched.requests.executor import (
     MalformedResponseError,
     ModelRequest,
@@ -416,3 +419,128 @@ def test_streamed_and_json_completions_against_the_mock_openai_server(no_proxy: 
         as_json = model.complete("alpha", response_format={"type": "json_object"})
     assert streamed == plain == MockModelEndpoint("mock", ["fast"], seed=2).complete("fast", "alpha")
     assert json.loads(as_json) == {"reply": plain}
+
+
+# -- providers that never finish an answer: the timeout bounds the attempt, the deadline every attempt ----
+
+TIMED_OUT = {RequestOutcome.PROVIDER_TIMEOUT, RequestOutcome.LOCAL_TIMEOUT}
+
+
+@pytest.fixture
+def no_new_threads() -> Iterator[None]:
+    """Whatever a test started (server, transport) has ended by the time it returns."""
+    baseline = set(threading.enumerate())
+    yield
+    left = [thread.name for thread in threading.enumerate() if thread not in baseline]
+    assert not left, f"threads left running: {left}"
+
+
+def trickle_request(mode: str, timeout_s: float | None) -> ModelRequest:
+    payload: dict[str, Any] = {"messages": [{"role": "user", "content": PROMPT}]}
+    if mode == "sse":
+        payload["stream"] = True
+    return ModelRequest(RESOURCE, payload, timeout_s=timeout_s)
+
+
+def admission() -> tuple[AdaptiveRequestAdmissionController, MemoryEventSink]:
+    sink = MemoryEventSink()
+    config = RequestAdmissionConfig(caps={ProviderModelKey(RESOURCE.provider, RESOURCE.model): 2})
+    return AdaptiveRequestAdmissionController(config, events=sink), sink
+
+
+def assert_each_lease_released_once(controller: AdaptiveRequestAdmissionController, sink: MemoryEventSink, attempts: int) -> None:
+    stats = controller.statistics()
+    assert stats["acquired"] == stats["released"] == attempts
+    assert stats["active_leases"] == 0 and stats["release_diagnostics"] == {}
+    snapshot = controller.snapshot(RESOURCE)
+    assert (snapshot.in_flight, snapshot.double_releases, snapshot.unknown_releases) == (0, 0, 0)
+    acquired = [event.lease_id for event in sink.events if event.kind == "request_lease_acquired"]
+    released = [event for event in sink.events if event.kind == "request_lease_released"]
+    assert len(acquired) == len(set(acquired)) == attempts
+    assert sorted(event.lease_id for event in released) == sorted(acquired)  # each lease once, no other
+    assert {RequestOutcome(event.reason) for event in released} <= TIMED_OUT
+    assert not [event for event in sink.events if event.kind == "request_release_diagnostic"]
+
+
+@pytest.mark.parametrize("mode", TRICKLE_MODES)
+def test_a_trickling_provider_cannot_outlast_the_attempt_timeout_or_the_deadline(
+    mode: str, no_proxy: None, no_new_threads: None
+) -> None:
+    controller, sink = admission()
+    with TrickleServer(mode) as server:
+        with OpenAIChatTransport(server.url) as transport:
+            executor = ModelRequestExecutor(controller, transport, events=sink, sequence=controller.sequence)
+            with pytest.raises(ModelRequestError) as caught:
+                executor.execute(trickle_request(mode, timeout_s=1.0), deadline_s=3.0)
+        attempts = caught.value.attempts
+        assert server.wait_for_hang_ups(attempts)  # every attempt's connection was closed, none left trickling
+    assert server.accepted == attempts  # a timed-out connection is never reused
+    assert caught.value.outcome in TIMED_OUT and caught.value.status is None
+    # An attempt lasts its 1 s timeout and the first back-off at least 0.45 s: a third attempt cannot fit in 3 s.
+    assert attempts in (1, 2)
+    assert_each_lease_released_once(controller, sink, attempts)
+    assert executor.statistics()["failed"] == 1
+
+
+@pytest.mark.parametrize("mode", TRICKLE_MODES)
+def test_the_deadline_cuts_an_attempt_whose_timeout_is_longer(mode: str, no_proxy: None, no_new_threads: None) -> None:
+    controller, sink = admission()
+    with TrickleServer(mode) as server:
+        with OpenAIChatTransport(server.url, timeout_s=GENEROUS) as transport:
+            executor = ModelRequestExecutor(controller, transport, events=sink, sequence=controller.sequence)
+            with pytest.raises(ModelRequestError) as caught:
+                executor.execute(trickle_request(mode, timeout_s=GENEROUS), deadline_s=1.0)
+        assert server.wait_for_hang_ups(1)
+    assert (caught.value.outcome, caught.value.attempts) == (RequestOutcome.LOCAL_TIMEOUT, 1)
+    assert_each_lease_released_once(controller, sink, 1)
+
+
+@pytest.mark.parametrize("mode", TRICKLE_MODES)
+def test_the_transport_raises_a_timeout_when_the_attempt_timeout_passes(mode: str, no_proxy: None, no_new_threads: None) -> None:
+    with TrickleServer(mode) as server, OpenAIChatTransport(server.url) as transport:
+        with pytest.raises(TransportTimeout) as caught:
+            transport.send(trickle_request(mode, timeout_s=None), timeout=0.5)
+        assert isinstance(caught.value.__cause__, httpx.TimeoutException)
+        assert server.wait_for_hang_ups(1)
+
+
+def test_headers_that_trickle_on_a_reused_keep_alive_connection_are_cut_off(no_proxy: None, no_new_threads: None) -> None:
+    # The first answer comes in full and leaves the connection in the pool; the next request on it trickles.
+    with TrickleServer("headers", answer_first=1) as server, OpenAIChatTransport(server.url) as transport:
+        first = transport.send(chat_request(), timeout=GENEROUS)
+        with pytest.raises(TransportTimeout):
+            transport.send(chat_request(), timeout=0.5)
+        third = transport.send(chat_request(), timeout=GENEROUS)  # a new connection: its first answer comes at once
+    assert chat_completion_text(first.body) == chat_completion_text(third.body) == "done"
+    # Three requests over two connections: the one that trickled went over the first, reused one (a timed-out
+    # connection is closed, so had it been new, the third request would have needed a third connection).
+    assert (server.accepted, len(server.request_lines)) == (2, 3)
+
+
+def test_the_model_facade_passes_its_timeout_and_the_deadline(no_proxy: None, no_new_threads: None) -> None:
+    controller, sink = admission()
+    with TrickleServer("body") as server, OpenAIChatTransport(server.url) as transport:
+        executor = ModelRequestExecutor(controller, transport, events=sink, sequence=controller.sequence)
+        model = OpenAIChatModel(executor, RESOURCE.provider, RESOURCE.model, timeout_s=1.0)
+        with pytest.raises(ModelRequestError) as caught:
+            model.complete(PROMPT, deadline_s=3.0)
+    assert caught.value.outcome in TIMED_OUT
+    assert_each_lease_released_once(controller, sink, caught.value.attempts)
+
+
+def paced(piece: bytes, gate: threading.Event) -> Iterator[bytes]:
+    """A body that never ends, one piece per 50 ms (the hang detector: a million pieces)."""
+    for _ in range(1_000_000):
+        gate.wait(0.05)  # never set: only paces the pieces
+        yield piece
+
+
+@pytest.mark.parametrize(("streamed", "piece"), [(False, b" "), (True, b": keep-alive\n\n")])
+def test_a_given_transport_is_bounded_between_chunks(streamed: bool, piece: bytes) -> None:
+    gate = threading.Event()
+    content_type = "text/event-stream" if streamed else "application/json"
+    transport, _ = transport_with(
+        lambda request: httpx.Response(200, content=paced(piece, gate), headers={"content-type": content_type})
+    )
+    with transport, pytest.raises(TransportTimeout, match=r"no complete answer within 0\.3s"):
+        transport.send(chat_request(stream=streamed), timeout=0.3)

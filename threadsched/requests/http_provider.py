@@ -3,13 +3,21 @@
 httpx is the optional extra ``http`` (``pip install 'threadsched[http]'``); it is imported when a transport
 is built, never at module import. The API key is read from the environment once, kept in an object whose
 repr hides it, and sent only in the ``Authorization`` header: never in reprs, logs, exceptions or events.
+
+An attempt's timeout bounds the whole attempt, not each read: connecting, sending, the headers, the body and
+a server-sent-event stream together end by one deadline, so a provider that trickles bytes, header lines or
+keep-alive comments cannot hold an attempt (and its request lease) open past it. The pooled transport
+(``http_deadline.DeadlineTransport``) bounds every network operation by the time left; its module docstring
+says why that way. On top of it, ``send`` checks the deadline after every body chunk and stream line, which
+also bounds a ``transport=`` given in place of the network, as far as that one hands out chunks.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Hashable, Iterable, Mapping
+import time
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -40,6 +48,7 @@ HTTP_EXTRA_HINT = "pip install 'threadsched[http]'"
 
 def _import_httpx() -> ModuleType:
     try:
+        import httpcore  # noqa: F401 (httpx's own dependency; http_deadline builds on it)
         import httpx
     except ImportError as error:
         raise ImportError(f"the OpenAI HTTP provider needs httpx: {HTTP_EXTRA_HINT}") from error
@@ -86,11 +95,13 @@ class OpenAIChatTransport:
     The JSON body is the request payload (``messages`` and any params such as ``temperature``) with
     ``model`` defaulting to ``request.resource.model``. ``api_key_env`` names the environment variable
     holding the key (read now; sent as ``Authorization: Bearer ...``); None sends no Authorization header.
-    Each attempt's timeout is the smaller of ``timeout_s`` and the executor's ``timeout``. A payload with
+    Each attempt's timeout is the smaller of ``timeout_s`` and the executor's ``timeout``, and it bounds the
+    whole attempt: connect, request, headers, body or stream (module docstring). A payload with
     ``stream: true`` is read as server-sent events and handed on assembled into the body of the equivalent
-    plain completion (``assemble_streamed_completion``), so parsers see one shape. httpx timeouts
-    become ``TransportTimeout``; every other request error (connect, read, protocol) becomes
-    ``TransportConnectionError``. ``transport`` replaces the network (``httpx.MockTransport`` in tests)."""
+    plain completion (``assemble_streamed_completion``), so parsers see one shape. A timeout becomes
+    ``TransportTimeout``; every other request error (connect, read, protocol) becomes
+    ``TransportConnectionError``. ``transport`` replaces the network (``httpx.MockTransport`` in tests);
+    without it the proxy comes from the environment, as for a plain ``httpx.Client``."""
 
     def __init__(
         self,
@@ -119,11 +130,13 @@ class OpenAIChatTransport:
         self.timeout_s = float(timeout_s)
         self.max_connections = max_connections
         self._httpx = httpx
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(self.timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
-        )
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        from threadsched.requests.http_deadline import DeadlineTransport, attempt_deadline, environment_proxy
+
+        self._attempt_deadline = attempt_deadline
+        if transport is None:
+            transport = DeadlineTransport(limits, proxy=environment_proxy(self.url))
+        self._client = httpx.Client(timeout=httpx.Timeout(self.timeout_s), limits=limits, transport=transport)
 
     def send(self, request: ModelRequest, timeout: float | None) -> TransportResponse:
         httpx = self._httpx
@@ -134,25 +147,33 @@ class OpenAIChatTransport:
         if self._key is not None:
             headers["Authorization"] = f"Bearer {self._key.reveal()}"
         limit = self.timeout_s if timeout is None else min(self.timeout_s, timeout)
+        deadline = time.monotonic() + limit
         streamed = body.get("stream") is True
         if streamed:
             headers["Accept"] = "text/event-stream"
+        timed_out = f"no complete answer within {limit:.3g}s: POST {self.url}"
         try:
-            with self._client.stream("POST", self.url, json=body, headers=headers, timeout=httpx.Timeout(limit)) as response:
+            # The pool's wait for a connection gets the whole limit; it comes first, and every network
+            # operation after it gets only what is left (attempt_deadline).
+            with (
+                self._attempt_deadline(deadline),
+                self._client.stream("POST", self.url, json=body, headers=headers, timeout=httpx.Timeout(limit)) as response,
+            ):
                 if (
                     streamed
                     and response.status_code == 200
                     and response.headers.get("content-type", "").startswith("text/event-stream")
                 ):
-                    parsed: Any = assemble_streamed_completion(_sse_data(response.iter_lines()))
+                    lines = _until(deadline, response.iter_lines(), timed_out)
+                    parsed: Any = assemble_streamed_completion(_sse_data(lines))
                 else:
-                    response.read()
+                    content = b"".join(_until(deadline, response.iter_bytes(), timed_out))
                     try:
-                        parsed = response.json()
+                        parsed = json.loads(content)
                     except ValueError:  # not JSON (an HTML error page, ...): keep the text
-                        parsed = response.text
+                        parsed = content.decode(response.encoding or "utf-8", errors="replace")
         except httpx.TimeoutException as error:
-            raise TransportTimeout(f"{type(error).__name__} after {limit:.3g}s: POST {self.url}") from error
+            raise TransportTimeout(f"{type(error).__name__}: {timed_out}") from error
         except httpx.RequestError as error:
             raise TransportConnectionError(f"{type(error).__name__}: POST {self.url}") from error
         return TransportResponse(response.status_code, dict(response.headers.items()), parsed)
@@ -171,6 +192,14 @@ class OpenAIChatTransport:
         return (
             f"<OpenAIChatTransport url={self.url} auth={auth} timeout_s={self.timeout_s} max_connections={self.max_connections}>"
         )
+
+
+def _until(deadline: float, chunks: Iterable[Any], message: str) -> Iterator[Any]:
+    """``chunks`` as they come, until ``time.monotonic()`` reaches ``deadline``: then ``TransportTimeout``."""
+    for chunk in chunks:
+        if time.monotonic() >= deadline:
+            raise TransportTimeout(message)
+        yield chunk
 
 
 def _sse_data(lines: Iterable[str]) -> Iterable[str]:
@@ -253,7 +282,8 @@ def chat_completion_text(body: Any) -> str:
 class OpenAIChatModel:
     """``complete(prompt) -> str`` for one provider/model: builds the chat messages, runs them through
     ``executor`` (request admission, retries) and returns the completion text. ``api_model`` is the name
-    sent to the endpoint when it differs from ``model`` (the admission key)."""
+    sent to the endpoint when it differs from ``model`` (the admission key). ``timeout_s`` bounds each
+    attempt as a whole (``ModelRequest.timeout_s``); None leaves it to the transport's ``timeout_s``."""
 
     def __init__(
         self,
