@@ -21,6 +21,7 @@ from threadsched.requests import (
     RequestAdmissionConfig,
     RequestAdmissionItem,
     RequestAdmissionLease,
+    RequestDomain,
     RequestOutcome,
     RequestReleaseResult,
     RequestResourceKey,
@@ -110,7 +111,9 @@ def test_chat_completions_url_normalisation(base_url: str, expected: str) -> Non
     assert chat_completions_url(base_url) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "h:8000", "ftp://h/v1", "http://", "http://h/v1?x=1", None])
+@pytest.mark.parametrize(
+    "bad", ["", "h:8000", "ftp://h/v1", "http://", "http://:8000", "http://h:65536", "http://h:x", "http://h/v1?x=1", None]
+)
 def test_chat_completions_url_rejects_non_http_urls(bad: Any) -> None:
     with pytest.raises(ValueError, match="base_url"):
         chat_completions_url(bad)
@@ -211,13 +214,92 @@ def test_key_is_absent_from_repr_and_missing_variable_is_named(api_key: str, mon
         OpenAIChatTransport("http://h", api_key_env=KEY_ENV)
 
 
-def test_constructor_validation() -> None:
-    with pytest.raises(ValueError, match="timeout_s"):
-        OpenAIChatTransport("http://h", timeout_s=0)
-    with pytest.raises(ValueError, match="max_connections"):
-        OpenAIChatTransport("http://h", max_connections=0)
-    with pytest.raises(ValueError, match="api_key_env"):
-        OpenAIChatTransport("http://h", api_key_env="")
+NAN, INF = float("nan"), float("inf")
+MOCK = httpx.MockTransport(lambda request: httpx.Response(200, json=completion()))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "name"),
+    [
+        ({"base_url": 8000}, TypeError, "base_url"),
+        ({"base_url": b"http://h"}, TypeError, "base_url"),
+        ({"base_url": None}, TypeError, "base_url"),
+        ({"base_url": "ftp://h"}, ValueError, "base_url"),
+        ({"base_url": "file:///etc/passwd"}, ValueError, "base_url"),
+        ({"base_url": "http://:80"}, ValueError, "base_url"),
+        ({"base_url": "http://h:0"}, ValueError, "base_url"),
+        ({"base_url": "http://h:99999"}, ValueError, "base_url"),
+        ({"base_url": "http://h:port"}, ValueError, "base_url"),
+        ({"base_url": "http://h/v1#frag"}, ValueError, "base_url"),
+        ({"timeout_s": 0}, ValueError, "timeout_s"),
+        ({"timeout_s": -1.0}, ValueError, "timeout_s"),
+        ({"timeout_s": NAN}, ValueError, "timeout_s"),
+        ({"timeout_s": INF}, ValueError, "timeout_s"),
+        ({"timeout_s": -INF}, ValueError, "timeout_s"),
+        ({"timeout_s": None}, TypeError, "timeout_s"),
+        ({"timeout_s": "5"}, TypeError, "timeout_s"),
+        ({"timeout_s": True}, TypeError, "timeout_s"),
+        ({"max_connections": 0}, ValueError, "max_connections"),
+        ({"max_connections": -3}, ValueError, "max_connections"),
+        ({"max_connections": 2.0}, TypeError, "max_connections"),
+        ({"max_connections": True}, TypeError, "max_connections"),
+        ({"max_connections": "4"}, TypeError, "max_connections"),
+        ({"api_key_env": ""}, ValueError, "api_key_env"),
+        ({"api_key_env": "A=B"}, ValueError, "api_key_env"),
+        ({"api_key_env": "A\0B"}, ValueError, "api_key_env"),
+        ({"api_key_env": 5}, TypeError, "api_key_env"),
+        ({"api_key_env": [KEY_ENV]}, TypeError, "api_key_env"),
+        ({"transport": object()}, TypeError, "transport"),
+        ({"transport": lambda request: httpx.Response(200)}, TypeError, "transport"),
+    ],
+)
+def test_transport_constructor_names_the_bad_argument(arguments: dict[str, Any], error: type[Exception], name: str) -> None:
+    arguments = {"base_url": "http://h", "transport": MOCK, **arguments}
+    with pytest.raises(error, match=name):
+        OpenAIChatTransport(**arguments)
+
+
+def test_transport_constructor_keeps_good_arguments() -> None:
+    with OpenAIChatTransport(" http://h:8000/v1/ ", timeout_s=1, max_connections=1, transport=MOCK) as transport:
+        assert (transport.url, transport.timeout_s, transport.max_connections) == ("http://h:8000/v1/chat/completions", 1.0, 1)
+        assert type(transport.timeout_s) is float
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "name"),
+    [
+        ({"executor": None}, TypeError, "executor"),
+        ({"executor": RecordingAdmission()}, TypeError, "executor"),
+        ({"provider": 3}, TypeError, "provider"),
+        ({"provider": " "}, ValueError, "provider"),
+        ({"model": None}, TypeError, "model"),
+        ({"model": ""}, ValueError, "model"),
+        ({"domain": "chat"}, TypeError, "domain"),
+        ({"api_model": 5}, TypeError, "api_model"),
+        ({"api_model": ""}, ValueError, "api_model"),
+        ({"timeout_s": 0}, ValueError, "timeout_s"),
+        ({"timeout_s": -2}, ValueError, "timeout_s"),
+        ({"timeout_s": NAN}, ValueError, "timeout_s"),
+        ({"timeout_s": INF}, ValueError, "timeout_s"),
+        ({"timeout_s": "1"}, TypeError, "timeout_s"),
+        ({"timeout_s": False}, TypeError, "timeout_s"),
+    ],
+)
+def test_model_constructor_names_the_bad_argument(arguments: dict[str, Any], error: type[Exception], name: str) -> None:
+    with OpenAIChatTransport("http://h", transport=MOCK) as transport:
+        executor = ModelRequestExecutor(RecordingAdmission(), transport)
+        arguments = {"executor": executor, "provider": "p", "model": "m", **arguments}
+        with pytest.raises(error, match=name):
+            OpenAIChatModel(**arguments)
+
+
+def test_model_constructor_keeps_good_arguments() -> None:
+    with OpenAIChatTransport("http://h", transport=MOCK) as transport:
+        executor = ModelRequestExecutor(RecordingAdmission(), transport)
+        model = OpenAIChatModel(executor, "p", "m", domain=RequestDomain.EMBEDDING, api_model="m-2", timeout_s=2)
+        assert model.resource == RequestResourceKey("p", "m", RequestDomain.EMBEDDING)
+        assert (model.api_model, model.timeout_s) == ("m-2", 2.0)
+        assert OpenAIChatModel(executor, "p", "m").timeout_s is None
 
 
 def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:

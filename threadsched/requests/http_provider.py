@@ -15,6 +15,7 @@ also bounds a ``transport=`` given in place of the network, as far as that one h
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Hashable, Iterable, Iterator, Mapping
@@ -62,8 +63,12 @@ def chat_completions_url(base_url: str) -> str:
     if not isinstance(base_url, str):
         raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
     parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"base_url must be an http(s) URL without query or fragment, got {base_url!r}")
+    try:
+        valid_port = parts.port is None or parts.port > 0
+    except ValueError:  # not a number, or above 65535
+        valid_port = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port or parts.query or parts.fragment:
+        raise ValueError(f"base_url must be an http(s) URL with a host, a valid port and no query or fragment, got {base_url!r}")
     base = base_url.strip().rstrip("/")
     return f"{base}/chat/completions" if base.endswith("/v1") else f"{base}/v1/chat/completions"
 
@@ -101,7 +106,10 @@ class OpenAIChatTransport:
     plain completion (``assemble_streamed_completion``), so parsers see one shape. A timeout becomes
     ``TransportTimeout``; every other request error (connect, read, protocol) becomes
     ``TransportConnectionError``. ``transport`` replaces the network (``httpx.MockTransport`` in tests);
-    without it the proxy comes from the environment, as for a plain ``httpx.Client``."""
+    without it the proxy comes from the environment, as for a plain ``httpx.Client``.
+
+    Every argument is checked here: a wrong type raises ``TypeError``, a wrong value ``ValueError``, each
+    naming the argument."""
 
     def __init__(
         self,
@@ -113,21 +121,27 @@ class OpenAIChatTransport:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         httpx = _import_httpx()
+        if not isinstance(base_url, str):
+            raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
         self.url = chat_completions_url(base_url)
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
-            raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
-            raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
+        self.timeout_s = _seconds(timeout_s, "timeout_s")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise TypeError(f"max_connections must be an int, got {type(max_connections).__name__}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise TypeError(f"transport must be an httpx.BaseTransport or None, got {type(transport).__name__}")
         self.api_key_env = api_key_env
         self._key: _Secret | None = None
         if api_key_env is not None:
-            if not isinstance(api_key_env, str) or not api_key_env:
+            if not isinstance(api_key_env, str):
+                raise TypeError(f"api_key_env must be an environment variable name or None, got {type(api_key_env).__name__}")
+            if not api_key_env or "=" in api_key_env or "\0" in api_key_env:
                 raise ValueError(f"api_key_env must be a non-empty environment variable name or None, got {api_key_env!r}")
             key = os.environ.get(api_key_env)
             if not key:
                 raise ValueError(f"api_key_env: environment variable {api_key_env!r} is not set or empty")
             self._key = _Secret(key)
-        self.timeout_s = float(timeout_s)
         self.max_connections = max_connections
         self._httpx = httpx
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
@@ -192,6 +206,15 @@ class OpenAIChatTransport:
         return (
             f"<OpenAIChatTransport url={self.url} auth={auth} timeout_s={self.timeout_s} max_connections={self.max_connections}>"
         )
+
+
+def _seconds(value: object, name: str, *, or_none: bool = False) -> float:
+    """``value`` as a float when it is a finite number of seconds > 0; ``or_none`` only words the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds{' or None' if or_none else ''}, got {type(value).__name__}")
+    if not 0 < value < math.inf:  # also refuses NaN
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
 
 
 def _until(deadline: float, chunks: Iterable[Any], message: str) -> Iterator[Any]:
@@ -283,7 +306,8 @@ class OpenAIChatModel:
     """``complete(prompt) -> str`` for one provider/model: builds the chat messages, runs them through
     ``executor`` (request admission, retries) and returns the completion text. ``api_model`` is the name
     sent to the endpoint when it differs from ``model`` (the admission key). ``timeout_s`` bounds each
-    attempt as a whole (``ModelRequest.timeout_s``); None leaves it to the transport's ``timeout_s``."""
+    attempt as a whole (``ModelRequest.timeout_s``); None leaves it to the transport's ``timeout_s``.
+    Every argument is checked here (``TypeError`` for a wrong type, ``ValueError`` for a wrong value)."""
 
     def __init__(
         self,
@@ -295,10 +319,23 @@ class OpenAIChatModel:
         api_model: str | None = None,
         timeout_s: float | None = None,
     ) -> None:
+        if not isinstance(executor, ModelRequestExecutor):
+            raise TypeError(f"executor must be a ModelRequestExecutor, got {type(executor).__name__}")
+        for name, value in (("provider", provider), ("model", model)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+            if not value.strip():
+                raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+        if not isinstance(domain, RequestDomain):
+            raise TypeError(f"domain must be a RequestDomain, got {domain!r}")
+        if api_model is not None and not isinstance(api_model, str):
+            raise TypeError(f"api_model must be a str or None, got {type(api_model).__name__}")
+        if api_model is not None and not api_model.strip():
+            raise ValueError(f"api_model must be a non-empty str or None, got {api_model!r}")
         self.executor = executor
         self.resource = RequestResourceKey(provider, model, domain)
         self.api_model = api_model or model
-        self.timeout_s = timeout_s
+        self.timeout_s = None if timeout_s is None else _seconds(timeout_s, "timeout_s", or_none=True)
 
     def complete(
         self,
