@@ -27,14 +27,18 @@ Sections:
 * Hypothesis strategies: ``per_group``, ``resource_amounts``, ``group_draws``; ``numbers_outside`` and
   ``numbers_inside`` (values a bounded numeric setting must refuse or take), ``NON_NUMBERS``.
 * Fake clocks and executor kinds: ``FakeClock``, ``EXECUTOR_KINDS``.
+* A provider that never finishes an answer: ``TrickleServer``, ``TRICKLE_MODES``.
 * Package sources (for the static checks): ``PACKAGE_ROOT``, ``module_paths``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import json
 import math
 import os
+import socket
 import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -822,6 +826,183 @@ class FakeClock:
 
 EXECUTOR_KINDS: dict[str, Callable[..., ThreadPoolExecutor]] = {"stdlib": ThreadPoolExecutor, "leased": LeasedExecutor}
 """The executors a drop-in test runs against: the stdlib pool and ``LeasedExecutor``."""
+
+
+# -- a provider that never finishes an answer -------------------------------------------------------
+
+TRICKLE_MODES = ("body", "headers", "sse", "silent")
+"""``TrickleServer`` modes that never finish an answer (``"answer"`` answers every request at once)."""
+
+_COMPLETION = json.dumps({"object": "chat.completion", "choices": [{"index": 0, "message": {"content": "done"}}]}).encode()
+_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(_COMPLETION), _COMPLETION)
+
+
+class TrickleServer:
+    """A raw HTTP/1.1 server on 127.0.0.1 whose answers never end, each piece ``interval`` seconds apart:
+
+    * ``"body"``: a 200 with a JSON content type and a huge ``content-length``, then one byte of body per piece;
+    * ``"headers"``: the status line, then one header line per piece, never the blank line that ends them;
+    * ``"sse"``: a chunked ``text/event-stream`` 200, then one ``: keep-alive`` comment per piece;
+    * ``"silent"``: reads the request and sends nothing;
+    * ``"answer"``: answers every request at once with a small chat completion (keep-alive).
+
+    The first ``answer_first`` requests of each connection are answered at once as in ``"answer"``, so a test
+    can make the trickle start on a reused keep-alive connection. Use it as a context manager: on exit it stops
+    trickling, joins every thread it started and fails if one is still alive. ``accepted`` counts
+    connections, ``request_lines`` records each request's first line, and ``wait_for_hang_ups(n)`` waits until
+    clients closed ``n`` connections (a closed connection is seen within one ``interval``)."""
+
+    def __init__(self, mode: str, *, interval: float = 0.2, answer_first: int = 0) -> None:
+        if mode not in (*TRICKLE_MODES, "answer"):
+            raise ValueError(f"unknown trickle mode {mode!r}")
+        self.mode = mode
+        self.interval = interval
+        self.answer_first = answer_first
+        self.accepted = 0
+        self.request_lines: list[str] = []
+        self._hung_up = 0
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> TrickleServer:
+        self._start(self._accept, "trickle-server-accept")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):  # accept() returns for this connection and then sees the stop
+            socket.create_connection(("127.0.0.1", self.port), timeout=GENEROUS).close()
+        with self._changed:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(GENEROUS)
+        self._listener.close()
+        alive = [thread.name for thread in threads if thread.is_alive()]
+        assert not alive, f"trickle server threads still running: {alive}"
+
+    def wait_for_hang_ups(self, count: int, timeout: float = GENEROUS) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._hung_up >= count, timeout)
+
+    def _start(self, target: Callable[..., None], name: str, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._changed:
+            self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._stop.is_set():
+                conn.close()
+                return
+            with self._changed:
+                self.accepted += 1
+                number = self.accepted
+            self._start(self._serve, f"trickle-server-conn-{number}", conn)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(self.interval)  # every wait is short, so a stop is seen within one interval
+            pending = b""
+            for answered in itertools.count():
+                request, pending = self._read_request(conn, pending)
+                if request is None:
+                    return
+                with self._changed:
+                    self.request_lines.append(request.split(b"\r\n", 1)[0].decode("latin-1"))
+                if self.mode == "answer" or answered < self.answer_first:
+                    if not self._send(conn, _ANSWER):
+                        return
+                    continue
+                for piece in self._pieces():
+                    if (piece and not self._send(conn, piece)) or self._client_gone(conn) or self._stop.is_set():
+                        return
+
+    def _read_request(self, conn: socket.socket, pending: bytes) -> tuple[bytes | None, bytes]:
+        while b"\r\n\r\n" not in pending or len(pending) < self._request_length(pending):
+            data = self._recv(conn)
+            if data is None:
+                return None, b""
+            pending += data
+        length = self._request_length(pending)
+        return pending[:length], pending[length:]
+
+    @staticmethod
+    def _request_length(pending: bytes) -> int:
+        head, _, _ = pending.partition(b"\r\n\r\n")
+        size = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                size = int(value)
+        return len(head) + 4 + size
+
+    def _recv(self, conn: socket.socket) -> bytes | None:
+        """The next bytes from the client; None once it hung up (counted) or the server stops."""
+        while not self._stop.is_set():
+            try:
+                data = conn.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                self._count_hang_up()
+                return None
+            return data
+        return None
+
+    def _client_gone(self, conn: socket.socket) -> bool:
+        """Waits up to one interval for the client to hang up (the pacing between pieces)."""
+        try:
+            data = conn.recv(65536)
+        except TimeoutError:
+            return False
+        except OSError:
+            data = b""
+        if data:
+            return False  # more bytes from the client (a next request) are not a hang-up
+        self._count_hang_up()
+        return True
+
+    def _send(self, conn: socket.socket, data: bytes) -> bool:
+        try:
+            conn.sendall(data)
+        except OSError:  # the client hung up while we wrote
+            self._count_hang_up()
+            return False
+        return True
+
+    def _count_hang_up(self) -> None:
+        with self._changed:
+            self._hung_up += 1
+            self._changed.notify_all()
+
+    def _pieces(self) -> Iterator[bytes]:
+        if self.mode == "body":
+            yield b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000000000\r\n\r\n{"
+            while True:
+                yield b" "
+        elif self.mode == "headers":
+            yield b"HTTP/1.1 200 OK\r\n"
+            for number in itertools.count():
+                yield b"x-trickle-%d: %d\r\n" % (number, number)
+        elif self.mode == "sse":
+            yield b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+            comment = b": keep-alive\n\n"
+            while True:
+                yield b"%x\r\n%s\r\n" % (len(comment), comment)
+        else:
+            while True:
+                yield b""
 
 
 # -- package sources -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("httpx")
 
-from support import assert_healthy, small_recipe
+from support import GENEROUS, TrickleServer, assert_healthy, small_recipe
 
 from threadsched.core.events import MemoryEventSink
 from threadsched.engine import load_recipe, parse_recipe
@@ -116,3 +116,22 @@ def test_runs_with_http_providers_lease_tasks_provider_aware() -> None:
             assert isinstance(policy, ProviderAwarePolicy) and isinstance(policy.inner, DominantResourceFairPolicy)
         finally:
             close_endpoints(endpoints)
+
+
+@pytest.mark.parametrize("mode", ["body", "headers"])
+def test_a_run_against_a_trickling_provider_ends_with_its_rows_dropped(mode: str, tmp_path: Path) -> None:
+    sink = MemoryEventSink()
+    with TrickleServer(mode) as server:
+        # Seed 7 samples an on-topic row among the first three: at least one row calls the provider.
+        recipe = example(server.url, records=3, max_salvage_rounds=0, timeout_s=0.3)
+        result = run_recipe(recipe, tmp_path, workers=2, events=sink)
+        attempts = sum(event.kind == "model_request_started" for event in sink.events)
+        assert server.wait_for_hang_ups(attempts, GENEROUS)  # no connection left trickling
+    assert result.rows_written == 0 and result.final_active_leases == 0 and result.shutdown_clean
+    timed_out = [reason for reason in result.dropped.values() if "provider_timeout" in reason]
+    assert timed_out and len(result.dropped) == 3
+    assert set(result.dropped.values()) - set(timed_out) <= {"filter topic != 'off-topic'"}
+    requests = [event for event in sink.events if event.stream == "requests"]
+    acquired = sorted(event.lease_id for event in requests if event.kind == "request_lease_acquired")
+    released = sorted(event.lease_id for event in requests if event.kind == "request_lease_released")
+    assert attempts and acquired == released and len(set(released)) == len(released) == attempts

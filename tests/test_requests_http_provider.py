@@ -1,16 +1,18 @@
-"""OpenAIChatTransport / OpenAIChatModel over httpx (MockTransport), and one run against MockOpenAIServer."""
+"""OpenAIChatTransport / OpenAIChatModel over httpx (MockTransport), runs against MockOpenAIServer, and
+providers that never finish an answer (TrickleServer): the timeout bounds each attempt, the deadline all."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from support import FakeClock
+from support import GENEROUS, TRICKLE_MODES, FakeClock, TrickleServer
 
 from threadsched.core.events import MemoryEventSink
 from threadsched.requests import (
@@ -19,10 +21,12 @@ from threadsched.requests import (
     RequestAdmissionConfig,
     RequestAdmissionItem,
     RequestAdmissionLease,
+    RequestDomain,
     RequestOutcome,
     RequestReleaseResult,
     RequestResourceKey,
 )
+from threadsched.requests.controller import AdaptiveRequestAdmissionController
 from threadsched.requests.executor import (
     MalformedResponseError,
     ModelRequest,
@@ -107,7 +111,9 @@ def test_chat_completions_url_normalisation(base_url: str, expected: str) -> Non
     assert chat_completions_url(base_url) == expected
 
 
-@pytest.mark.parametrize("bad", ["", "h:8000", "ftp://h/v1", "http://", "http://h/v1?x=1", None])
+@pytest.mark.parametrize(
+    "bad", ["", "h:8000", "ftp://h/v1", "http://", "http://:8000", "http://h:65536", "http://h:x", "http://h/v1?x=1", None]
+)
 def test_chat_completions_url_rejects_non_http_urls(bad: Any) -> None:
     with pytest.raises(ValueError, match="base_url"):
         chat_completions_url(bad)
@@ -208,13 +214,92 @@ def test_key_is_absent_from_repr_and_missing_variable_is_named(api_key: str, mon
         OpenAIChatTransport("http://h", api_key_env=KEY_ENV)
 
 
-def test_constructor_validation() -> None:
-    with pytest.raises(ValueError, match="timeout_s"):
-        OpenAIChatTransport("http://h", timeout_s=0)
-    with pytest.raises(ValueError, match="max_connections"):
-        OpenAIChatTransport("http://h", max_connections=0)
-    with pytest.raises(ValueError, match="api_key_env"):
-        OpenAIChatTransport("http://h", api_key_env="")
+NAN, INF = float("nan"), float("inf")
+MOCK = httpx.MockTransport(lambda request: httpx.Response(200, json=completion()))
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "name"),
+    [
+        ({"base_url": 8000}, TypeError, "base_url"),
+        ({"base_url": b"http://h"}, TypeError, "base_url"),
+        ({"base_url": None}, TypeError, "base_url"),
+        ({"base_url": "ftp://h"}, ValueError, "base_url"),
+        ({"base_url": "file:///etc/passwd"}, ValueError, "base_url"),
+        ({"base_url": "http://:80"}, ValueError, "base_url"),
+        ({"base_url": "http://h:0"}, ValueError, "base_url"),
+        ({"base_url": "http://h:99999"}, ValueError, "base_url"),
+        ({"base_url": "http://h:port"}, ValueError, "base_url"),
+        ({"base_url": "http://h/v1#frag"}, ValueError, "base_url"),
+        ({"timeout_s": 0}, ValueError, "timeout_s"),
+        ({"timeout_s": -1.0}, ValueError, "timeout_s"),
+        ({"timeout_s": NAN}, ValueError, "timeout_s"),
+        ({"timeout_s": INF}, ValueError, "timeout_s"),
+        ({"timeout_s": -INF}, ValueError, "timeout_s"),
+        ({"timeout_s": None}, TypeError, "timeout_s"),
+        ({"timeout_s": "5"}, TypeError, "timeout_s"),
+        ({"timeout_s": True}, TypeError, "timeout_s"),
+        ({"max_connections": 0}, ValueError, "max_connections"),
+        ({"max_connections": -3}, ValueError, "max_connections"),
+        ({"max_connections": 2.0}, TypeError, "max_connections"),
+        ({"max_connections": True}, TypeError, "max_connections"),
+        ({"max_connections": "4"}, TypeError, "max_connections"),
+        ({"api_key_env": ""}, ValueError, "api_key_env"),
+        ({"api_key_env": "A=B"}, ValueError, "api_key_env"),
+        ({"api_key_env": "A\0B"}, ValueError, "api_key_env"),
+        ({"api_key_env": 5}, TypeError, "api_key_env"),
+        ({"api_key_env": [KEY_ENV]}, TypeError, "api_key_env"),
+        ({"transport": object()}, TypeError, "transport"),
+        ({"transport": lambda request: httpx.Response(200)}, TypeError, "transport"),
+    ],
+)
+def test_transport_constructor_names_the_bad_argument(arguments: dict[str, Any], error: type[Exception], name: str) -> None:
+    arguments = {"base_url": "http://h", "transport": MOCK, **arguments}
+    with pytest.raises(error, match=name):
+        OpenAIChatTransport(**arguments)
+
+
+def test_transport_constructor_keeps_good_arguments() -> None:
+    with OpenAIChatTransport(" http://h:8000/v1/ ", timeout_s=1, max_connections=1, transport=MOCK) as transport:
+        assert (transport.url, transport.timeout_s, transport.max_connections) == ("http://h:8000/v1/chat/completions", 1.0, 1)
+        assert type(transport.timeout_s) is float
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "name"),
+    [
+        ({"executor": None}, TypeError, "executor"),
+        ({"executor": RecordingAdmission()}, TypeError, "executor"),
+        ({"provider": 3}, TypeError, "provider"),
+        ({"provider": " "}, ValueError, "provider"),
+        ({"model": None}, TypeError, "model"),
+        ({"model": ""}, ValueError, "model"),
+        ({"domain": "chat"}, TypeError, "domain"),
+        ({"api_model": 5}, TypeError, "api_model"),
+        ({"api_model": ""}, ValueError, "api_model"),
+        ({"timeout_s": 0}, ValueError, "timeout_s"),
+        ({"timeout_s": -2}, ValueError, "timeout_s"),
+        ({"timeout_s": NAN}, ValueError, "timeout_s"),
+        ({"timeout_s": INF}, ValueError, "timeout_s"),
+        ({"timeout_s": "1"}, TypeError, "timeout_s"),
+        ({"timeout_s": False}, TypeError, "timeout_s"),
+    ],
+)
+def test_model_constructor_names_the_bad_argument(arguments: dict[str, Any], error: type[Exception], name: str) -> None:
+    with OpenAIChatTransport("http://h", transport=MOCK) as transport:
+        executor = ModelRequestExecutor(RecordingAdmission(), transport)
+        arguments = {"executor": executor, "provider": "p", "model": "m", **arguments}
+        with pytest.raises(error, match=name):
+            OpenAIChatModel(**arguments)
+
+
+def test_model_constructor_keeps_good_arguments() -> None:
+    with OpenAIChatTransport("http://h", transport=MOCK) as transport:
+        executor = ModelRequestExecutor(RecordingAdmission(), transport)
+        model = OpenAIChatModel(executor, "p", "m", domain=RequestDomain.EMBEDDING, api_model="m-2", timeout_s=2)
+        assert model.resource == RequestResourceKey("p", "m", RequestDomain.EMBEDDING)
+        assert (model.api_model, model.timeout_s) == ("m-2", 2.0)
+        assert OpenAIChatModel(executor, "p", "m").timeout_s is None
 
 
 def test_missing_httpx_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -416,3 +501,128 @@ def test_streamed_and_json_completions_against_the_mock_openai_server(no_proxy: 
         as_json = model.complete("alpha", response_format={"type": "json_object"})
     assert streamed == plain == MockModelEndpoint("mock", ["fast"], seed=2).complete("fast", "alpha")
     assert json.loads(as_json) == {"reply": plain}
+
+
+# -- providers that never finish an answer: the timeout bounds the attempt, the deadline every attempt ----
+
+TIMED_OUT = {RequestOutcome.PROVIDER_TIMEOUT, RequestOutcome.LOCAL_TIMEOUT}
+
+
+@pytest.fixture
+def no_new_threads() -> Iterator[None]:
+    """Whatever a test started (server, transport) has ended by the time it returns."""
+    baseline = set(threading.enumerate())
+    yield
+    left = [thread.name for thread in threading.enumerate() if thread not in baseline]
+    assert not left, f"threads left running: {left}"
+
+
+def trickle_request(mode: str, timeout_s: float | None) -> ModelRequest:
+    payload: dict[str, Any] = {"messages": [{"role": "user", "content": PROMPT}]}
+    if mode == "sse":
+        payload["stream"] = True
+    return ModelRequest(RESOURCE, payload, timeout_s=timeout_s)
+
+
+def admission() -> tuple[AdaptiveRequestAdmissionController, MemoryEventSink]:
+    sink = MemoryEventSink()
+    config = RequestAdmissionConfig(caps={ProviderModelKey(RESOURCE.provider, RESOURCE.model): 2})
+    return AdaptiveRequestAdmissionController(config, events=sink), sink
+
+
+def assert_each_lease_released_once(controller: AdaptiveRequestAdmissionController, sink: MemoryEventSink, attempts: int) -> None:
+    stats = controller.statistics()
+    assert stats["acquired"] == stats["released"] == attempts
+    assert stats["active_leases"] == 0 and stats["release_diagnostics"] == {}
+    snapshot = controller.snapshot(RESOURCE)
+    assert (snapshot.in_flight, snapshot.double_releases, snapshot.unknown_releases) == (0, 0, 0)
+    acquired = [event.lease_id for event in sink.events if event.kind == "request_lease_acquired"]
+    released = [event for event in sink.events if event.kind == "request_lease_released"]
+    assert len(acquired) == len(set(acquired)) == attempts
+    assert sorted(event.lease_id for event in released) == sorted(acquired)  # each lease once, no other
+    assert {RequestOutcome(event.reason) for event in released} <= TIMED_OUT
+    assert not [event for event in sink.events if event.kind == "request_release_diagnostic"]
+
+
+@pytest.mark.parametrize("mode", TRICKLE_MODES)
+def test_a_trickling_provider_cannot_outlast_the_attempt_timeout_or_the_deadline(
+    mode: str, no_proxy: None, no_new_threads: None
+) -> None:
+    controller, sink = admission()
+    with TrickleServer(mode) as server:
+        with OpenAIChatTransport(server.url) as transport:
+            executor = ModelRequestExecutor(controller, transport, events=sink, sequence=controller.sequence)
+            with pytest.raises(ModelRequestError) as caught:
+                executor.execute(trickle_request(mode, timeout_s=1.0), deadline_s=3.0)
+        attempts = caught.value.attempts
+        assert server.wait_for_hang_ups(attempts)  # every attempt's connection was closed, none left trickling
+    assert server.accepted == attempts  # a timed-out connection is never reused
+    assert caught.value.outcome in TIMED_OUT and caught.value.status is None
+    # An attempt lasts its 1 s timeout and the first back-off at least 0.45 s: a third attempt cannot fit in 3 s.
+    assert attempts in (1, 2)
+    assert_each_lease_released_once(controller, sink, attempts)
+    assert executor.statistics()["failed"] == 1
+
+
+@pytest.mark.parametrize("mode", TRICKLE_MODES)
+def test_the_deadline_cuts_an_attempt_whose_timeout_is_longer(mode: str, no_proxy: None, no_new_threads: None) -> None:
+    controller, sink = admission()
+    with TrickleServer(mode) as server:
+        with OpenAIChatTransport(server.url, timeout_s=GENEROUS) as transport:
+            executor = ModelRequestExecutor(controller, transport, events=sink, sequence=controller.sequence)
+            with pytest.raises(ModelRequestError) as caught:
+                executor.execute(trickle_request(mode, timeout_s=GENEROUS), deadline_s=1.0)
+        assert server.wait_for_hang_ups(1)
+    assert (caught.value.outcome, caught.value.attempts) == (RequestOutcome.LOCAL_TIMEOUT, 1)
+    assert_each_lease_released_once(controller, sink, 1)
+
+
+@pytest.mark.parametrize("mode", TRICKLE_MODES)
+def test_the_transport_raises_a_timeout_when_the_attempt_timeout_passes(mode: str, no_proxy: None, no_new_threads: None) -> None:
+    with TrickleServer(mode) as server, OpenAIChatTransport(server.url) as transport:
+        with pytest.raises(TransportTimeout) as caught:
+            transport.send(trickle_request(mode, timeout_s=None), timeout=0.5)
+        assert isinstance(caught.value.__cause__, httpx.TimeoutException)
+        assert server.wait_for_hang_ups(1)
+
+
+def test_headers_that_trickle_on_a_reused_keep_alive_connection_are_cut_off(no_proxy: None, no_new_threads: None) -> None:
+    # The first answer comes in full and leaves the connection in the pool; the next request on it trickles.
+    with TrickleServer("headers", answer_first=1) as server, OpenAIChatTransport(server.url) as transport:
+        first = transport.send(chat_request(), timeout=GENEROUS)
+        with pytest.raises(TransportTimeout):
+            transport.send(chat_request(), timeout=0.5)
+        third = transport.send(chat_request(), timeout=GENEROUS)  # a new connection: its first answer comes at once
+    assert chat_completion_text(first.body) == chat_completion_text(third.body) == "done"
+    # Three requests over two connections: the one that trickled went over the first, reused one (a timed-out
+    # connection is closed, so had it been new, the third request would have needed a third connection).
+    assert (server.accepted, len(server.request_lines)) == (2, 3)
+
+
+def test_the_model_facade_passes_its_timeout_and_the_deadline(no_proxy: None, no_new_threads: None) -> None:
+    controller, sink = admission()
+    with TrickleServer("body") as server, OpenAIChatTransport(server.url) as transport:
+        executor = ModelRequestExecutor(controller, transport, events=sink, sequence=controller.sequence)
+        model = OpenAIChatModel(executor, RESOURCE.provider, RESOURCE.model, timeout_s=1.0)
+        with pytest.raises(ModelRequestError) as caught:
+            model.complete(PROMPT, deadline_s=3.0)
+    assert caught.value.outcome in TIMED_OUT
+    assert_each_lease_released_once(controller, sink, caught.value.attempts)
+
+
+def paced(piece: bytes, gate: threading.Event) -> Iterator[bytes]:
+    """A body that never ends, one piece per 50 ms (the hang detector: a million pieces)."""
+    for _ in range(1_000_000):
+        gate.wait(0.05)  # never set: only paces the pieces
+        yield piece
+
+
+@pytest.mark.parametrize(("streamed", "piece"), [(False, b" "), (True, b": keep-alive\n\n")])
+def test_a_given_transport_is_bounded_between_chunks(streamed: bool, piece: bytes) -> None:
+    gate = threading.Event()
+    content_type = "text/event-stream" if streamed else "application/json"
+    transport, _ = transport_with(
+        lambda request: httpx.Response(200, content=paced(piece, gate), headers={"content-type": content_type})
+    )
+    with transport, pytest.raises(TransportTimeout, match=r"no complete answer within 0\.3s"):
+        transport.send(chat_request(stream=streamed), timeout=0.3)

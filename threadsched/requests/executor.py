@@ -9,7 +9,10 @@ A cancel token found set when the send returns makes the attempt ``local_cancell
 lease is released as such and ``RequestCancelledError`` raised.
 
 Transports raise ``TransportTimeout`` / ``TransportConnectionError`` so this module does not depend on any
-HTTP library (``http_provider`` maps httpx onto them).
+HTTP library (``http_provider`` maps httpx onto them). An attempt's lease is held until its send returns, so
+a transport must end each send within the timeout it is given (``ModelTransport.send``): the smaller of
+``ModelRequest.timeout_s`` and what is left of ``deadline_s``. ``OpenAIChatTransport`` bounds the whole
+attempt that way, however slowly a provider trickles its answer.
 
 Events (stream ``"requests"``): ``model_request_started`` and ``model_request_completed``; correlation is
 ``current_task_correlation()`` of the calling thread plus ``{"attempt": n}``, read when the event is built.

@@ -3,13 +3,22 @@
 httpx is the optional extra ``http`` (``pip install 'threadsched[http]'``); it is imported when a transport
 is built, never at module import. The API key is read from the environment once, kept in an object whose
 repr hides it, and sent only in the ``Authorization`` header: never in reprs, logs, exceptions or events.
+
+An attempt's timeout bounds the whole attempt, not each read: connecting, sending, the headers, the body and
+a server-sent-event stream together end by one deadline, so a provider that trickles bytes, header lines or
+keep-alive comments cannot hold an attempt (and its request lease) open past it. The pooled transport
+(``http_deadline.DeadlineTransport``) bounds every network operation by the time left; its module docstring
+says why that way. On top of it, ``send`` checks the deadline after every body chunk and stream line, which
+also bounds a ``transport=`` given in place of the network, as far as that one hands out chunks.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-from collections.abc import Hashable, Iterable, Mapping
+import time
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -40,6 +49,7 @@ HTTP_EXTRA_HINT = "pip install 'threadsched[http]'"
 
 def _import_httpx() -> ModuleType:
     try:
+        import httpcore  # noqa: F401 (httpx's own dependency; http_deadline builds on it)
         import httpx
     except ImportError as error:
         raise ImportError(f"the OpenAI HTTP provider needs httpx: {HTTP_EXTRA_HINT}") from error
@@ -53,8 +63,12 @@ def chat_completions_url(base_url: str) -> str:
     if not isinstance(base_url, str):
         raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
     parts = urlsplit(base_url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ValueError(f"base_url must be an http(s) URL without query or fragment, got {base_url!r}")
+    try:
+        valid_port = parts.port is None or parts.port > 0
+    except ValueError:  # not a number, or above 65535
+        valid_port = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not valid_port or parts.query or parts.fragment:
+        raise ValueError(f"base_url must be an http(s) URL with a host, a valid port and no query or fragment, got {base_url!r}")
     base = base_url.strip().rstrip("/")
     return f"{base}/chat/completions" if base.endswith("/v1") else f"{base}/v1/chat/completions"
 
@@ -86,11 +100,16 @@ class OpenAIChatTransport:
     The JSON body is the request payload (``messages`` and any params such as ``temperature``) with
     ``model`` defaulting to ``request.resource.model``. ``api_key_env`` names the environment variable
     holding the key (read now; sent as ``Authorization: Bearer ...``); None sends no Authorization header.
-    Each attempt's timeout is the smaller of ``timeout_s`` and the executor's ``timeout``. A payload with
+    Each attempt's timeout is the smaller of ``timeout_s`` and the executor's ``timeout``, and it bounds the
+    whole attempt: connect, request, headers, body or stream (module docstring). A payload with
     ``stream: true`` is read as server-sent events and handed on assembled into the body of the equivalent
-    plain completion (``assemble_streamed_completion``), so parsers see one shape. httpx timeouts
-    become ``TransportTimeout``; every other request error (connect, read, protocol) becomes
-    ``TransportConnectionError``. ``transport`` replaces the network (``httpx.MockTransport`` in tests)."""
+    plain completion (``assemble_streamed_completion``), so parsers see one shape. A timeout becomes
+    ``TransportTimeout``; every other request error (connect, read, protocol) becomes
+    ``TransportConnectionError``. ``transport`` replaces the network (``httpx.MockTransport`` in tests);
+    without it the proxy comes from the environment, as for a plain ``httpx.Client``.
+
+    Every argument is checked here: a wrong type raises ``TypeError``, a wrong value ``ValueError``, each
+    naming the argument."""
 
     def __init__(
         self,
@@ -102,28 +121,36 @@ class OpenAIChatTransport:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         httpx = _import_httpx()
+        if not isinstance(base_url, str):
+            raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
         self.url = chat_completions_url(base_url)
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < float("inf"):
-            raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
-            raise ValueError(f"max_connections must be an int >= 1, got {max_connections!r}")
+        self.timeout_s = _seconds(timeout_s, "timeout_s")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise TypeError(f"max_connections must be an int, got {type(max_connections).__name__}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections!r}")
+        if transport is not None and not isinstance(transport, httpx.BaseTransport):
+            raise TypeError(f"transport must be an httpx.BaseTransport or None, got {type(transport).__name__}")
         self.api_key_env = api_key_env
         self._key: _Secret | None = None
         if api_key_env is not None:
-            if not isinstance(api_key_env, str) or not api_key_env:
+            if not isinstance(api_key_env, str):
+                raise TypeError(f"api_key_env must be an environment variable name or None, got {type(api_key_env).__name__}")
+            if not api_key_env or "=" in api_key_env or "\0" in api_key_env:
                 raise ValueError(f"api_key_env must be a non-empty environment variable name or None, got {api_key_env!r}")
             key = os.environ.get(api_key_env)
             if not key:
                 raise ValueError(f"api_key_env: environment variable {api_key_env!r} is not set or empty")
             self._key = _Secret(key)
-        self.timeout_s = float(timeout_s)
         self.max_connections = max_connections
         self._httpx = httpx
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(self.timeout_s),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
-        )
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        from threadsched.requests.http_deadline import DeadlineTransport, attempt_deadline, environment_proxy
+
+        self._attempt_deadline = attempt_deadline
+        if transport is None:
+            transport = DeadlineTransport(limits, proxy=environment_proxy(self.url))
+        self._client = httpx.Client(timeout=httpx.Timeout(self.timeout_s), limits=limits, transport=transport)
 
     def send(self, request: ModelRequest, timeout: float | None) -> TransportResponse:
         httpx = self._httpx
@@ -134,25 +161,33 @@ class OpenAIChatTransport:
         if self._key is not None:
             headers["Authorization"] = f"Bearer {self._key.reveal()}"
         limit = self.timeout_s if timeout is None else min(self.timeout_s, timeout)
+        deadline = time.monotonic() + limit
         streamed = body.get("stream") is True
         if streamed:
             headers["Accept"] = "text/event-stream"
+        timed_out = f"no complete answer within {limit:.3g}s: POST {self.url}"
         try:
-            with self._client.stream("POST", self.url, json=body, headers=headers, timeout=httpx.Timeout(limit)) as response:
+            # The pool's wait for a connection gets the whole limit; it comes first, and every network
+            # operation after it gets only what is left (attempt_deadline).
+            with (
+                self._attempt_deadline(deadline),
+                self._client.stream("POST", self.url, json=body, headers=headers, timeout=httpx.Timeout(limit)) as response,
+            ):
                 if (
                     streamed
                     and response.status_code == 200
                     and response.headers.get("content-type", "").startswith("text/event-stream")
                 ):
-                    parsed: Any = assemble_streamed_completion(_sse_data(response.iter_lines()))
+                    lines = _until(deadline, response.iter_lines(), timed_out)
+                    parsed: Any = assemble_streamed_completion(_sse_data(lines))
                 else:
-                    response.read()
+                    content = b"".join(_until(deadline, response.iter_bytes(), timed_out))
                     try:
-                        parsed = response.json()
+                        parsed = json.loads(content)
                     except ValueError:  # not JSON (an HTML error page, ...): keep the text
-                        parsed = response.text
+                        parsed = content.decode(response.encoding or "utf-8", errors="replace")
         except httpx.TimeoutException as error:
-            raise TransportTimeout(f"{type(error).__name__} after {limit:.3g}s: POST {self.url}") from error
+            raise TransportTimeout(f"{type(error).__name__}: {timed_out}") from error
         except httpx.RequestError as error:
             raise TransportConnectionError(f"{type(error).__name__}: POST {self.url}") from error
         return TransportResponse(response.status_code, dict(response.headers.items()), parsed)
@@ -171,6 +206,23 @@ class OpenAIChatTransport:
         return (
             f"<OpenAIChatTransport url={self.url} auth={auth} timeout_s={self.timeout_s} max_connections={self.max_connections}>"
         )
+
+
+def _seconds(value: object, name: str, *, or_none: bool = False) -> float:
+    """``value`` as a float when it is a finite number of seconds > 0; ``or_none`` only words the error."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds{' or None' if or_none else ''}, got {type(value).__name__}")
+    if not 0 < value < math.inf:  # also refuses NaN
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def _until(deadline: float, chunks: Iterable[Any], message: str) -> Iterator[Any]:
+    """``chunks`` as they come, until ``time.monotonic()`` reaches ``deadline``: then ``TransportTimeout``."""
+    for chunk in chunks:
+        if time.monotonic() >= deadline:
+            raise TransportTimeout(message)
+        yield chunk
 
 
 def _sse_data(lines: Iterable[str]) -> Iterable[str]:
@@ -253,7 +305,9 @@ def chat_completion_text(body: Any) -> str:
 class OpenAIChatModel:
     """``complete(prompt) -> str`` for one provider/model: builds the chat messages, runs them through
     ``executor`` (request admission, retries) and returns the completion text. ``api_model`` is the name
-    sent to the endpoint when it differs from ``model`` (the admission key)."""
+    sent to the endpoint when it differs from ``model`` (the admission key). ``timeout_s`` bounds each
+    attempt as a whole (``ModelRequest.timeout_s``); None leaves it to the transport's ``timeout_s``.
+    Every argument is checked here (``TypeError`` for a wrong type, ``ValueError`` for a wrong value)."""
 
     def __init__(
         self,
@@ -265,10 +319,23 @@ class OpenAIChatModel:
         api_model: str | None = None,
         timeout_s: float | None = None,
     ) -> None:
+        if not isinstance(executor, ModelRequestExecutor):
+            raise TypeError(f"executor must be a ModelRequestExecutor, got {type(executor).__name__}")
+        for name, value in (("provider", provider), ("model", model)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+            if not value.strip():
+                raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+        if not isinstance(domain, RequestDomain):
+            raise TypeError(f"domain must be a RequestDomain, got {domain!r}")
+        if api_model is not None and not isinstance(api_model, str):
+            raise TypeError(f"api_model must be a str or None, got {type(api_model).__name__}")
+        if api_model is not None and not api_model.strip():
+            raise ValueError(f"api_model must be a non-empty str or None, got {api_model!r}")
         self.executor = executor
         self.resource = RequestResourceKey(provider, model, domain)
         self.api_model = api_model or model
-        self.timeout_s = timeout_s
+        self.timeout_s = None if timeout_s is None else _seconds(timeout_s, "timeout_s", or_none=True)
 
     def complete(
         self,

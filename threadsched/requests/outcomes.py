@@ -69,7 +69,8 @@ class ModelRequestError(Exception):
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
     """One logical model call. ``payload`` (e.g. chat messages and params) goes to the transport only:
-    never into events, errors or this repr. ``timeout_s`` bounds each attempt's send."""
+    never into events, errors or this repr. ``timeout_s`` bounds each attempt as a whole (connect, request,
+    headers, body or stream), not each read; the executor's ``deadline_s`` bounds all attempts."""
 
     resource: RequestResourceKey
     payload: Mapping[str, Any] = field(repr=False)
@@ -112,7 +113,10 @@ class ModelResponse:
 
 
 class ModelTransport(Protocol):
-    def send(self, request: ModelRequest, timeout: float | None) -> TransportResponse: ...
+    def send(self, request: ModelRequest, timeout: float | None) -> TransportResponse:
+        """Send one attempt. ``timeout`` (None: the transport's own) bounds the whole send: raise
+        ``TransportTimeout`` once it has passed, however slowly the provider is still answering."""
+        ...
 
 
 class RequestAdmission(Protocol):
