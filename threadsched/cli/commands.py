@@ -106,7 +106,8 @@ def _mixed_demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """Exit codes: 0 ok, 1 early shutdown (error rate) or an unhealthy run, 2 bad recipe/resume, 130 Ctrl-C.
 
-    Without ``--resume`` existing checkpoints in the output directory are deleted (a fresh run)."""
+    Without ``--resume`` existing checkpoints in the output directory are deleted (a fresh run); with it, a
+    checkpoint that fails verification is recomputed and named on stderr."""
     from threadsched.engine import (
         ProcessorError,
         RecipeError,
@@ -167,6 +168,8 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     finally:
         restore()
+    for row_group, why in sorted(result.recomputed_row_groups.items()):
+        print(f"threadsched: resume: recomputed row group {row_group}: {why}", file=sys.stderr)
     if args.quiet:
         print("\n".join(summary_lines(result)))
     else:

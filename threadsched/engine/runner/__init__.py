@@ -6,8 +6,9 @@ files, the oracle whose ``output_hash`` every scheduled run must equal. Both ret
 
 Modules: ``run`` (the scheduled run's main loop), ``reference`` (the reference run), ``tasks`` (one engine
 task: its work and the call submitted for it), ``rows`` (the row store), ``counts`` (counters and progress),
-``events`` (the engine's event stream), ``output`` (checkpoints, ``dataset.jsonl``, ``run.json``) and
-``resume`` (preparing the output directory, ``--resume``).
+``events`` (the engine's event stream), ``output`` (checkpoints, ``dataset.jsonl``, ``run.json``),
+``checkpoint`` (the checkpoint format and its verifying reader) and ``resume`` (preparing the output
+directory, ``--resume``).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from types import MappingProxyType
 from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_endpoints, compile_columns
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import compute_columns, default_max_attempts
-from threadsched.engine.runner.output import OutputWriter, RunResult, apply_stage, compile_stage, row_group_range
+from threadsched.engine.runner.output import OutputWriter, RunResult, apply_stage, compile_stage, row_group_count, row_group_range
 
 __all__ = ["run_reference"]
 
@@ -41,11 +41,11 @@ def _reference(recipe: Recipe, out_dir: Path, executors: Mapping[str, ColumnExec
     roots = [name for name in recipe.topological_order if recipe.column(name).is_root]
     others = [name for name in recipe.topological_order if not recipe.column(name).is_root]
     attempts = default_max_attempts(recipe)
-    writer = OutputWriter(out_dir)
+    writer = OutputWriter(out_dir, recipe)
     dropped: dict[int, str] = {}
-    groups = -(-recipe.run.records // recipe.run.buffer_size)
-    for row_group in range(groups):
-        rows: dict[int, dict[str, object]] = {index: {} for index in row_group_range(recipe, row_group)}
+    for row_group in range(row_group_count(recipe)):
+        indices = row_group_range(recipe, row_group)
+        rows: dict[int, dict[str, object]] = {index: {} for index in indices}
         for stage_columns, processors, stage in ((roots, pre, "pre_batch"), (others, post, "post_batch")):
             result = compute_columns(executors, stage_columns, rows, max_attempts=attempts)
             dropped.update(result.dropped)
@@ -53,10 +53,10 @@ def _reference(recipe: Recipe, out_dir: Path, executors: Mapping[str, ColumnExec
             for index, reason in apply_stage(processors, sorted(rows.items()), stage).items():
                 dropped[index] = reason
                 del rows[index]
-        writer.write_row_group(row_group, sorted(rows.items()))
+        writer.write_row_group(row_group, sorted(rows.items()), {row: dropped[row] for row in indices if row in dropped})
     elapsed = time.perf_counter() - started
     summary = {"mode": "reference", "elapsed": elapsed, "capacity": {"workers": 1}}
-    output_hash = writer.finish(recipe, summary, dropped)
+    output_hash = writer.finish(summary, dropped)
     return RunResult(
         rows_written=writer.rows_written,
         dropped=MappingProxyType(dict(sorted(dropped.items()))),

@@ -94,7 +94,8 @@ class _Run:
         self.post = compile_stage(recipe, "post_batch")
         self.workers = workers or recipe.run.max_workers
         self.configured = configured_capacity(recipe, workers=workers, sources=capacity_sources)
-        self.skipped = prepare_output(recipe, out_dir, resume=resume)  # after validating: bad input touches nothing
+        self.resume_state = prepare_output(recipe, out_dir, resume=resume)  # after validating: bad input touches nothing
+        self.skipped = self.resume_state.skipped
         self.max_attempts = default_max_attempts(recipe)
         self.ancestors = ancestors(recipe)
         self.tracker = CompletionTracker(
@@ -105,8 +106,8 @@ class _Run:
             has_pre_batch=bool(self.pre),
             skip_row_groups=self.skipped,
         )
-        self.writer = OutputWriter(out_dir)
-        self.writer.adopt(self.skipped)
+        self.writer = OutputWriter(out_dir, recipe)
+        self.writer.adopt(self.resume_state.adopted)
         self.max_row_groups_open = 0
         self.rows = RowStore(self.ancestors)
         remote = executor is not None  # tasks run elsewhere: picklable calls with their inputs (tasks)
@@ -257,7 +258,7 @@ class _Run:
                 progressed = True
                 self._drop_rows(row_group, apply_stage(self.post, self._group_rows(row_group), "post_batch"))
                 rows = self._group_rows(row_group)
-                self.writer.write_row_group(row_group, rows)
+                self.writer.write_row_group(row_group, rows, self.tracker.dropped_in(row_group))
                 self.tracker.mark_checkpointed(row_group)
                 self.events.row_group_checkpointed(row_group, len(rows))
                 self.rows.close(row_group)
@@ -355,6 +356,7 @@ class _Run:
                 shutdown_clean=report.clean,
                 salvage_rounds=self.tracker.salvage_rounds,
                 stop_info=self.stop_info,
+                recomputed=self.resume_state.recomputed,
             ),
         )
         self.events.job_completed(
@@ -389,7 +391,8 @@ def run_recipe(
     ``cancelled`` / ``early_shutdown`` (``run.json`` says why). ``progress`` (``engine.progress``) gets a
     snapshot at the start, after every batch of completions, and at the end. ``executor`` (say a
     ``threadsched.backends.dask.DaskExecutor``; the caller owns it) runs the tasks in other processes
-    (``runner.tasks``): the same output, ``workers`` (default ``run.max_workers``) tasks at a time."""
+    (``runner.tasks``): the same output, ``workers`` (default ``run.max_workers``) tasks at a time. A checkpoint
+    that fails verification on ``resume`` is recomputed (``RunResult.recomputed_row_groups`` says why)."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     if policy is not None and policy not in POLICY_NAMES:
