@@ -17,21 +17,27 @@ from threadsched.engine.columns import ColumnExecutor, build_endpoints, close_en
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import compute_columns, default_max_attempts
 from threadsched.engine.runner.output import OutputWriter, RunResult, apply_stage, compile_stage, row_group_count, row_group_range
+from threadsched.engine.runner.resume import prepare_output
 
 __all__ = ["run_reference"]
 
 _EMPTY_COUNTERS: Mapping[str, int] = MappingProxyType({})
 
 
-def run_reference(recipe: Recipe, out_dir: Path, *, sleep: Callable[[float], None] = time.sleep) -> RunResult:
+def run_reference(
+    recipe: Recipe, out_dir: Path, *, sleep: Callable[[float], None] = time.sleep, force: bool = False
+) -> RunResult:
     """The correctness oracle: the recipe in one thread, row group by row group, without the scheduler.
 
     Per row group: root columns, pre-batch processors, the other columns (topological order), post-batch
-    processors, checkpoint. Writes the same files as ``run_recipe``; equal rows hash equal."""
+    processors, checkpoint. Writes the same files as ``run_recipe`` (always a fresh run; ``force`` as there);
+    equal rows hash equal."""
     started = time.perf_counter()
     endpoints = build_endpoints(recipe, sleep=sleep)
     try:
-        return _reference(recipe, out_dir, compile_columns(recipe, endpoints), started)
+        compiled = compile_columns(recipe, endpoints)
+        prepare_output(recipe, Path(out_dir), resume=False, force=force)  # after compiling: bad input touches nothing
+        return _reference(recipe, out_dir, compiled, started)
     finally:
         close_endpoints(endpoints)
 

@@ -1,6 +1,9 @@
 """Preparing an output directory for a run, and ``--resume``.
 
-Every run writes ``OUT/run_state.json`` (``recipe_hash``, ``buffer_size``, ``records``) before any work.
+Every run first takes its output directory (``output_dir``). A non-empty directory that no run wrote is
+refused unless ``force``, and the run lists the files it is going to write in the directory's manifest
+before it writes them. It then writes ``OUT/run_state.json`` (``recipe_hash``, ``buffer_size``,
+``records``), still before any work.
 
 * ``resume=True``: if ``OUT/row_groups`` holds checkpoints, ``run_state.json`` must name the same recipe
   hash. A missing or different one is a ``ResumeError`` (a ``RecipeError``: the CLI exits 2) that names both
@@ -11,10 +14,11 @@ Every run writes ``OUT/run_state.json`` (``recipe_hash``, ``buffer_size``, ``rec
   check is never trusted: the run recomputes its row group, which gives the same rows because a run's
   output is determined by its recipe, and overwrites the file. The reason, naming the file and the line,
   is reported in ``ResumeState.recomputed``, ``RunResult.recomputed_row_groups`` and ``run.json``.
-* ``resume=False``: a fresh run. Existing checkpoints (of any recipe) are deleted first, so a later
-  ``--resume`` can never pick up row groups of another run; so are the evidence files of an earlier run
-  (``events.jsonl`` and its backups, ``capacity_plan.json``, ``report.md``, ``timeline.png``). A resumed
-  run appends to ``events.jsonl`` (each run's events carry their own run id).
+* ``resume=False``: a fresh run. Every file the manifest lists is deleted first: the old checkpoints (of any
+  recipe), so that a later ``--resume`` can never pick up row groups of another run, and the evidence files
+  of an earlier run (``events.jsonl`` and its backups, ``capacity_plan.json``, ``report.md``,
+  ``timeline.png``). Files that the manifest does not list are left alone. A resumed run appends to
+  ``events.jsonl`` (each run's events carry their own run id).
 
 Checkpoints are written atomically, so a checkpoint that fails verification was damaged or replaced after
 it was written. Leftover temp files of a killed run are removed.
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -32,11 +36,11 @@ from types import MappingProxyType
 from threadsched.engine.recipe import Recipe, RecipeError
 from threadsched.engine.runner.checkpoint import Checkpoint, CheckpointError, checkpoint_name, read_checkpoint
 from threadsched.engine.runner.output import atomic_write, row_group_count, row_group_range
+from threadsched.engine.runner.output_dir import OutputDirectory
 
 __all__ = ["RUN_STATE", "ResumeError", "ResumeState", "prepare_output"]
 
 RUN_STATE = "run_state.json"
-_EVIDENCE = ("events.jsonl", "events.jsonl.*", "capacity_plan.json", "report.md", "timeline.png")
 _CHECKPOINT = re.compile(r"rg-(\d{5,})\.jsonl")
 
 
@@ -113,22 +117,23 @@ def _resume_state(recipe: Recipe, out_dir: Path) -> ResumeState:
     return ResumeState(MappingProxyType(adopted), MappingProxyType(recomputed))
 
 
-def prepare_output(recipe: Recipe, out_dir: Path, *, resume: bool) -> ResumeState:
-    """Prepare ``out_dir`` and write ``run_state.json``; return what ``--resume`` adopts."""
+def prepare_output(recipe: Recipe, out_dir: Path, *, resume: bool, force: bool = False, files: Iterable[str] = ()) -> ResumeState:
+    """Take ``out_dir`` for a run of ``recipe`` and write ``run_state.json``; return what ``--resume`` adopts.
+
+    ``files`` are the names the run writes besides its checkpoints, ``dataset.jsonl``, ``run.json`` and
+    ``run_state.json``; ``force`` lets it write into a directory that holds files no run wrote
+    (``output_dir``)."""
     out_dir = Path(out_dir)
-    row_group_dir = out_dir / "row_groups"
-    row_group_dir.mkdir(parents=True, exist_ok=True)
-    for temp in row_group_dir.glob(".rg-*.tmp"):
-        temp.unlink(missing_ok=True)
+    directory = OutputDirectory.open(out_dir, force=force)
+    checkpoints = (f"row_groups/{checkpoint_name(index)}" for index in range(row_group_count(recipe)))
+    names = [RUN_STATE, "dataset.jsonl", "run.json", *files, *checkpoints]
     if resume:
-        state = _resume_state(recipe, out_dir)
+        state = _resume_state(recipe, out_dir)  # before claiming: a ResumeError leaves the directory as it was
+        directory.claim(names)
     else:
         state = ResumeState()
-        for path in _checkpoints(row_group_dir).values():
-            path.unlink()
-        for name in _EVIDENCE:
-            for path in out_dir.glob(name):
-                path.unlink(missing_ok=True)
+        directory.fresh(names)
+    (out_dir / "row_groups").mkdir(parents=True, exist_ok=True)
     document = {"recipe_hash": recipe.recipe_hash, "buffer_size": recipe.run.buffer_size, "records": recipe.run.records}
     atomic_write(out_dir / RUN_STATE, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("utf-8"))
     return state

@@ -29,7 +29,7 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,15 @@ from threadsched.engine.progress import ProgressReporter, ProgressSnapshot
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
 from threadsched.engine.runner.counts import RunCounts
-from threadsched.engine.runner.events import EngineEvents, LateBoundSink, correlation_of, job_facts, new_run_id, open_event_log
+from threadsched.engine.runner.events import (
+    EVENT_LOG_FILES,
+    EngineEvents,
+    LateBoundSink,
+    correlation_of,
+    job_facts,
+    new_run_id,
+    open_event_log,
+)
 from threadsched.engine.runner.output import (
     OutputWriter,
     RunResult,
@@ -81,6 +89,8 @@ class _Run:
         event_log: bool,
         policy: str | None,
         executor: Executor | None = None,
+        force: bool = False,
+        extra_files: Collection[str] = (),
     ) -> None:
         self.recipe = recipe
         self.progress = progress
@@ -94,7 +104,9 @@ class _Run:
         self.post = compile_stage(recipe, "post_batch")
         self.workers = workers or recipe.run.max_workers
         self.configured = configured_capacity(recipe, workers=workers, sources=capacity_sources)
-        self.resume_state = prepare_output(recipe, out_dir, resume=resume)  # after validating: bad input touches nothing
+        # after validating: bad input touches nothing
+        files = ("capacity_plan.json", *(EVENT_LOG_FILES if event_log else ()), *extra_files)
+        self.resume_state = prepare_output(recipe, out_dir, resume=resume, force=force, files=files)
         self.skipped = self.resume_state.skipped
         self.max_attempts = default_max_attempts(recipe)
         self.ancestors = ancestors(recipe)
@@ -379,6 +391,8 @@ def run_recipe(
     event_log: bool = False,
     policy: str | None = None,
     executor: Executor | None = None,
+    force: bool = False,
+    extra_files: Collection[str] = (),
 ) -> RunResult:
     """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``:
     ``row_groups/rg-NNNNN.jsonl`` (atomic, as each row group completes), ``dataset.jsonl``, ``run.json`` and
@@ -391,13 +405,30 @@ def run_recipe(
     ``cancelled`` / ``early_shutdown`` (``run.json`` says why). ``progress`` (``engine.progress``) gets a
     snapshot at the start, after every batch of completions, and at the end. ``executor`` (say a
     ``threadsched.backends.dask.DaskExecutor``; the caller owns it) runs the tasks in other processes
-    (``runner.tasks``): the same output, ``workers`` (default ``run.max_workers``) tasks at a time. A checkpoint
-    that fails verification on ``resume`` is recomputed (``RunResult.recomputed_row_groups`` says why)."""
+    (``runner.tasks``): the same output, ``workers`` (default ``run.max_workers``) tasks at a time.
+
+    ``out_dir`` must be empty, new, or a run's (``runner.output_dir``: it has a manifest); ``force`` writes into
+    any directory. Either way only files a run wrote are deleted. ``extra_files`` are names the caller writes
+    into ``out_dir`` after the run (the demo's report), owned like the run's own. A checkpoint that fails
+    verification on ``resume`` is recomputed (``RunResult.recomputed_row_groups`` says why)."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     if policy is not None and policy not in POLICY_NAMES:
         raise ValueError(f"policy must be one of {', '.join(POLICY_NAMES)} or None, got {policy!r}")
     run = _Run(
-        recipe, Path(out_dir), workers, events, sleep, resume, cancel, progress, capacity_sources, event_log, policy, executor
+        recipe,
+        Path(out_dir),
+        workers,
+        events,
+        sleep,
+        resume,
+        cancel,
+        progress,
+        capacity_sources,
+        event_log,
+        policy,
+        executor,
+        force,
+        extra_files,
     )
     return run.run()
