@@ -205,6 +205,34 @@ def _plant(directory: Path, files: dict[str, bytes]) -> None:
         (directory / name).write_bytes(data)
 
 
+def test_run_writes_the_recipes_output_beside_the_recipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tmp_path / "recipes" / "small.toml"
+    recipe.parent.mkdir()
+    recipe.write_text(SMALL_RECIPE.replace("seed = 5", 'seed = 5\noutput = "small-out"'))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert main(["run", str(recipe), "--quiet"]) == 0
+    assert (tmp_path / "recipes" / "small-out" / "run.json").is_file()
+    assert list((tmp_path / "cwd").iterdir()) == []
+    assert str(tmp_path / "recipes" / "small-out") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("output", ["../elsewhere", "/tmp/elsewhere", "."])
+def test_a_recipes_output_outside_its_directory_exits_2_naming_field_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], output: str
+) -> None:
+    recipe = tmp_path / "recipes" / "small.toml"
+    recipe.parent.mkdir()
+    recipe.write_text(SMALL_RECIPE.replace("seed = 5", f'seed = 5\noutput = "{output}"'))
+    monkeypatch.chdir(tmp_path / "recipes")
+    assert main(["run", str(recipe), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"threadsched: {recipe}:8: run.output: ") and "\n" not in error
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["recipes", "small.toml"]
+
+
 @pytest.mark.parametrize("command", ["run", "demo"])
 def test_a_directory_with_files_no_run_wrote_is_refused_unless_forced(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str

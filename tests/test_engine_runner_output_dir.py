@@ -1,5 +1,6 @@
 """The output directory (runner.output_dir): a run deletes only what a run wrote (the manifest), refuses a directory
-that is not a run's unless forced, and never deletes or writes through a symlink out of the directory."""
+that is not a run's unless forced, never deletes or writes through a symlink out of the directory, and a recipe's
+``[run] output`` resolves beside the recipe."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from support import assert_healthy, no_sleep, small_recipe
 
 from threadsched.engine import RecipeError
-from threadsched.engine.runner import OutputDirError, record_files, run_recipe, run_reference
+from threadsched.engine.runner import OutputDirError, record_files, resolve_output, run_recipe, run_reference
 from threadsched.engine.runner.output_dir import MANIFEST, OWNABLE, OutputDirectory
 
 RECIPE = small_recipe(records=14)  # two row groups
@@ -153,3 +154,34 @@ def test_a_fresh_run_lists_its_files_before_it_deletes_or_writes(tmp_path: Path)
     directory.fresh(["run.json"])
     assert manifest(tmp_path) == {"run.json"} and not (tmp_path / "row_groups" / "rg-00004.jsonl").exists()
     assert owned >= {"run.json", "dataset.jsonl", "row_groups/rg-00004.jsonl"}
+
+
+# -- resolve_output ---------------------------------------------------------------------------------------
+
+
+def test_output_resolves_beside_the_recipe_file(tmp_path: Path) -> None:
+    recipe_file = tmp_path / "recipes" / "r.toml"
+    assert resolve_output("out", recipe_file, cwd=tmp_path / "cwd") == tmp_path / "recipes" / "out"
+    assert resolve_output("a/b", recipe_file, cwd=tmp_path) == tmp_path / "recipes" / "a" / "b"
+    assert resolve_output("threadsched-demo", None, cwd=tmp_path) == tmp_path / "threadsched-demo"  # built-in
+
+
+def test_output_may_not_be_the_recipes_directory_or_above_it_through_a_symlink(tmp_path: Path) -> None:
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "here").symlink_to(recipes, target_is_directory=True)
+    (recipes / "up").symlink_to(tmp_path, target_is_directory=True)
+    for output in ("here", "up"):
+        with pytest.raises(RecipeError, match=r"run\.output: .*the recipe's own directory or one above it") as caught:
+            resolve_output(output, recipes / "r.toml", cwd=tmp_path / "elsewhere")
+        assert str(caught.value).startswith(f"{recipes / 'r.toml'}: run.output: ")
+
+
+def test_output_may_not_be_above_the_working_directory(tmp_path: Path) -> None:
+    cwd = tmp_path / "project" / "deep"
+    cwd.mkdir(parents=True)
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "project").symlink_to(tmp_path / "project", target_is_directory=True)
+    with pytest.raises(RecipeError, match=r"a directory above the working directory"):
+        resolve_output("project", tmp_path / "recipes" / "r.toml", cwd=cwd)
+    assert resolve_output("project/deep", tmp_path / "recipes" / "r.toml", cwd=cwd)  # the working directory itself

@@ -8,8 +8,9 @@ default output. Both show a live progress bar on a terminal (rich, else plain li
 stderr is not a terminal; nothing with ``--quiet``) and end with a summary table (plain text when stdout is
 not a terminal, with ``--plain`` or without rich; only the totals with ``--quiet``).
 
-Both commands refuse a non-empty output directory that no run wrote unless ``--force``, and delete only what
-a run wrote (``runner.output_dir``)."""
+``run``'s default output is the recipe's ``[run] output``, relative to the recipe file's directory
+(``threadsched.engine.runner.resolve_output``); ``--out`` overrides it. Both commands refuse a non-empty
+directory that no run wrote unless ``--force``, and delete only what a run wrote (``runner.output_dir``)."""
 
 from __future__ import annotations
 
@@ -59,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: the recipe's run.output)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: run.output beside the recipe; demo: ./threadsched-demo)",
+    )
     parser.add_argument(
         "--force",
         action="store_true",
@@ -130,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         run_reference,
     )
     from threadsched.engine.progress import progress_for
+    from threadsched.engine.runner import resolve_output
     from threadsched.engine.summary import render_summary, summary_lines
 
     if args.workers is not None and args.workers < 1:
@@ -137,6 +144,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         recipe = load_recipe(args.recipe) if args.command == "run" else parse_recipe(builtin_recipe_text("demo"), source="demo")
+        out = (
+            args.out
+            if args.out is not None
+            else resolve_output(recipe.run.output, args.recipe if args.command == "run" else None)
+        )
     except RecipeError as error:
         print(f"threadsched: {error}", file=sys.stderr)
         return 2
@@ -146,7 +158,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.reference and args.dask is not None:
         print("threadsched: --dask cannot be combined with --reference", file=sys.stderr)
         return 2
-    out = args.out if args.out is not None else Path(recipe.run.output)
     cancel = threading.Event()
     restore = _cancel_on_sigint(cancel)
     try:

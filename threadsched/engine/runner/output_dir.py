@@ -1,4 +1,4 @@
-"""The output directory: what the runs in it own (the manifest).
+"""The output directory: what the runs in it own (the manifest), and where a recipe's ``[run] output`` points.
 
 A run deletes only what a run wrote. ``OUT/threadsched-manifest.json`` lists, relative to ``OUT``, every file
 the runs into ``OUT`` wrote. A run adds the files it is going to write to the list *before* writing them, so a
@@ -17,6 +17,12 @@ run killed halfway leaves nothing unlisted behind. The rules (``OutputDirectory`
   refuses it unless ``force`` is set. With ``force`` the run replaces it, because it writes that name either
   way, and leaves every other file alone. A manifest that is not valid counts as no manifest under
   ``force``.
+
+``resolve_output`` says where a recipe's ``[run] output`` points. A relative path is taken from the recipe
+file's directory, or from the working directory for a built-in recipe. The parser already refuses an
+absolute path and one that climbs with ``..``. Once symlinks are resolved, the output may still not be the
+recipe's own directory, nor one above it, nor a directory above the working directory. ``--out`` overrides
+``[run] output`` and is taken as given.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pathlib import Path
 from threadsched.engine.recipe import RecipeError
 from threadsched.engine.runner.output import atomic_write
 
-__all__ = ["MANIFEST", "OWNABLE", "OutputDirError", "OutputDirectory", "record_files"]
+__all__ = ["MANIFEST", "OWNABLE", "OutputDirError", "OutputDirectory", "record_files", "resolve_output"]
 
 MANIFEST = "threadsched-manifest.json"
 _FORMAT = "threadsched.output/1"
@@ -215,3 +221,30 @@ def record_files(root: Path, names: Iterable[str]) -> None:
         return
     if owned is not None:
         _write_manifest(Path(root), owned | {name for name in names if OWNABLE.fullmatch(name)})
+
+
+def resolve_output(output: str, recipe_file: Path | None, *, cwd: Path | None = None) -> Path:
+    """The directory ``[run] output`` names, for a recipe read from ``recipe_file`` (None: a built-in recipe).
+
+    Relative to the recipe file's directory (the working directory for a built-in recipe). An output that
+    resolves to the recipe's own directory or one above it, or to a directory above the working directory,
+    is a ``RecipeError`` on ``run.output``."""
+    here = Path.cwd() if cwd is None else cwd
+    base = here if recipe_file is None else Path(recipe_file).parent
+    path = base / output
+    real = path.resolve()
+    location = "<built-in recipe>" if recipe_file is None else str(recipe_file)
+    if recipe_file is not None:
+        recipe_dir = base.resolve()
+        if real == recipe_dir or real in recipe_dir.parents:
+            raise RecipeError(
+                "run.output",
+                f"{output!r} resolves to {real}, the recipe's own directory or one above it; name a directory of its "
+                "own, or pass --out",
+                location,
+            )
+    if real in here.resolve().parents:
+        raise RecipeError(
+            "run.output", f"{output!r} resolves to {real}, a directory above the working directory; pass --out", location
+        )
+    return path
