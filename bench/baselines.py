@@ -117,7 +117,7 @@ class _BaselineRun:
             max_row_groups_in_flight=recipe.run.max_row_groups_in_flight,
             has_pre_batch=bool(self.pre),
         )
-        self.writer = OutputWriter(out_dir)
+        self.writer = OutputWriter(out_dir, recipe)
         self.book = _LeaseBook({**recipe.resource_limits, "submission": workers})
         self._lock = threading.Lock()  # guards _stale and _waits
         self.rows = RowStore(self.ancestors)  # the engine's row store: its own lock
@@ -258,7 +258,7 @@ class _BaselineRun:
             for row_group in self.tracker.pop_completed_row_groups():
                 progressed = True
                 self._drop_rows(row_group, apply_stage(self.post, self._group_rows(row_group), "post_batch"))
-                self.writer.write_row_group(row_group, self._group_rows(row_group))
+                self.writer.write_row_group(row_group, self._group_rows(row_group), self.tracker.dropped_in(row_group))
                 self.tracker.mark_checkpointed(row_group)
                 self.rows.close(row_group)
 
@@ -306,7 +306,7 @@ class _BaselineRun:
         elapsed = time.perf_counter() - started
         dropped = {row: reason for (_group, row), reason in sorted(self.tracker.dropped_rows().items())}
         summary: dict[str, Any] = {"mode": f"baseline:{self.kind}", "elapsed": elapsed, "capacity": {"workers": self.workers}}
-        output_hash = self.writer.finish(self.recipe, summary, dropped)
+        output_hash = self.writer.finish(summary, dropped)
         with self._lock:
             waits = {column: tuple(values) for column, values in self._waits.items()}
         return BaselineResult(

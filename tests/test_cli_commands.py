@@ -207,3 +207,75 @@ def test_demo_ends_with_its_report(tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["demo", "--out", str(out), "--plain"]) == 0
     assert f"report: {out / 'report.md'}" in capsys.readouterr().out
     assert (out / "report.md").is_file()
+
+
+# -- the output directory ---------------------------------------------------------------------------------
+
+USER_FILES = {"report.md": b"my notes", "timeline.png": b"\x89PNG mine", "events.jsonl.bak": b"{}\n"}
+
+
+def _plant(directory: Path, files: dict[str, bytes]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (directory / name).write_bytes(data)
+
+
+def test_run_writes_the_recipes_output_beside_the_recipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    recipe = tmp_path / "recipes" / "small.toml"
+    recipe.parent.mkdir()
+    recipe.write_text(SMALL_RECIPE.replace("seed = 5", 'seed = 5\noutput = "small-out"'))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert main(["run", str(recipe), "--quiet"]) == 0
+    assert (tmp_path / "recipes" / "small-out" / "run.json").is_file()
+    assert list((tmp_path / "cwd").iterdir()) == []
+    assert str(tmp_path / "recipes" / "small-out") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("output", ["../elsewhere", "/tmp/elsewhere", "."])
+def test_a_recipes_output_outside_its_directory_exits_2_naming_field_and_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], output: str
+) -> None:
+    recipe = tmp_path / "recipes" / "small.toml"
+    recipe.parent.mkdir()
+    recipe.write_text(SMALL_RECIPE.replace("seed = 5", f'seed = 5\noutput = "{output}"'))
+    monkeypatch.chdir(tmp_path / "recipes")
+    assert main(["run", str(recipe), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"threadsched: {recipe}:8: run.output: ") and "\n" not in error
+    assert sorted(path.name for path in tmp_path.rglob("*")) == ["recipes", "small.toml"]
+
+
+@pytest.mark.parametrize("command", ["run", "demo"])
+def test_a_directory_with_files_no_run_wrote_is_refused_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(SMALL_RECIPE)
+    out = tmp_path / "out"
+    mine = USER_FILES if command == "run" else {"notes.md": b"mine", "events.jsonl.bak": b"{}\n"}  # the demo writes a report
+    _plant(out, mine)
+    args = ["run", str(recipe)] if command == "run" else ["demo"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"threadsched: {out}: refusing to write into a directory that holds files no run wrote (")
+    assert all(name in error for name in mine) and "--force" in error and "\n" not in error
+    assert sorted(path.name for path in out.iterdir()) == sorted(mine)
+    assert main([*args, "--out", str(out), "--quiet", "--force"]) == 0
+    assert all((out / name).read_bytes() == data for name, data in mine.items())
+    assert (out / "run.json").is_file()
+
+
+def test_the_report_is_owned_by_the_run_and_a_fresh_run_removes_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(SMALL_RECIPE)
+    out = tmp_path / "out"
+    assert main(["run", str(recipe), "--out", str(out), "--quiet"]) == 0
+    assert main(["report", str(out)]) == 0
+    assert "report.md" in json.loads((out / "threadsched-manifest.json").read_text(encoding="utf-8"))["files"]
+    _plant(out, {"notes.md": b"mine"})
+    assert main(["run", str(recipe), "--out", str(out), "--quiet", "--no-events"]) == 0
+    assert not (out / "report.md").exists() and not (out / "events.jsonl").exists()  # the earlier run's evidence
+    assert (out / "notes.md").read_bytes() == b"mine"

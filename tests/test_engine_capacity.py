@@ -198,7 +198,8 @@ def test_a_saturated_resource_peaks_exactly_at_its_limit(tmp_path: Path) -> None
 
 
 def test_a_fresh_run_replaces_a_stale_capacity_plan(tmp_path: Path) -> None:
-    (tmp_path / "capacity_plan.json").write_text("stale", encoding="utf-8")
+    run_recipe(recipe("records = 10"), tmp_path, workers=1, sleep=no_sleep)
+    (tmp_path / "capacity_plan.json").write_text("stale", encoding="utf-8")  # an earlier run's, damaged
     result = run_recipe(recipe("records = 10"), tmp_path, workers=2, sleep=no_sleep)
     assert_healthy(result)
     assert plan_of(tmp_path)["configured"]["submission_capacity"] == {"value": 2, "source": "cli"}

@@ -101,7 +101,7 @@ def test_row_groups_are_admitted_and_checkpointed_once_each(failing_run: Observe
     assert len(checkpointed) == failing_run.result.row_groups_checkpointed
     for event in checkpointed:  # written rows per group agree with the checkpoint file
         path = failing_run.out / "row_groups" / f"rg-{event.correlation['row_group']:05d}.jsonl"
-        assert len(path.read_text(encoding="utf-8").splitlines()) == event.diagnostics["rows"]
+        assert path.read_bytes().count(b"\n") == 1 + event.diagnostics["rows"]  # the header, then one line a row
 
 
 def _key(event: SchedulerEvent) -> tuple[Any, ...]:

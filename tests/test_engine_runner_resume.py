@@ -1,5 +1,6 @@
-"""Stopping and resuming a run (runner.resume): --resume, and the stops that leave checkpoints to resume from
-(error-rate early shutdown, cancellation and Ctrl-C, a killed process).
+"""Stopping and resuming a run (runner.resume): --resume, damaged checkpoints (recomputed, never trusted), the
+row invariant (rows written + dropped == records) over fresh and resumed runs, and the stops that leave
+checkpoints to resume from (error-rate early shutdown, cancellation and Ctrl-C, a killed process).
 
 The python columns below are loaded by recipes as ``test_engine_runner_resume:<name>`` (tests/ is on
 ``sys.path``); they cancel the run or kill their own process at a deterministic point."""
@@ -10,19 +11,23 @@ import itertools
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import assert_healthy, no_sleep
 
 from threadsched.cli import main
 from threadsched.engine import Recipe, RecipeError, parse_recipe
-from threadsched.engine.runner import ResumeError, run_recipe, run_reference
+from threadsched.engine.runner import ResumeError, RunResult, run_recipe, run_reference
 from threadsched.engine.tracker import ColumnNode, CompletionTracker
 
 TESTS = Path(__file__).resolve().parent
@@ -54,6 +59,11 @@ def kill_when_checkpointed(row: dict[str, object]) -> int:
     if target and any(Path(target).glob("rg-*.jsonl")):
         os.kill(os.getpid(), signal.SIGKILL)
     return len(str(row["topic"]))
+
+
+def with_line_separators(row: dict[str, object]) -> str:
+    """A python cell column whose values hold what ``str.splitlines()`` splits on, as model output can."""
+    return f"{row['topic']}\u2028line\u2029paragraph\u0085next\r\x1c\x1d\x1e\x0b\x0c end"
 
 
 def reset_calls() -> None:
@@ -267,6 +277,159 @@ def test_resume_after_the_process_is_killed_mid_run(tmp_path: Path) -> None:
     assert_healthy(resumed)
     assert resumed.resumed_row_groups == len(survived)
     assert resumed.output_hash == reference.output_hash
+
+
+# -- damaged checkpoints, the row invariant --------------------------------------------------------------------
+
+
+def checkpoint_path(out: Path, row_group: int) -> Path:
+    return out / "row_groups" / f"rg-{row_group:05d}.jsonl"
+
+
+def cut_in_half(out: Path, row_group: int) -> None:
+    path = checkpoint_path(out, row_group)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def not_utf8(out: Path, row_group: int) -> None:
+    path = checkpoint_path(out, row_group)
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = lines[1][:3] + b"\xff\xfe\xc0" + lines[1][3:]
+    path.write_bytes(b"\n".join(lines))
+
+
+def copied_from_row_group_0(out: Path, row_group: int) -> None:
+    shutil.copyfile(checkpoint_path(out, 0), checkpoint_path(out, row_group))
+
+
+def value_edited(out: Path, row_group: int) -> None:
+    path = checkpoint_path(out, row_group)
+    data = path.read_bytes()
+    # still UTF-8 and JSON: an X before the last value's closing quote (or the header's first, if all rows dropped)
+    edited = data.replace(b'": "', b'": "X', 1) if data.count(b"\n") == 1 else data[:-3] + b"X" + data[-3:]
+    path.write_bytes(edited)
+
+
+def deleted(out: Path, row_group: int) -> None:
+    checkpoint_path(out, row_group).unlink()
+
+
+DAMAGE: dict[str, Callable[[Path, int], None]] = {
+    "cut_in_half": cut_in_half,
+    "not_utf8": not_utf8,
+    "copied_from_row_group_0": copied_from_row_group_0,
+    "value_edited": value_edited,
+}
+FOUND = {
+    "cut_in_half": "cut off (the file does not end with a newline)",
+    "not_utf8": "line 2: not UTF-8",
+    "copied_from_row_group_0": "line 1: belongs to row group 0, not 1",
+    "value_edited": "checksum mismatch",
+}
+
+
+def assert_rows_add_up(recipe: Recipe, out: Path, result: RunResult) -> None:
+    """Each record is written once or dropped once, in the result, in run.json and in dataset.jsonl."""
+    report = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    written = [json.loads(line)["_row"] for line in (out / "dataset.jsonl").read_bytes().split(b"\n")[:-1]]
+    dropped = {int(row) for row in report["dropped"]}
+    assert report["rows_written"] + report["rows_dropped"] == recipe.run.records == report["records"]
+    assert len(written) == len(set(written)) == report["rows_written"] and not dropped & set(written)
+    assert sorted([*written, *dropped]) == list(range(recipe.run.records))
+    assert (result.rows_written, set(result.dropped)) == (report["rows_written"], dropped)
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_resume_recomputes_a_damaged_checkpoint(tmp_path: Path, damage: str) -> None:
+    recipe = make_recipe(fatal_rate=0.2, pre_filter=True)
+    reference = run_reference(recipe, tmp_path / "ref", sleep=no_sleep)
+    out = tmp_path / "out"
+    run_recipe(recipe, out, sleep=no_sleep)
+    DAMAGE[damage](out, 1)
+    resumed = run_recipe(recipe, out, sleep=no_sleep, resume=True)
+    assert_healthy(resumed)
+    assert resumed.output_hash == reference.output_hash
+    assert_rows_add_up(recipe, out, resumed)
+    assert resumed.resumed_row_groups == GROUPS - 1 and resumed.row_groups_checkpointed == GROUPS
+    assert dict(resumed.dropped) == dict(reference.dropped)  # the checkpoints name their drops' reasons
+    assert checkpoints(out) == checkpoints(tmp_path / "ref")  # the damaged file was rewritten
+    assert list(resumed.recomputed_row_groups) == [1]
+    assert resumed.recomputed_row_groups[1].startswith(str(checkpoint_path(out, 1)))
+    assert FOUND[damage] in resumed.recomputed_row_groups[1]
+    report = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert report["recomputed_row_groups"] == {"1": resumed.recomputed_row_groups[1]}
+
+
+def test_cli_resume_over_a_damaged_checkpoint_names_the_file_and_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "recipe.toml"
+    path.write_text(recipe_text(), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    not_utf8(out, 2)
+    cut_in_half(out, 4)
+    capsys.readouterr()
+    assert main(["run", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"recomputed row group 2: {checkpoint_path(out, 2)} line 2: not UTF-8" in err
+    assert f"recomputed row group 4: {checkpoint_path(out, 4)} line " in err and "cut off" in err
+    assert "Traceback" not in err
+    reference = run_reference(parse_recipe(recipe_text()), tmp_path / "ref", sleep=no_sleep)
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["output_hash"] == reference.output_hash
+
+
+def test_values_with_line_separators_read_back_on_resume(tmp_path: Path) -> None:
+    recipe = make_recipe(function="with_line_separators")
+    reference = run_reference(recipe, tmp_path / "ref", sleep=no_sleep)
+    out = tmp_path / "out"
+    first = run_recipe(recipe, out, sleep=no_sleep)
+    assert "\u2028".encode() in (out / "dataset.jsonl").read_bytes()  # written raw: the dataset bytes are unchanged
+    deleted(out, 3)
+    resumed = run_recipe(recipe, out, sleep=no_sleep, resume=True)
+    assert resumed.output_hash == first.output_hash == reference.output_hash
+    assert not resumed.recomputed_row_groups and resumed.resumed_row_groups == GROUPS - 1
+
+
+_REFERENCE_HASHES: dict[str, str] = {}
+
+
+def reference_hash(recipe: Recipe) -> str:
+    if recipe.recipe_hash not in _REFERENCE_HASHES:
+        with tempfile.TemporaryDirectory() as out:
+            _REFERENCE_HASHES[recipe.recipe_hash] = run_reference(recipe, Path(out), sleep=no_sleep).output_hash
+    return _REFERENCE_HASHES[recipe.recipe_hash]
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.sampled_from([11, 12]),
+    fatal_rate=st.sampled_from([0.0, 0.3]),
+    pre_filter=st.booleans(),
+    damage=st.lists(st.sampled_from(["keep", "deleted", *DAMAGE]), min_size=GROUPS, max_size=GROUPS),
+    workers=st.integers(1, 3),
+)
+def test_rows_written_plus_dropped_is_records_over_fresh_and_resumed_runs(
+    seed: int, fatal_rate: float, pre_filter: bool, damage: list[str], workers: int
+) -> None:
+    recipe = make_recipe(seed=seed, fatal_rate=fatal_rate, pre_filter=pre_filter)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        first = run_recipe(recipe, out, sleep=no_sleep, workers=workers)
+        assert_rows_add_up(recipe, out, first)
+        for row_group, what in enumerate(damage):
+            if what in DAMAGE and row_group != 0:  # row group 0 is the source of the copies
+                DAMAGE[what](out, row_group)
+        for row_group, what in enumerate(damage):
+            if what == "deleted":
+                deleted(out, row_group)
+        resumed = run_recipe(recipe, out, sleep=no_sleep, resume=True, workers=workers)
+        assert_rows_add_up(recipe, out, resumed)
+        assert resumed.output_hash == first.output_hash == reference_hash(recipe)
+        again = run_recipe(recipe, out, sleep=no_sleep, resume=True, workers=workers)  # everything checkpointed now
+        assert again.counters["tasks_submitted"] == 0 and not again.recomputed_row_groups
+        assert_rows_add_up(recipe, out, again)
 
 
 # -- early shutdown --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from support import PRE_FILTER, assert_healthy, no_sleep, small_recipe
 from threadsched.core.events import MemoryEventSink
 from threadsched.engine import Recipe, builtin_recipe_text, parse_recipe
 from threadsched.engine.runner import RunResult, run_recipe, run_reference
+from threadsched.engine.runner.checkpoint import read_checkpoint
 from threadsched.report.evidence import hidden_waiters
 
 
@@ -106,12 +107,16 @@ def test_checkpoint_files_hold_their_row_groups(tmp_path: Path) -> None:
     files = sorted((tmp_path / "row_groups").iterdir())
     assert [f.name for f in files] == [f"rg-{i:05d}.jsonl" for i in range(math.ceil(60 / 7))]
     seen: list[int] = []
+    bodies: list[bytes] = []
     for index, path in enumerate(files):
-        rows = [json.loads(line)["_row"] for line in path.read_text(encoding="utf-8").splitlines()]
-        expected = [row for row in range(index * 7, min(index * 7 + 7, 60)) if row not in result.dropped]
-        assert rows == expected
+        span = range(index * 7, min(index * 7 + 7, 60))
+        checkpoint, body = read_checkpoint(path, recipe_hash=recipe.recipe_hash, row_group=index, rows=span)
+        rows = [json.loads(line)["_row"] for line in body.split(b"\n")[:-1]]
+        assert rows == list(checkpoint.rows) == [row for row in span if row not in result.dropped]
+        assert dict(checkpoint.dropped) == {row: why for row, why in result.dropped.items() if row in span}
         seen.extend(rows)
-    assert (tmp_path / "dataset.jsonl").read_bytes() == b"".join(path.read_bytes() for path in files)
+        bodies.append(body)
+    assert (tmp_path / "dataset.jsonl").read_bytes() == b"".join(bodies)
     assert seen == [row["_row"] for row in dataset_rows(tmp_path)]
     assert not [p for p in tmp_path.rglob("*.tmp")]
     assert any(reason.startswith("filter topic != ") for reason in result.dropped.values())

@@ -31,10 +31,11 @@ def fake_result(**changes: object) -> RunResult:
 
 
 def test_totals_name_the_output_the_drop_reasons_and_the_evidence() -> None:
-    lines = summary_lines(fake_result(resumed_row_groups=1))
+    lines = summary_lines(fake_result(resumed_row_groups=1, recomputed_row_groups=MappingProxyType({2: "rg-00002.jsonl: ..."})))
     assert lines[0] == f"scheduled run: 5 rows written, 3 dropped, 2 row groups in 1.50s -> {Path('out') / 'dataset.jsonl'}"
     assert lines[1] == "  dropped 2: filter topic != 'off-topic'" and lines[2] == "  dropped 1: question failed"
     assert "  resumed 1 row groups from earlier checkpoints" in lines
+    assert "  recomputed 1 row groups whose checkpoints failed verification" in lines
     assert lines[-1] == "output hash abc; hidden waiters 0; final active leases 0"
 
 

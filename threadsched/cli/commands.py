@@ -6,7 +6,11 @@
 ``demo`` is ``run`` on the built-in recipe (``threadsched recipe demo``) with ``./threadsched-demo`` as the
 default output. Both show a live progress bar on a terminal (rich, else plain lines; plain lines when
 stderr is not a terminal; nothing with ``--quiet``) and end with a summary table (plain text when stdout is
-not a terminal, with ``--plain`` or without rich; only the totals with ``--quiet``)."""
+not a terminal, with ``--plain`` or without rich; only the totals with ``--quiet``).
+
+``run``'s default output is the recipe's ``[run] output``, relative to the recipe file's directory
+(``threadsched.engine.runner.resolve_output``); ``--out`` overrides it. Both commands refuse a non-empty
+directory that no run wrote unless ``--force``, and delete only what a run wrote (``runner.output_dir``)."""
 
 from __future__ import annotations
 
@@ -27,6 +31,8 @@ from threadsched.cli.bench import add_bench_parser, run_bench
 from threadsched.cli.demo import SCALES, render_plain, render_rich, run_demo
 from threadsched.mock.cli import add_mock_provider_parser, run_mock_provider
 from threadsched.policies import POLICY_NAMES
+
+DEMO_REPORT = ("report.md", "timeline.png")  # what the demo writes after its run (``_report``)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,7 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: the recipe's run.output)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: run.output beside the recipe; demo: ./threadsched-demo)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="write into OUT even if it holds files no run wrote (those are left alone; files with the names a run "
+        "writes are replaced)",
+    )
     parser.add_argument("--workers", type=int, default=None, help="worker threads (default: the recipe's run.max_workers)")
     parser.add_argument("--resume", action="store_true", help="skip the row groups an earlier run of this recipe checkpointed")
     parser.add_argument("--reference", action="store_true", help="run single-threaded without the scheduler (the oracle)")
@@ -106,7 +123,8 @@ def _mixed_demo(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     """Exit codes: 0 ok, 1 early shutdown (error rate) or an unhealthy run, 2 bad recipe/resume, 130 Ctrl-C.
 
-    Without ``--resume`` existing checkpoints in the output directory are deleted (a fresh run)."""
+    Without ``--resume`` the files an earlier run wrote into the output directory are deleted (a fresh run);
+    with it, a checkpoint that fails verification is recomputed and named on stderr."""
     from threadsched.engine import (
         ProcessorError,
         RecipeError,
@@ -118,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         run_reference,
     )
     from threadsched.engine.progress import progress_for
+    from threadsched.engine.runner import resolve_output
     from threadsched.engine.summary import render_summary, summary_lines
 
     if args.workers is not None and args.workers < 1:
@@ -125,6 +144,11 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         recipe = load_recipe(args.recipe) if args.command == "run" else parse_recipe(builtin_recipe_text("demo"), source="demo")
+        out = (
+            args.out
+            if args.out is not None
+            else resolve_output(recipe.run.output, args.recipe if args.command == "run" else None)
+        )
     except RecipeError as error:
         print(f"threadsched: {error}", file=sys.stderr)
         return 2
@@ -134,12 +158,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.reference and args.dask is not None:
         print("threadsched: --dask cannot be combined with --reference", file=sys.stderr)
         return 2
-    out = args.out if args.out is not None else Path(recipe.run.output)
     cancel = threading.Event()
     restore = _cancel_on_sigint(cancel)
     try:
         if args.reference:
-            result = run_reference(recipe, out)
+            result = run_reference(recipe, out, force=args.force)
         else:
             progress = progress_for(sys.stderr, quiet=args.quiet, plain=args.plain)
             with _backend(args.dask, args.workers or recipe.run.max_workers) as executor:
@@ -153,13 +176,15 @@ def _run(args: argparse.Namespace) -> int:
                     event_log=not args.no_events,
                     policy=args.policy,
                     executor=executor,
+                    force=args.force,
+                    extra_files=DEMO_REPORT if args.command == "demo" and not args.no_events else (),
                 )
     except ImportError as error:  # --dask without the [dask] extra
         print(f"threadsched: {error}", file=sys.stderr)
         return 2
     except (RecipeError, UserCodeError, ProcessorError) as error:
-        # --resume against another recipe's checkpoints, or a python function that cannot be loaded
-        # (columns and processors are compiled before anything is written or run).
+        # --resume against another recipe's checkpoints, an output directory a run may not use, or a python
+        # function that cannot be loaded (all checked before anything is written or run).
         print(f"threadsched: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C, or Ctrl-C in --reference mode
@@ -167,6 +192,8 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     finally:
         restore()
+    for row_group, why in sorted(result.recomputed_row_groups.items()):
+        print(f"threadsched: resume: recomputed row group {row_group}: {why}", file=sys.stderr)
     if args.quiet:
         print("\n".join(summary_lines(result)))
     else:
@@ -207,6 +234,7 @@ def _backend_workers(executor: Executor | None, dask: str | None) -> int | None:
 
 
 def _report(out: Path, *, quiet: bool = False) -> int:
+    from threadsched.engine.runner import record_files
     from threadsched.report import write_report
 
     try:
@@ -214,6 +242,8 @@ def _report(out: Path, *, quiet: bool = False) -> int:
     except FileNotFoundError as error:
         print(f"threadsched: no events to report: {error} (run without --no-events)", file=sys.stderr)
         return 2
+    written = (report.markdown_path, report.timeline_path)
+    record_files(out, [path.name for path in written if path is not None])  # a later fresh run may delete them
     if not quiet:
         plot = (
             f" and {report.timeline_path}" if report.timeline_path is not None else " (timeline skipped: install the plots extra)"

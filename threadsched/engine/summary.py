@@ -43,6 +43,8 @@ def summary_lines(result: RunResult) -> list[str]:
         lines.append(f"  dropped {count}: {reason}")
     if result.resumed_row_groups:
         lines.append(f"  resumed {result.resumed_row_groups} row groups from earlier checkpoints")
+    if result.recomputed_row_groups:
+        lines.append(f"  recomputed {len(result.recomputed_row_groups)} row groups whose checkpoints failed verification")
     lines.append(
         f"output hash {result.output_hash}; hidden waiters {result.hidden_waiters}; "
         f"final active leases {result.final_active_leases}"

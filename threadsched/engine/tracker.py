@@ -418,6 +418,13 @@ class CompletionTracker:
         with self._lock:
             return MappingProxyType(dict(self._dropped))
 
+    def dropped_in(self, row_group: int) -> dict[int, str]:
+        """Row -> reason for the dropped rows of one row group (what its checkpoint records)."""
+        start = row_group * self._buffer_size
+        rows = range(start, min(start + self._buffer_size, self._records))
+        with self._lock:
+            return {row: self._dropped[(row_group, row)] for row in rows if (row_group, row) in self._dropped}
+
     # -- row-group lifecycle ------------------------------------------------------------------------------
 
     def pop_pre_batch_ready(self) -> tuple[int, ...]:

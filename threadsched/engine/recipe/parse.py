@@ -21,7 +21,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Mapping
 from importlib import resources as importlib_resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -86,10 +86,24 @@ def _parse_run(ctx: ValidationContext, raw: object) -> RunSettings:
         if shutdown is None
         else ctx.number(shutdown, (*path, "error_rate_shutdown"), RECIPE_RANGES["run.error_rate_shutdown"]),
         error_rate_min_window=integer("error_rate_min_window"),
-        output=ctx.string(table.get("output", defaults.output), (*path, "output")),
+        output=_output(ctx, table.get("output", defaults.output), (*path, "output")),
         policy=ctx.choice(table.get("policy", defaults.policy), (*path, "policy"), POLICY_NAMES),
         given=frozenset(table),
     )
+
+
+def _output(ctx: ValidationContext, value: object, path: FieldPath) -> str:
+    """``run.output``: a directory beneath the recipe's own, so a recipe cannot aim its output elsewhere."""
+    text = ctx.string(value, path)
+    posix, windows = PurePosixPath(text), PureWindowsPath(text)
+    if posix.is_absolute() or windows.anchor:
+        ctx.fail(path, f"must be a relative path (a directory beneath the recipe's), got {text!r}; pass --out for another place")
+    parts = windows.parts  # splits on "/" and "\\" both
+    if ".." in parts:
+        ctx.fail(path, f"must not climb out of the recipe's directory with '..', got {text!r}; pass --out for another place")
+    if not [part for part in parts if part != "."]:
+        ctx.fail(path, f"must name a directory beneath the recipe's, not the recipe's own directory, got {text!r}")
+    return text
 
 
 def _parse_resources(ctx: ValidationContext, raw: object, providers: Mapping[str, ProviderSpec]) -> Mapping[str, int]:

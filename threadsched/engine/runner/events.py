@@ -22,7 +22,21 @@ from threadsched.core.events import ENGINE_STREAM, LOGGER, EventSink, FanOutEven
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.tracker import TaskKey
 
-__all__ = ["EngineEvents", "LateBoundSink", "correlation_of", "job_facts", "new_run_id", "open_event_log"]
+__all__ = [
+    "EVENT_LOG",
+    "EVENT_LOG_FILES",
+    "EngineEvents",
+    "LateBoundSink",
+    "correlation_of",
+    "job_facts",
+    "new_run_id",
+    "open_event_log",
+]
+
+EVENT_LOG = "events.jsonl"
+_EVENT_LOG_BACKUPS = 5
+#: What the event log may create in the output directory: the log, its rotated backups, the handler's lock file.
+EVENT_LOG_FILES = (EVENT_LOG, *(f"{EVENT_LOG}.{index}" for index in range(1, _EVENT_LOG_BACKUPS + 1)), f".__{EVENT_LOG}.lock")
 
 
 def new_run_id() -> str:
@@ -54,7 +68,7 @@ class LateBoundSink:
 
 def open_event_log(out_dir: Path, sinks: Sequence[EventSink | None]) -> tuple[EventSink | None, JsonlEventSink]:
     """``OUT/events.jsonl`` (appended to) plus the caller's sinks as one sink; close the log at the end."""
-    log = JsonlEventSink(out_dir / "events.jsonl")
+    log = JsonlEventSink(out_dir / EVENT_LOG, backups=_EVENT_LOG_BACKUPS)
     others = [sink for sink in sinks if sink is not None]
     return (FanOutEventSink(*others, log) if others else log), log
 

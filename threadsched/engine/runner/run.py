@@ -29,7 +29,7 @@ import functools
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,15 @@ from threadsched.engine.progress import ProgressReporter, ProgressSnapshot
 from threadsched.engine.recipe import Recipe
 from threadsched.engine.reference import default_max_attempts, failure_reason
 from threadsched.engine.runner.counts import RunCounts
-from threadsched.engine.runner.events import EngineEvents, LateBoundSink, correlation_of, job_facts, new_run_id, open_event_log
+from threadsched.engine.runner.events import (
+    EVENT_LOG_FILES,
+    EngineEvents,
+    LateBoundSink,
+    correlation_of,
+    job_facts,
+    new_run_id,
+    open_event_log,
+)
 from threadsched.engine.runner.output import (
     OutputWriter,
     RunResult,
@@ -81,6 +89,8 @@ class _Run:
         event_log: bool,
         policy: str | None,
         executor: Executor | None = None,
+        force: bool = False,
+        extra_files: Collection[str] = (),
     ) -> None:
         self.recipe = recipe
         self.progress = progress
@@ -94,7 +104,10 @@ class _Run:
         self.post = compile_stage(recipe, "post_batch")
         self.workers = workers or recipe.run.max_workers
         self.configured = configured_capacity(recipe, workers=workers, sources=capacity_sources)
-        self.skipped = prepare_output(recipe, out_dir, resume=resume)  # after validating: bad input touches nothing
+        # after validating: bad input touches nothing
+        files = ("capacity_plan.json", *(EVENT_LOG_FILES if event_log else ()), *extra_files)
+        self.resume_state = prepare_output(recipe, out_dir, resume=resume, force=force, files=files)
+        self.skipped = self.resume_state.skipped
         self.max_attempts = default_max_attempts(recipe)
         self.ancestors = ancestors(recipe)
         self.tracker = CompletionTracker(
@@ -105,8 +118,8 @@ class _Run:
             has_pre_batch=bool(self.pre),
             skip_row_groups=self.skipped,
         )
-        self.writer = OutputWriter(out_dir)
-        self.writer.adopt(self.skipped)
+        self.writer = OutputWriter(out_dir, recipe)
+        self.writer.adopt(self.resume_state.adopted)
         self.max_row_groups_open = 0
         self.rows = RowStore(self.ancestors)
         remote = executor is not None  # tasks run elsewhere: picklable calls with their inputs (tasks)
@@ -257,7 +270,7 @@ class _Run:
                 progressed = True
                 self._drop_rows(row_group, apply_stage(self.post, self._group_rows(row_group), "post_batch"))
                 rows = self._group_rows(row_group)
-                self.writer.write_row_group(row_group, rows)
+                self.writer.write_row_group(row_group, rows, self.tracker.dropped_in(row_group))
                 self.tracker.mark_checkpointed(row_group)
                 self.events.row_group_checkpointed(row_group, len(rows))
                 self.rows.close(row_group)
@@ -355,6 +368,7 @@ class _Run:
                 shutdown_clean=report.clean,
                 salvage_rounds=self.tracker.salvage_rounds,
                 stop_info=self.stop_info,
+                recomputed=self.resume_state.recomputed,
             ),
         )
         self.events.job_completed(
@@ -377,6 +391,8 @@ def run_recipe(
     event_log: bool = False,
     policy: str | None = None,
     executor: Executor | None = None,
+    force: bool = False,
+    extra_files: Collection[str] = (),
 ) -> RunResult:
     """Run ``recipe`` on a ``Scheduler`` with ``workers`` threads (default ``run.max_workers``) into ``out_dir``:
     ``row_groups/rg-NNNNN.jsonl`` (atomic, as each row group completes), ``dataset.jsonl``, ``run.json`` and
@@ -389,12 +405,30 @@ def run_recipe(
     ``cancelled`` / ``early_shutdown`` (``run.json`` says why). ``progress`` (``engine.progress``) gets a
     snapshot at the start, after every batch of completions, and at the end. ``executor`` (say a
     ``threadsched.backends.dask.DaskExecutor``; the caller owns it) runs the tasks in other processes
-    (``runner.tasks``): the same output, ``workers`` (default ``run.max_workers``) tasks at a time."""
+    (``runner.tasks``): the same output, ``workers`` (default ``run.max_workers``) tasks at a time.
+
+    ``out_dir`` must be empty, new, or a run's (``runner.output_dir``: it has a manifest); ``force`` writes into
+    any directory. Either way only files a run wrote are deleted. ``extra_files`` are names the caller writes
+    into ``out_dir`` after the run (the demo's report), owned like the run's own. A checkpoint that fails
+    verification on ``resume`` is recomputed (``RunResult.recomputed_row_groups`` says why)."""
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive int or None, got {workers!r}")
     if policy is not None and policy not in POLICY_NAMES:
         raise ValueError(f"policy must be one of {', '.join(POLICY_NAMES)} or None, got {policy!r}")
     run = _Run(
-        recipe, Path(out_dir), workers, events, sleep, resume, cancel, progress, capacity_sources, event_log, policy, executor
+        recipe,
+        Path(out_dir),
+        workers,
+        events,
+        sleep,
+        resume,
+        cancel,
+        progress,
+        capacity_sources,
+        event_log,
+        policy,
+        executor,
+        force,
+        extra_files,
     )
     return run.run()
