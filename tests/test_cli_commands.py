@@ -37,9 +37,17 @@ def test_mixed_demo_json_is_machine_readable(capsys: pytest.CaptureFixture[str])
 
 
 @pytest.mark.parametrize("command", ["demo", "mixed-demo"])
-def test_bad_workers_value_is_a_clear_error(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([command, "--workers", "0"]) == 2
-    assert "--workers must be >= 1, got 0" in capsys.readouterr().err
+@pytest.mark.parametrize("workers", ["0", "-3", "1025", "100000000"])
+def test_bad_workers_value_is_a_clear_error(command: str, workers: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([command, "--workers", workers]) == 2
+    assert f"--workers must be in [1, 1_024], got {workers}" in capsys.readouterr().err
+
+
+def test_the_workers_bound_is_the_recipes_own() -> None:
+    from threadsched.cli.commands import MAX_WORKERS
+    from threadsched.engine.recipe.ranges import RECIPE_RANGES
+
+    assert RECIPE_RANGES["run.max_workers"].maximum == MAX_WORKERS
 
 
 def test_demo_runs_the_builtin_recipe_into_threadsched_demo_by_default(

@@ -107,9 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
+MAX_WORKERS = 1_024
+"""The most worker threads ``--workers`` asks for: the recipe's own ``run.max_workers`` bound."""
+
+
+def workers_problem(workers: int) -> str | None:
+    """Why ``--workers`` is refused, or None."""
+    if not 1 <= workers <= MAX_WORKERS:
+        return f"--workers must be in [1, {MAX_WORKERS:_}], got {workers}"
+    return None
+
+
 def _mixed_demo(args: argparse.Namespace) -> int:
-    if args.workers < 1:
-        print(f"threadsched: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+    if (problem := workers_problem(args.workers)) is not None:
+        print(f"threadsched: {problem}", file=sys.stderr)
         return 2
     result = run_demo(seed=args.seed, scale=SCALES[args.scale], max_workers=args.workers)
     if args.json:
@@ -139,8 +150,8 @@ def _run(args: argparse.Namespace) -> int:
     from threadsched.engine.runner import resolve_output
     from threadsched.engine.summary import render_summary, summary_lines
 
-    if args.workers is not None and args.workers < 1:
-        print(f"threadsched: --workers must be >= 1, got {args.workers}", file=sys.stderr)
+    if args.workers is not None and (problem := workers_problem(args.workers)) is not None:
+        print(f"threadsched: {problem}", file=sys.stderr)
         return 2
     try:
         recipe = load_recipe(args.recipe) if args.command == "run" else parse_recipe(builtin_recipe_text("demo"), source="demo")
