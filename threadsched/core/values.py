@@ -230,7 +230,8 @@ class QueueSelection:
 
 @dataclass(frozen=True, slots=True)
 class QueueStatistics:
-    """The fair queue's counters: tasks queued, groups active, the virtual clock and the heaps behind it."""
+    """The fair queue's counters: tasks queued, groups active, the virtual clock (in tasks of weight 1; the
+    queue counts it exactly, in whole quanta) and the heaps behind it."""
 
     queued_total: int
     active_groups: int
