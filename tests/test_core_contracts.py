@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from threadsched.core.contracts import (
+    MAX_RESOURCE_UNITS,
     MAX_WEIGHT,
     MIN_WEIGHT,
     SUBMISSION,
@@ -210,16 +211,28 @@ def test_request_equality_and_hash_ignore_explicit_submission_and_order() -> Non
     assert a != {SUBMISSION: 1, "llm:a": 1, "gpu": 2}  # not equal to a plain mapping
 
 
-@pytest.mark.parametrize("key", ["", 3, None, ("llm", "a")])
-def test_request_rejects_empty_or_non_str_key(key: object) -> None:
-    with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts", key)):
+@pytest.mark.parametrize(("key", "error"), [("", ValueError), (3, TypeError), (None, TypeError), (("llm", "a"), TypeError)])
+def test_request_rejects_empty_or_non_str_key(key: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=field_and_value("SchedulerResourceRequest.amounts", key)):
         SchedulerResourceRequest({key: 1})  # type: ignore[dict-item]
 
 
-@pytest.mark.parametrize("amount", [0, -1, 1.0, 2.5, "1", None, True, False])
-def test_request_rejects_non_positive_non_int_or_bool_amount(amount: object) -> None:
+@pytest.mark.parametrize("amount", [0, -1, MAX_RESOURCE_UNITS + 1])
+def test_request_rejects_an_amount_outside_one_to_the_maximum(amount: int) -> None:
     with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts['llm:a']", amount)):
+        SchedulerResourceRequest({"llm:a": amount})
+
+
+@pytest.mark.parametrize("amount", [1.0, 2.5, "1", None, True, False])
+def test_request_rejects_a_non_int_or_bool_amount(amount: object) -> None:
+    with pytest.raises(TypeError, match=field_and_value("SchedulerResourceRequest.amounts['llm:a']", amount)):
         SchedulerResourceRequest({"llm:a": amount})  # type: ignore[dict-item]
+
+
+def test_request_takes_amounts_up_to_the_maximum() -> None:
+    request = SchedulerResourceRequest({"bytes": MAX_RESOURCE_UNITS, "llm:a": 1})
+    assert request.counted == (("bytes", MAX_RESOURCE_UNITS), ("llm:a", 1))
+    assert request.pairs == ((SUBMISSION, 1), *request.counted)
 
 
 @pytest.mark.parametrize("amount", [2, 3, 100])
@@ -228,9 +241,9 @@ def test_request_rejects_submission_other_than_one(amount: int) -> None:
         SchedulerResourceRequest({SUBMISSION: amount})
 
 
-@pytest.mark.parametrize("amount", [0, -1, True, 1.0])
-def test_request_rejects_bad_submission_amount(amount: object) -> None:
-    with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts['submission']", amount)):
+@pytest.mark.parametrize(("amount", "error"), [(0, ValueError), (-1, ValueError), (True, TypeError), (1.0, TypeError)])
+def test_request_rejects_bad_submission_amount(amount: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=field_and_value("SchedulerResourceRequest.amounts['submission']", amount)):
         SchedulerResourceRequest({SUBMISSION: amount})  # type: ignore[dict-item]
 
 

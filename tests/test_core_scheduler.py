@@ -178,11 +178,11 @@ def test_amount_above_limit_rejected_at_group() -> None:
         sched.group("g", resources={"llm:x": 3})
 
 
-@pytest.mark.parametrize("amount", [0, -1, 1.5, True])
-def test_bad_resource_amount_rejected(amount: object) -> None:
+@pytest.mark.parametrize(("amount", "error"), [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_bad_resource_amount_rejected(amount: object, error: type[Exception]) -> None:
     with (
         Scheduler(max_workers=2, resource_limits={"llm:x": 2}, name="val3") as sched,
-        pytest.raises(ValueError, match=re.escape(f"got {amount!r}")),
+        pytest.raises(error, match=re.escape("['llm:x'] must be") + ".*" + re.escape(f"got {amount!r}")),
     ):
         sched.group("g", resources={"llm:x": amount})  # type: ignore[dict-item]
 

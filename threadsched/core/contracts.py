@@ -132,20 +132,24 @@ class SchedulerResourceRequest:
     # The resource keys other than submission. The queue files a group under its head's signature so
     # that a select can pass over every group waiting on an exhausted resource at once.
     signature: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
+    # The pairs other than submission: the counted resources the controller checks before it takes the slot.
+    counted: tuple[tuple[str, int], ...] = field(default=(), repr=False, compare=False)
 
     def __init__(self, amounts: Mapping[str, int] | None = None) -> None:
         normalized: dict[str, int] = {SUBMISSION: 1}
         for key, amount in (amounts or {}).items():
-            if not isinstance(key, str) or not key:
+            if not isinstance(key, str):
+                raise TypeError(f"SchedulerResourceRequest.amounts: resource key must be a non-empty str, got {key!r}")
+            if not key:
                 raise ValueError(f"SchedulerResourceRequest.amounts: resource key must be a non-empty str, got {key!r}")
-            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
-                raise ValueError(f"SchedulerResourceRequest.amounts[{key!r}] must be a positive int, got {amount!r}")
+            whole_units(f"SchedulerResourceRequest.amounts[{key!r}]", amount)
             if key == SUBMISSION and amount != 1:
                 raise ValueError(f"SchedulerResourceRequest.amounts['submission'] must be 1, got {amount!r}")
             normalized[key] = amount
         object.__setattr__(self, "amounts", _frozen_mapping(normalized))
         object.__setattr__(self, "pairs", tuple(normalized.items()))
         object.__setattr__(self, "signature", frozenset(key for key in normalized if key != SUBMISSION))
+        object.__setattr__(self, "counted", tuple(pair for pair in normalized.items() if pair[0] != SUBMISSION))
 
     def __iter__(self) -> Iterator[tuple[str, int]]:
         return iter(self.amounts.items())
