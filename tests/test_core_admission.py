@@ -568,6 +568,50 @@ def test_config_resource_limits_must_be_a_mapping(limits: Any) -> None:
         TaskAdmissionConfig(4, limits)
 
 
+class WithoutRelease:
+    """Has two of the three methods a policy needs."""
+
+    def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
+        return PolicyDecision(allowed=True)
+
+    def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
+        return PolicyStateDelta()
+
+
+class HooksAreData(WithoutRelease):
+    on_release = "not a method"
+
+
+def test_controller_refuses_a_policy_class_for_an_instance() -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"^policy must be a TaskAdmissionPolicy instance, got the class StrictFairPolicy \(pass StrictFairPolicy\(\)\)$",
+    ):
+        TaskAdmissionController(policy=StrictFairPolicy)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("policy", "lacks"),
+    [
+        (object(), "evaluate, on_acquire, on_release"),
+        ("strict", "evaluate, on_acquire, on_release"),  # a name is for make_policy, not for the controller
+        (WithoutRelease(), "on_release"),
+        (HooksAreData(), "on_release"),
+    ],
+)
+def test_controller_refuses_a_policy_that_lacks_a_method(policy: Any, lacks: str) -> None:
+    with pytest.raises(
+        TypeError, match=rf"^policy must implement TaskAdmissionPolicy \(evaluate, on_acquire, on_release\); .* lacks {lacks}$"
+    ):
+        TaskAdmissionController(policy=policy)
+
+
+@pytest.mark.parametrize("config", [{"submission": 2}, 4, "config"])
+def test_controller_config_must_be_a_config(config: Any) -> None:
+    with pytest.raises(TypeError, match=rf"^config must be a TaskAdmissionConfig or None, got {re.escape(repr(config))}$"):
+        TaskAdmissionController(config)
+
+
 def test_config_rejects_conflicting_submission_limit() -> None:
     with pytest.raises(ValueError, match=r"resource_limits\['submission'\] conflicts with submission_capacity: 5 != 3"):
         TaskAdmissionConfig(3, {SUBMISSION: 5})

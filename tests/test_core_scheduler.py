@@ -232,6 +232,51 @@ def test_bad_max_workers_rejected(max_workers: int) -> None:
         Scheduler(max_workers=max_workers, name="val9")
 
 
+class WithoutRelease:
+    """Two of the three methods of a policy."""
+
+    def evaluate(self, *args: object) -> object:
+        raise AssertionError("never consulted")
+
+    def on_acquire(self, *args: object) -> object:
+        raise AssertionError("never consulted")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"max_workers": True}, TypeError, r"^max_workers must be an int, got True$"),
+        ({"max_workers": 2.0}, TypeError, r"^max_workers must be an int, got 2.0$"),
+        ({"max_workers": 10**12 + 1}, ValueError, r"^max_workers must be at most 1_000_000_000_000, got 1000000000001$"),
+        ({"resource_limits": [("x", 1)]}, TypeError, r"^resource_limits must be a mapping of resource name to units, or None"),
+        ({"resource_limits": {"x": 0}}, ValueError, r"resource_limits\['x'\] must be a positive int, got 0$"),
+        ({"resource_limits": {"x": 5e6}}, TypeError, r"resource_limits\['x'\] must be an int, got 5000000.0$"),
+        ({"resource_limits": {"x": True}}, TypeError, r"resource_limits\['x'\] must be an int, got True$"),
+        ({"resource_limits": {"x": 10**13}}, ValueError, r"resource_limits\['x'\] must be at most 1_000_000_000_000"),
+        ({"resource_limits": {3: 1}}, TypeError, r"resource_limits: key must be a non-empty str, got 3$"),
+        ({"policy": object()}, TypeError, r"^policy must implement TaskAdmissionPolicy \(evaluate, on_acquire, on_release\); "),
+        ({"policy": WithoutRelease()}, TypeError, r"^policy must implement TaskAdmissionPolicy .* lacks on_release$"),
+        ({"policy": "drf"}, TypeError, r"^policy must implement TaskAdmissionPolicy .* lacks evaluate, on_acquire, on_release$"),
+        ({"executor": object()}, TypeError, r"^executor must be a concurrent.futures.Executor or a distributed.Client, got "),
+        ({"events": object()}, TypeError, r"^events must have an emit\(event\) method, got "),
+        ({"events": MemoryEventSink}, TypeError, r"^events must have an emit\(event\) method, got <class"),
+        ({"name": ""}, ValueError, r"^name must be a non-empty str, got ''$"),
+        ({"name": 3}, TypeError, r"^name must be a non-empty str, got 3$"),
+        ({"run_id": 7}, TypeError, r"^run_id must be a str or None, got 7$"),
+        ({"owns_executor": 1}, TypeError, r"^owns_executor must be a bool or None, got 1$"),
+    ],
+)
+def test_every_constructor_argument_is_checked_naming_it(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        Scheduler(**kwargs)
+
+
+def test_a_class_for_events_is_refused_but_an_instance_is_taken() -> None:
+    # MemoryEventSink.emit is a function on the class, so only the missing bound self tells them apart.
+    with Scheduler(max_workers=1, events=MemoryEventSink(), name="sink-ok") as sched:
+        assert sched.submit(int, 3).result(timeout=GENEROUS) == 3
+
+
 def test_group_again_with_different_settings_is_value_error() -> None:
     with Scheduler(max_workers=2, resource_limits={"llm:x": 2}, name="val10") as sched:
         sched.group("g", weight=2.0, resources={"llm:x": 1}, timeout=5.0)

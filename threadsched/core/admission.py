@@ -54,8 +54,33 @@ Approval = tuple[PolicyDecision, int]
 """What ``approve`` returns: the allowing decision and the controller state version it was made in."""
 
 
+POLICY_METHODS: Final = ("evaluate", "on_acquire", "on_release")
+"""What ``TaskAdmissionPolicy`` asks of a policy; checked when a controller is built."""
+
+
+def check_policy(policy: object) -> TaskAdmissionPolicy | None:
+    """``policy`` if it is None or implements the three methods, else ``TypeError`` naming what it lacks (an
+    object without them would otherwise be accepted and deny every task, with a traceback in the log)."""
+    if policy is None:
+        return None
+    if isinstance(policy, type):
+        # Its methods are functions, so it would pass the check below and fail at its first call.
+        raise TypeError(
+            f"policy must be a TaskAdmissionPolicy instance, got the class {policy.__name__} (pass {policy.__name__}())"
+        )
+    missing = [name for name in POLICY_METHODS if not callable(getattr(policy, name, None))]
+    if missing:
+        raise TypeError(
+            f"policy must implement TaskAdmissionPolicy ({', '.join(POLICY_METHODS)}); {policy!r} lacks {', '.join(missing)}"
+        )
+    return policy  # type: ignore[return-value]  # the methods are there; their signatures are the policy's word
+
+
 class TaskAdmissionController:
     def __init__(self, config: TaskAdmissionConfig | None = None, policy: TaskAdmissionPolicy | None = None) -> None:
+        if config is not None and not isinstance(config, TaskAdmissionConfig):
+            raise TypeError(f"config must be a TaskAdmissionConfig or None, got {config!r}")
+        policy = check_policy(policy)
         self._policy: TaskAdmissionPolicy = policy if policy is not None else StrictFairPolicy()
         # The default policy allows every group without an admitted_limit and never changes state: for
         # it, the per-task hot path skips the policy calls and the live view they would read.

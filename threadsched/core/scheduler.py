@@ -19,7 +19,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from threadsched.core.admission import TaskAdmissionController
-from threadsched.core.contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec, whole_units
 from threadsched.core.dispatcher import DispatcherCore
 from threadsched.core.emitter import EventEmitter
 from threadsched.core.events import EventSink
@@ -116,19 +116,32 @@ class Scheduler:
         owns_executor: bool | None = None,
         _holder_pool: ThreadPoolExecutor | None = None,
     ) -> None:
-        """``owns_executor`` (default: True only for the built-in pool): shut ``executor`` down when the
-        scheduler's work is done. ``_holder_pool`` (``LeasedExecutor`` only): the pool that holds this
-        scheduler and runs its tasks on its own machinery; it is referenced weakly (no cycle)."""
-        if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1):
-            raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
-        if not isinstance(name, str) or not name:
+        """Every argument is checked here, before anything starts: a wrong type is a ``TypeError`` and a
+        wrong value a ``ValueError``, each naming the argument. ``max_workers``: None or an int from 1 to
+        ``MAX_RESOURCE_UNITS``; ``resource_limits``: a mapping of non-empty str to an int in that range;
+        ``policy``: None or an object with ``TaskAdmissionPolicy``'s three methods; ``executor``: None, an
+        ``Executor`` or what a registered adapter accepts; ``events``: None or an object with ``emit(event)``;
+        ``name``: a non-empty str; ``run_id``: None or a str; ``owns_executor`` (default: True only for the
+        built-in pool): None or a bool, whether to shut ``executor`` down when the scheduler's work is done.
+        ``_holder_pool`` (``LeasedExecutor`` only): the pool that holds this scheduler and runs its tasks on
+        its own machinery; it is referenced weakly (no cycle)."""
+        if max_workers is not None:
+            whole_units("max_workers", max_workers)
+        if resource_limits is not None and not isinstance(resource_limits, Mapping):
+            raise TypeError(f"resource_limits must be a mapping of resource name to units, or None, got {resource_limits!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        if not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         if executor is not None:
             executor = adapt_executor(executor)  # a distributed.Client runs the tasks on its cluster
-        if events is not None and not callable(getattr(events, "emit", None)):
+        # A class passes for a sink by its methods (functions) and would fail at its first emit.
+        if events is not None and (isinstance(events, type) or not callable(getattr(events, "emit", None))):
             raise TypeError(f"events must have an emit(event) method, got {events!r}")
         if run_id is not None and not isinstance(run_id, str):
             raise TypeError(f"run_id must be a str or None, got {run_id!r}")
+        if owns_executor is not None and not isinstance(owns_executor, bool):
+            raise TypeError(f"owns_executor must be a bool or None, got {owns_executor!r}")
         capacity = max_workers or _executor_workers(executor) or default_max_workers()
         self._controller = TaskAdmissionController(
             TaskAdmissionConfig(submission_capacity=capacity, resource_limits=dict(resource_limits or {})), policy
@@ -177,9 +190,19 @@ class Scheduler:
         timeout: float | None = None,
     ) -> TaskGroup:
         """The group ``key``; calling again with the same settings returns the same group, other settings
-        for an existing group raise ``ValueError``."""
+        for an existing group raise ``ValueError``.
+
+        ``weight``: a number from ``MIN_WEIGHT`` (1e-6) to ``MAX_WEIGHT`` (1e6); ``admitted_limit``: None or
+        an int >= 1; ``resources``: None or a mapping of resource name to an int of units, each within its
+        limit; ``retry``: None or a ``RetryPolicy``; ``timeout``: None or a finite number of seconds > 0.
+        A wrong type is a ``TypeError``, a wrong value a ``ValueError``, each naming the argument."""
         spec = TaskGroupSpec(key, weight, admitted_limit)
-        resource_request = SchedulerResourceRequest(resources)
+        if resources is not None and not isinstance(resources, Mapping):
+            raise TypeError(f"resources must be a mapping of resource name to units, or None, got {resources!r}")
+        try:
+            resource_request = SchedulerResourceRequest(resources)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"resources: {error}") from None  # the argument's name, then the contract's words
         self._controller.validate_resource_request(resource_request)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
