@@ -33,6 +33,7 @@ from threadsched import (
     Scheduler,
     SchedulerEvent,
     SchedulerSnapshot,
+    ShutdownReport,
     TaskFuture,
     TaskGroup,
 )
@@ -277,6 +278,16 @@ def test_a_class_for_events_is_refused_but_an_instance_is_taken() -> None:
         assert sched.submit(int, 3).result(timeout=GENEROUS) == 3
 
 
+@pytest.mark.parametrize("timeout", [True, "5", [5], None])
+def test_a_group_timeout_that_is_not_a_number_is_a_type_error(timeout: Any) -> None:
+    with Scheduler(max_workers=1, name="val8t") as sched:
+        if timeout is None:
+            assert sched.group("g", timeout=timeout).settings.timeout is None
+            return
+        with pytest.raises(TypeError, match=rf"^timeout must be a number, got {re.escape(repr(timeout))}$"):
+            sched.group("g", timeout=timeout)
+
+
 def test_group_again_with_different_settings_is_value_error() -> None:
     with Scheduler(max_workers=2, resource_limits={"llm:x": 2}, name="val10") as sched:
         sched.group("g", weight=2.0, resources={"llm:x": 1}, timeout=5.0)
@@ -317,6 +328,70 @@ def test_submit_after_shutdown_is_runtime_error() -> None:
         sched.submit(lambda: None)
     with pytest.raises(RuntimeError):
         group.submit(lambda: None)
+
+
+# -- shutdown(timeout=...) and its report -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error", "match"),
+    [
+        (math.nan, ValueError, r"^timeout must be a number >= 0, math.inf or None, got nan$"),
+        (-0.5, ValueError, r"^timeout must be a number >= 0, math.inf or None, got -0.5$"),
+        (-math.inf, ValueError, r"^timeout must be a number >= 0, math.inf or None, got -inf$"),
+        pytest.param(
+            -(10**400),
+            ValueError,
+            r"^timeout must be a number >= 0, math.inf or None, got an int of about 401 digits$",
+            id="-10**400",
+        ),
+        (True, TypeError, r"^timeout must be a number, got True$"),
+        ("1", TypeError, r"^timeout must be a number, got '1'$"),
+        ([1], TypeError, r"^timeout must be a number, got \[1\]$"),
+    ],
+)
+def test_a_bad_shutdown_timeout_is_refused_before_shutdown_begins(timeout: Any, error: type[Exception], match: str) -> None:
+    """NaN used to pass ``timeout < 0`` and cancel the queued work at once; now nothing has begun when it raises."""
+    started, gate = threading.Event(), threading.Event()
+    with Scheduler(max_workers=1, name="sd-bad") as sched:
+        with opened_on_exit(gate):
+            running = sched.submit(blocking(started, gate, "ran"))
+            queued = sched.submit(int, 7)
+            assert started.wait(GENEROUS)
+            with pytest.raises(error, match=match):
+                sched.shutdown(timeout=timeout)
+            later = sched.submit(int, 8)  # still accepting work: shutdown never began
+        assert (running.result(timeout=GENEROUS), queued.result(timeout=GENEROUS), later.result(timeout=GENEROUS)) == (
+            "ran",
+            7,
+            8,
+        )
+
+
+@pytest.mark.parametrize("timeout", [math.inf, threading.TIMEOUT_MAX, 1e300, pytest.param(10**400, id="10**400")])
+def test_an_infinite_or_unwaitable_shutdown_timeout_is_no_deadline(timeout: float) -> None:
+    """inf (and any wait longer than a lock can take) means "no deadline", like None: shutdown waits for all the
+    work and cancels nothing. It used to raise OverflowError after shutdown had begun."""
+    started, gate = threading.Event(), threading.Event()
+    sched = Scheduler(max_workers=1, name="sd-inf")
+    with opened_on_exit(gate):
+        running = sched.submit(blocking(started, gate, "ran"))
+        queued = sched.submit(int, 7)
+        assert started.wait(GENEROUS)
+        joined_with: list[float | None] = []
+        join = sched._core.join
+
+        def join_then_open(wait: float | None) -> bool:
+            # Shutdown has begun and is about to wait for the dispatcher: now let the running task finish.
+            joined_with.append(wait)
+            gate.set()
+            return join(wait)
+
+        sched._core.join = join_then_open  # type: ignore[method-assign]
+        report = sched.shutdown(timeout=timeout)
+    assert joined_with == [None]
+    assert report == ShutdownReport(clean=True, cancelled=0, overdue=(), active_leases=0)
+    assert (running.result(timeout=0), queued.result(timeout=0)) == ("ran", 7)
 
 
 # -- events ---------------------------------------------------------------------------------------

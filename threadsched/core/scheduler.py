@@ -8,8 +8,8 @@ Lock order: ``Scheduler._lock`` (group registry only) is a leaf; see ``dispatche
 
 from __future__ import annotations
 
-import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -19,7 +19,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from threadsched.core.admission import TaskAdmissionController
-from threadsched.core.contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec, whole_units
+from threadsched.core.contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec, real_number, shown, whole_units
 from threadsched.core.dispatcher import DispatcherCore
 from threadsched.core.emitter import EventEmitter
 from threadsched.core.events import EventSink
@@ -206,10 +206,10 @@ class Scheduler:
         self._controller.validate_resource_request(resource_request)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0
-        ):
-            raise ValueError(f"timeout must be a finite number > 0 or None, got {timeout!r}")
+        # Compared before it is converted: NaN fails the comparison, and an int past the largest float
+        # (which float() would turn into an OverflowError) is refused like an infinity.
+        if timeout is not None and not 0 < real_number("timeout", timeout) <= sys.float_info.max:
+            raise ValueError(f"timeout must be a finite number > 0 or None, got {shown(timeout)}")
         settings = GroupSettings(spec, resource_request, retry or NO_RETRY, None if timeout is None else float(timeout))
         with self._lock:
             existing = self._groups.get(key)
@@ -236,12 +236,15 @@ class Scheduler:
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None) -> ShutdownReport:
         """Stop accepting work; like ``Executor.shutdown`` but never waits past ``timeout``.
 
-        With ``timeout``, work still queued at the deadline is cancelled and workers still running
-        are reported as overdue; their threads end (and the built-in pool with them) once they return.
+        ``timeout``: seconds, a number >= 0; None or ``math.inf`` is no deadline (so is anything above
+        ``threading.TIMEOUT_MAX``, about 292 years, which no wait can take). It is checked before shutdown
+        begins: NaN or a negative is a ``ValueError``, a bool or a non-number a ``TypeError``, and a refused
+        call leaves the scheduler running and accepting work.
+
+        With a deadline, work still queued at it is cancelled and workers still running are reported as
+        overdue; their threads end (and the built-in pool with them) once they return.
         """
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            raise ValueError(f"timeout must be a number >= 0 or None, got {timeout!r}")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _shutdown_deadline(timeout)
         cancelled_before = self._counter("cancelled")
         self._core.begin_shutdown(cancel_futures)
         finished = False
@@ -299,6 +302,18 @@ class Scheduler:
             f"<Scheduler {self._name!r} capacity={self.submit_capacity} queued={queued} running={running} "
             f"leases={self._controller.active_lease_count} overdue={overdue}>"
         )
+
+
+def _shutdown_deadline(timeout: object) -> float | None:
+    """The monotonic deadline of ``shutdown(timeout=...)``, or None for no deadline; raises on a bad value."""
+    if timeout is None:
+        return None
+    seconds = real_number("timeout", timeout)
+    if not seconds >= 0:  # NaN as well as a negative
+        raise ValueError(f"timeout must be a number >= 0, math.inf or None, got {shown(timeout)}")
+    if seconds >= threading.TIMEOUT_MAX:  # inf, and waits no lock or join can take: no deadline
+        return None
+    return time.monotonic() + seconds
 
 
 def _executor_workers(executor: Executor | None) -> int | None:
