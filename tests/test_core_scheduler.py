@@ -390,8 +390,45 @@ def test_an_infinite_or_unwaitable_shutdown_timeout_is_no_deadline(timeout: floa
         sched._core.join = join_then_open  # type: ignore[method-assign]
         report = sched.shutdown(timeout=timeout)
     assert joined_with == [None]
-    assert report == ShutdownReport(clean=True, cancelled=0, overdue=(), active_leases=0)
+    assert report == ShutdownReport(clean=True, cancelled=0, overdue=(), active_leases=0, still_running=())
     assert (running.result(timeout=0), queued.result(timeout=0)) == ("ran", 7)
+
+
+def test_a_worker_still_running_at_the_deadline_is_reported_as_still_running_not_overdue() -> None:
+    """The issue's run: one running task without a timeout and shutdown(timeout=...) gave overdue=() beside
+    active_leases=1, though the docstring promised it as overdue. Overdue is past its own group's timeout."""
+    started, gate = threading.Event(), threading.Event()
+    sched = Scheduler(max_workers=1, name="sd-running")
+    with opened_on_exit(gate):
+        running = sched.submit(blocking(started, gate, "ran"))
+        queued = sched.submit(int, 7)
+        assert started.wait(GENEROUS)
+        report = sched.shutdown(timeout=0.05)
+        assert report.still_running == (running.task_id,)
+        assert report.overdue == ()
+        assert report.active_leases == 1
+        assert report.cancelled == 1 and queued.cancelled()  # queued at the deadline: cancelled
+        assert report.clean is False
+        assert not running.done()
+    assert running.result(timeout=GENEROUS) == "ran"
+    final = sched.shutdown()
+    assert (final.clean, final.still_running, final.active_leases) == (True, (), 0)
+
+
+def test_shutdown_without_waiting_reports_what_is_still_running() -> None:
+    started, gate = threading.Event(), threading.Event()
+    sched = Scheduler(max_workers=2, name="sd-nowait")
+    with opened_on_exit(gate):
+        first = sched.submit(blocking(started, gate, 1))
+        assert started.wait(GENEROUS)
+        second_started = threading.Event()
+        second = sched.submit(blocking(second_started, gate, 2))
+        assert second_started.wait(GENEROUS)
+        report = sched.shutdown(wait=False)
+        assert sorted(report.still_running) == sorted((first.task_id, second.task_id))
+        assert (report.active_leases, report.overdue, report.clean) == (2, (), False)
+    assert (first.result(timeout=GENEROUS), second.result(timeout=GENEROUS)) == (1, 2)
+    assert sched.shutdown().still_running == ()
 
 
 # -- events ---------------------------------------------------------------------------------------

@@ -350,6 +350,11 @@ class TaskAdmissionController:
     def active_lease_count(self) -> int:
         return len(self._active)
 
+    def leased_task_ids(self) -> tuple[str, ...]:
+        """The task of every lease held right now, in lease order (``ShutdownReport.still_running``)."""
+        with self._lock:
+            return tuple(lease.item.task_id for lease in self._active.values())
+
     def explain_blocked(self, queue_view: QueueView) -> TaskAdmissionBlockSummary:
         blocked: dict[Hashable, str] = {}
         eligible: list[Hashable] = []

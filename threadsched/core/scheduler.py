@@ -241,8 +241,9 @@ class Scheduler:
         begins: NaN or a negative is a ``ValueError``, a bool or a non-number a ``TypeError``, and a refused
         call leaves the scheduler running and accepting work.
 
-        With a deadline, work still queued at it is cancelled and workers still running are reported as
-        overdue; their threads end (and the built-in pool with them) once they return.
+        With a deadline, work still queued at it is cancelled. Workers still running at it are reported in
+        ``ShutdownReport.still_running`` (``overdue`` holds only those past their own group's ``timeout``);
+        they keep their leases, and their threads end (and the built-in pool with them) once they return.
         """
         deadline = _shutdown_deadline(timeout)
         cancelled_before = self._counter("cancelled")
@@ -254,14 +255,18 @@ class Scheduler:
                 self._core.cancel_pending_work()
             elif self._core.owns_executor:
                 self._core.launcher.shutdown(True)
-        snapshot = self.snapshot()
+        # Two reads, not one moment: a task returning between them may be in one and not the other. Each is
+        # exact for itself, and active_leases is counted from the same read as still_running.
+        still_running = self._controller.leased_task_ids()
+        _running, overdue, counters = self._core.state()
         crash = self._core.crash
         report = ShutdownReport(
-            clean=finished and not snapshot.overdue and snapshot.admission.active_lease_count == 0 and crash is None,
-            cancelled=snapshot.counters["cancelled"] - cancelled_before,
-            overdue=snapshot.overdue,
-            active_leases=snapshot.admission.active_lease_count,
+            clean=finished and not overdue and not still_running and crash is None,
+            cancelled=counters["cancelled"] - cancelled_before,
+            overdue=overdue,
+            active_leases=len(still_running),
             dispatcher_error=crash,
+            still_running=still_running,
         )
         if finished:
             self._controller.shutdown()

@@ -287,11 +287,23 @@ class SchedulerStatistics:
 
 @dataclass(frozen=True, slots=True)
 class ShutdownReport:
-    """``clean``: everything finished, nothing overdue, no lease held and the dispatcher never crashed
-    (``dispatcher_error`` is what crashed it)."""
+    """What ``Scheduler.shutdown`` left behind when it returned.
+
+    * ``still_running``: the ids of the tasks whose attempt still held its lease: running on a worker, or
+      handed to the executor and about to run (in lease order). With ``wait=True`` and a ``timeout``, these
+      are the workers still running at the deadline; they keep their leases until they return.
+    * ``overdue``: the tasks past their own group's ``timeout`` whose thread had not returned (their futures
+      already failed with ``TaskTimeoutError``; they are still running too). A task without a timeout is
+      never overdue, however long shutdown waited.
+    * ``active_leases``: leases held, ``len(still_running)`` (read in the same lock section).
+    * ``cancelled``: tasks this shutdown cancelled before they ran.
+    * ``clean``: everything finished, nothing still running, no lease held and the dispatcher never crashed
+      (``dispatcher_error`` is what crashed it).
+    """
 
     clean: bool
     cancelled: int
     overdue: tuple[str, ...]
     active_leases: int
     dispatcher_error: BaseException | None = None
+    still_running: tuple[str, ...] = ()
