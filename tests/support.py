@@ -21,6 +21,7 @@ Sections:
 * Engine runs: ``no_sleep``, ``small_recipe`` (a four-column mock recipe), ``PRE_FILTER``, ``assert_healthy``.
 * Report event logs (hand-built event dicts with chosen times): ``Log``, ``LLM``, ``scenario``, ``RequestLog``,
   ``WRITER``, ``JUDGE``, ``request_scenario``.
+* Counting semaphores: ``CountingSemaphore`` (fails on a loop over a lease's units), ``counting_semaphores``.
 * Admission policies, tasks and a policy harness: ``PolicyStub`` (allows everything, changes nothing),
   ``RaisingPolicy``, ``make_task``, ``clamp``, ``empty_view``, ``reason``, ``strict_fair_outcome`` (a model of
   StrictFairPolicy), ``PolicyHarness``.
@@ -46,6 +47,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest.mock import patch
 
 from hypothesis import strategies as st
 
@@ -732,6 +734,48 @@ class PolicyHarness:
         outcome = self.controller.try_acquire(item, view)
         assert eligible is isinstance(outcome, TaskAdmissionLease)
         return outcome, decision
+
+
+# -- counting semaphores ---------------------------------------------------------------------------
+
+SEMAPHORE_CALLS_PER_RUN = 10_000
+"""More acquires than any test makes of one semaphore by a wide margin (one per lease), and far fewer than a
+loop over the units of one large lease would."""
+
+
+class CountingSemaphore(threading.BoundedSemaphore):
+    """A ``BoundedSemaphore`` that counts its calls and fails once they look like a loop over units: more than
+    ``SEMAPHORE_CALLS_PER_RUN`` acquires, or one release of more than one unit (``release(n)`` itself loops
+    ``n`` notifies)."""
+
+    def __init__(self, value: int = 1) -> None:
+        super().__init__(value)
+        self.acquires = 0
+        self.released_units = 0
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+        self.acquires += 1
+        assert self.acquires <= SEMAPHORE_CALLS_PER_RUN, "a semaphore acquired once per unit of a lease"
+        return super().acquire(blocking) if timeout is None else super().acquire(blocking, timeout)
+
+    def release(self, n: int = 1) -> None:
+        assert n == 1, f"released {n} units of a semaphore at once: {n} notifies under the controller lock"
+        self.released_units += n
+        super().release(n)
+
+
+@contextmanager
+def counting_semaphores() -> Iterator[list[CountingSemaphore]]:
+    """Every ``BoundedSemaphore`` built inside the block is a ``CountingSemaphore``, listed in what it yields."""
+    built: list[CountingSemaphore] = []
+
+    def build(value: int = 1) -> CountingSemaphore:
+        semaphore = CountingSemaphore(value)
+        built.append(semaphore)
+        return semaphore
+
+    with patch.object(threading, "BoundedSemaphore", build):
+        yield built
 
 
 # -- hypothesis strategies -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping
@@ -12,11 +13,20 @@ import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from support import PolicyStub, RaisingPolicy, empty_view, make_task, per_group, run_threads, strict_fair_outcome
+from support import (
+    PolicyStub,
+    RaisingPolicy,
+    counting_semaphores,
+    empty_view,
+    make_task,
+    per_group,
+    run_threads,
+    strict_fair_outcome,
+)
 
 from threadsched import StrictFairPolicy
 from threadsched.core.admission import TaskAdmissionController
-from threadsched.core.contracts import SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.contracts import MAX_RESOURCE_UNITS, SUBMISSION, SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
 from threadsched.core.policy import PolicyDecision, PolicyStateDelta
 from threadsched.core.queue import FairTaskQueue
 from threadsched.core.values import (
@@ -60,9 +70,9 @@ def assert_accounting(controller: TaskAdmissionController, held: list[TaskAdmiss
         assert view.leased_resources[resource] + view.resources_available[resource] == limit, resource
         assert 0 <= view.leased_resources[resource] <= limit, resource
         assert view.leased_resources[resource] == leased[resource], resource
-        # The BoundedSemaphore is the hard capacity: its counter is exactly what is free.
-        assert controller._semaphores[resource]._value == view.resources_available[resource], resource
         assert controller.available(resource) == view.resources_available[resource], resource
+    # The worker slots' BoundedSemaphore is their hard capacity: its counter is exactly what is free.
+    assert controller._slots._value == view.resources_available[SUBMISSION]
     assert {k: dict(v) for k, v in view.leased_resources_by_group.items()} == {k: dict(v) for k, v in by_group.items()}
     assert dict(view.running_counts_by_group) == dict(running)
     assert view.active_lease_count == len(held) == controller.active_lease_count
@@ -336,6 +346,79 @@ TestAdmissionStateMachine = AdmissionMachine.TestCase
 
 
 # ---------------------------------------------------------------------------------------------
+# 1b. Amounts up to 10**9 units cost what one unit costs
+# ---------------------------------------------------------------------------------------------
+
+LARGE_LIMITS = st.integers(1, 10**9) | st.sampled_from([10**9, MAX_RESOURCE_UNITS])
+
+
+class LargeAmountsMachine(AdmissionMachine):
+    """The same model with limits and amounts up to 10**9 units (and the maximum, 10**12): every invariant
+    (available + leased == limit, per group, per lease) holds, and no semaphore is ever taken or given back
+    once per unit (``CountingSemaphore`` fails the run if one is)."""
+
+    @initialize(
+        capacity=st.integers(1, 4),
+        limits=st.dictionaries(st.sampled_from(RESOURCE_NAMES), LARGE_LIMITS, min_size=1, max_size=3),
+        caps=per_group(st.none() | st.integers(1, 2), len(GROUP_KEYS)),
+        peers=st.integers(0, 4),
+        data=st.data(),
+    )
+    def setup(self, capacity: int, limits: dict[str, int], caps: list[int | None], peers: int, data: st.DataObject) -> None:
+        with counting_semaphores():
+            AdmissionMachine.setup(self, capacity, limits, caps, peers, data)
+            # The foreign controller must fit any task drawn here; it holds one lease at a time.
+            self.other = TaskAdmissionController(TaskAdmissionConfig(100, limits))
+
+
+LargeAmountsMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=30, deadline=None)
+TestLargeAmountsStateMachine = LargeAmountsMachine.TestCase
+
+
+def semaphore_calls_for(amount: int) -> tuple[int, int]:
+    """(acquires, units released) of every semaphore a controller built, for one lease of ``amount`` units of
+    a resource whose limit is ``amount``, a denial of one more unit meanwhile, and the release."""
+    with counting_semaphores() as semaphores:
+        controller = TaskAdmissionController(TaskAdmissionConfig(2, {"bytes": amount}))
+    lease = controller.try_acquire(make_task(TaskGroupSpec("g"), {"bytes": amount}), empty_view())
+    assert isinstance(lease, TaskAdmissionLease)
+    assert controller.view().resources_available["bytes"] == 0  # snapshot() reads the same view
+    denied = controller.try_acquire(make_task(TaskGroupSpec("h"), {"bytes": 1}), empty_view())
+    assert isinstance(denied, TaskAdmissionDenied) and denied.reason == "no_capacity"
+    assert controller.release(lease) == RELEASED
+    assert dict(controller.view().resources_available) == {"bytes": amount, SUBMISSION: 2}
+    return sum(s.acquires for s in semaphores), sum(s.released_units for s in semaphores)
+
+
+@pytest.mark.parametrize("amount", [10**9, MAX_RESOURCE_UNITS])
+def test_a_lease_of_a_billion_units_takes_the_semaphore_calls_of_a_lease_of_one(amount: int) -> None:
+    one_unit = semaphore_calls_for(1)
+    assert one_unit[0] <= 2 and one_unit[1] <= 2  # the worker slot, taken once and given back once
+    assert semaphore_calls_for(amount) == one_unit
+
+
+def test_a_release_that_would_free_more_than_the_limit_is_refused_and_changes_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    controller = TaskAdmissionController(TaskAdmissionConfig(2, {"bytes": 10**9}))
+    lease = controller.try_acquire(make_task(TaskGroupSpec("g"), {"bytes": 10}), empty_view())
+    assert isinstance(lease, TaskAdmissionLease)
+    # Books only a bug could leave: the ten units came back without their lease.
+    controller._available["bytes"] += 10
+    before = controller.view()
+    with pytest.raises(
+        RuntimeError,
+        match=rf"^release of lease {lease.lease_id} \(task '{lease.item.task_id}'\) would return 10 unit\(s\) of 'bytes' "
+        r"while 1000000000 of its limit 1000000000 are free: over-release refused, capacity unchanged$",
+    ):
+        controller.release(lease)
+    after = controller.view()
+    assert after.resources_available == before.resources_available
+    assert after.leased_resources == before.leased_resources
+    assert after.active_lease_count == 1
+    assert dict(after.release_diagnostics) == {"over_release": 1}
+    assert "over-release refused" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------
 # 2./3. Threads
 # ---------------------------------------------------------------------------------------------
 
@@ -432,24 +515,101 @@ def test_concurrent_acquire_release_never_over_admits() -> None:
 
 
 @pytest.mark.parametrize(
-    ("capacity", "shown"),
-    [(0, "0"), (-2, "-2"), (True, "True"), ("3", "'3'"), (2.0, "2.0"), (None, "None")],
+    ("capacity", "error", "message"),
+    [
+        (0, ValueError, "must be a positive int, got 0"),
+        (-2, ValueError, "must be a positive int, got -2"),
+        (10**12 + 1, ValueError, "must be at most 1_000_000_000_000, got 1000000000001"),
+        (True, TypeError, "must be an int, got True"),
+        ("3", TypeError, "must be an int, got '3'"),
+        (2.0, TypeError, "must be an int, got 2.0"),
+        (None, TypeError, "must be an int, got None"),
+    ],
 )
-def test_config_rejects_bad_submission_capacity(capacity: Any, shown: str) -> None:
-    with pytest.raises(ValueError, match=rf"TaskAdmissionConfig\.submission_capacity must be a positive int, got {shown}$"):
+def test_config_rejects_bad_submission_capacity(capacity: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=rf"^TaskAdmissionConfig\.submission_capacity {re.escape(message)}$"):
         TaskAdmissionConfig(submission_capacity=capacity)
 
 
-@pytest.mark.parametrize(("limit", "shown"), [(0, "0"), (-1, "-1"), (False, "False"), ("2", "'2'")])
-def test_config_rejects_bad_resource_limit(limit: Any, shown: str) -> None:
-    with pytest.raises(ValueError, match=rf"TaskAdmissionConfig\.resource_limits\['gpu'\] must be a positive int, got {shown}$"):
+@pytest.mark.parametrize(
+    ("limit", "error", "message"),
+    [
+        (0, ValueError, "must be a positive int, got 0"),
+        (-1, ValueError, "must be a positive int, got -1"),
+        (10**12 + 1, ValueError, "must be at most 1_000_000_000_000, got 1000000000001"),
+        pytest.param(10**400, ValueError, "must be at most 1_000_000_000_000, got an int of about 401 digits", id="10**400"),
+        (False, TypeError, "must be an int, got False"),
+        ("2", TypeError, "must be an int, got '2'"),
+        (float("nan"), TypeError, "must be an int, got nan"),
+        (5e6, TypeError, "must be an int, got 5000000.0"),
+    ],
+)
+def test_config_rejects_bad_resource_limit(limit: Any, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=rf"^TaskAdmissionConfig\.resource_limits\['gpu'\] {re.escape(message)}"):
         TaskAdmissionConfig(4, {"gpu": limit})
 
 
-@pytest.mark.parametrize(("key", "shown"), [("", "''"), (3, "3"), (None, "None")])
-def test_config_rejects_bad_resource_key(key: Any, shown: str) -> None:
-    with pytest.raises(ValueError, match=rf"resource_limits: key must be a non-empty str, got {shown}$"):
+def test_config_takes_limits_up_to_the_documented_maximum() -> None:
+    config = TaskAdmissionConfig(MAX_RESOURCE_UNITS, {"bytes": MAX_RESOURCE_UNITS, "one": 1})
+    assert config.all_limits == {"bytes": MAX_RESOURCE_UNITS, "one": 1, SUBMISSION: MAX_RESOURCE_UNITS}
+
+
+@pytest.mark.parametrize(("key", "error", "shown"), [("", ValueError, "''"), (3, TypeError, "3"), (None, TypeError, "None")])
+def test_config_rejects_bad_resource_key(key: Any, error: type[Exception], shown: str) -> None:
+    with pytest.raises(error, match=rf"resource_limits: key must be a non-empty str, got {shown}$"):
         TaskAdmissionConfig(4, {key: 1})
+
+
+@pytest.mark.parametrize("limits", [[("gpu", 1)], "gpu", 3])
+def test_config_resource_limits_must_be_a_mapping(limits: Any) -> None:
+    with pytest.raises(
+        TypeError, match=r"^TaskAdmissionConfig\.resource_limits must be a mapping of resource name to units, got "
+    ):
+        TaskAdmissionConfig(4, limits)
+
+
+class WithoutRelease:
+    """Has two of the three methods a policy needs."""
+
+    def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
+        return PolicyDecision(allowed=True)
+
+    def on_acquire(self, lease: TaskAdmissionLease, decision: PolicyDecision) -> PolicyStateDelta:
+        return PolicyStateDelta()
+
+
+class HooksAreData(WithoutRelease):
+    on_release = "not a method"
+
+
+def test_controller_refuses_a_policy_class_for_an_instance() -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"^policy must be a TaskAdmissionPolicy instance, got the class StrictFairPolicy \(pass StrictFairPolicy\(\)\)$",
+    ):
+        TaskAdmissionController(policy=StrictFairPolicy)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("policy", "lacks"),
+    [
+        (object(), "evaluate, on_acquire, on_release"),
+        ("strict", "evaluate, on_acquire, on_release"),  # a name is for make_policy, not for the controller
+        (WithoutRelease(), "on_release"),
+        (HooksAreData(), "on_release"),
+    ],
+)
+def test_controller_refuses_a_policy_that_lacks_a_method(policy: Any, lacks: str) -> None:
+    with pytest.raises(
+        TypeError, match=rf"^policy must implement TaskAdmissionPolicy \(evaluate, on_acquire, on_release\); .* lacks {lacks}$"
+    ):
+        TaskAdmissionController(policy=policy)
+
+
+@pytest.mark.parametrize("config", [{"submission": 2}, 4, "config"])
+def test_controller_config_must_be_a_config(config: Any) -> None:
+    with pytest.raises(TypeError, match=rf"^config must be a TaskAdmissionConfig or None, got {re.escape(repr(config))}$"):
+        TaskAdmissionController(config)
 
 
 def test_config_rejects_conflicting_submission_limit() -> None:

@@ -6,16 +6,23 @@ import dataclasses
 import math
 import re
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import pytest
 
 from threadsched.core.contracts import (
+    MAX_RESOURCE_UNITS,
+    MAX_WEIGHT,
+    MIN_WEIGHT,
     SUBMISSION,
+    VIRTUAL_TIME_QUANTA,
     SchedulableTask,
     SchedulerResourceRequest,
     TaskGroupSpec,
+    fair_share_quanta,
     fair_share_step,
+    shown,
     validate_weight,
 )
 from threadsched.requests import ModelRequest, RequestAdmissionItem, RequestDomain, RequestResourceKey
@@ -92,11 +99,35 @@ WEIGHTED: dict[str, Callable[[object], Any]] = {
 }
 
 
-@pytest.mark.parametrize("weight", [1e-300, 0.25, 0.5, 1, 3, 7.5, 1e300])
-def test_validate_weight_accepts_every_finite_positive_number(weight: float) -> None:
+@pytest.mark.parametrize("weight", [MIN_WEIGHT, 1e-5, 0.25, 0.5, 1, 3, 7.5, 10**6, MAX_WEIGHT])
+def test_validate_weight_accepts_every_number_of_the_documented_range(weight: float) -> None:
     assert validate_weight("w", weight) == weight
     assert type(validate_weight("w", weight)) is float
     assert fair_share_step(weight) == 1 / weight
+
+
+@pytest.mark.parametrize("weight", [MIN_WEIGHT, 1e-3, 1 / 3, 1, 3, 1e6 / 3, MAX_WEIGHT])
+def test_a_weight_steps_virtual_time_by_its_reciprocal_in_whole_quanta(weight: float) -> None:
+    quanta = fair_share_quanta(weight)
+    assert type(quanta) is int
+    assert TaskGroupSpec("g", weight=weight).quanta == quanta
+    # Rounding to a whole quantum errs by at most half a quantum, under 1e-9 of the smallest step.
+    assert abs(quanta - Fraction(VIRTUAL_TIME_QUANTA) / Fraction(weight)) <= Fraction(1, 2)
+    assert quanta >= 10**9
+
+
+@pytest.mark.parametrize(("light", "heavy"), [(1, 3), (3, 6), (2.5, 7.5), (1, 16), (0.25, 13), (1 / 64, 15 / 4)])
+def test_weights_whose_shares_tie_exactly_have_steps_that_tie_exactly(light: float, heavy: float) -> None:
+    ratio = Fraction(heavy) / Fraction(light)
+    assert ratio.denominator == 1
+    assert fair_share_quanta(light) == ratio.numerator * fair_share_quanta(heavy)
+
+
+def test_the_quanta_of_a_group_are_derived_not_part_of_its_value() -> None:
+    spec = TaskGroupSpec("g", weight=2)
+    assert "quanta" not in repr(spec)
+    assert spec == TaskGroupSpec("g", weight=2.0)
+    assert dataclasses.replace(spec, weight=4).quanta == fair_share_quanta(4)
 
 
 @pytest.mark.parametrize("field", list(WEIGHTED))
@@ -120,10 +151,12 @@ def test_bool_or_non_number_weight_is_a_type_error_naming_the_field(field: str, 
 
 
 @pytest.mark.parametrize("field", list(WEIGHTED))
-def test_weight_whose_reciprocal_overflows_is_refused(field: str) -> None:
-    # 1 / 1e-309 is inf: such a group's finish tag, and then virtual time, would jump to infinity.
-    with pytest.raises(ValueError, match=field_and_value(field, 1e-309)):
-        WEIGHTED[field](1e-309)
+@pytest.mark.parametrize("weight", [1e-309, 1e-16, 9.99e-7, 1.000001e6, 1e300, pytest.param(10**400, id="10**400"), 10**7])
+def test_weight_outside_the_documented_range_is_refused_in_both_layers(field: str, weight: float) -> None:
+    # 1e-16 was accepted: such a group pushed the float clock so far that later steps rounded away.
+    shown = "an int of about 401 digits" if weight == 10**400 else repr(weight)
+    with pytest.raises(ValueError, match=rf"{re.escape(field)} must be a number from 1e-06 to 1e\+06, got {re.escape(shown)}$"):
+        WEIGHTED[field](weight)
 
 
 # --------------------------------------------------------------------------------------------
@@ -178,16 +211,28 @@ def test_request_equality_and_hash_ignore_explicit_submission_and_order() -> Non
     assert a != {SUBMISSION: 1, "llm:a": 1, "gpu": 2}  # not equal to a plain mapping
 
 
-@pytest.mark.parametrize("key", ["", 3, None, ("llm", "a")])
-def test_request_rejects_empty_or_non_str_key(key: object) -> None:
-    with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts", key)):
+@pytest.mark.parametrize(("key", "error"), [("", ValueError), (3, TypeError), (None, TypeError), (("llm", "a"), TypeError)])
+def test_request_rejects_empty_or_non_str_key(key: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=field_and_value("SchedulerResourceRequest.amounts", key)):
         SchedulerResourceRequest({key: 1})  # type: ignore[dict-item]
 
 
-@pytest.mark.parametrize("amount", [0, -1, 1.0, 2.5, "1", None, True, False])
-def test_request_rejects_non_positive_non_int_or_bool_amount(amount: object) -> None:
+@pytest.mark.parametrize("amount", [0, -1, MAX_RESOURCE_UNITS + 1])
+def test_request_rejects_an_amount_outside_one_to_the_maximum(amount: int) -> None:
     with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts['llm:a']", amount)):
+        SchedulerResourceRequest({"llm:a": amount})
+
+
+@pytest.mark.parametrize("amount", [1.0, 2.5, "1", None, True, False])
+def test_request_rejects_a_non_int_or_bool_amount(amount: object) -> None:
+    with pytest.raises(TypeError, match=field_and_value("SchedulerResourceRequest.amounts['llm:a']", amount)):
         SchedulerResourceRequest({"llm:a": amount})  # type: ignore[dict-item]
+
+
+def test_request_takes_amounts_up_to_the_maximum() -> None:
+    request = SchedulerResourceRequest({"bytes": MAX_RESOURCE_UNITS, "llm:a": 1})
+    assert request.counted == (("bytes", MAX_RESOURCE_UNITS), ("llm:a", 1))
+    assert request.pairs == ((SUBMISSION, 1), *request.counted)
 
 
 @pytest.mark.parametrize("amount", [2, 3, 100])
@@ -196,9 +241,9 @@ def test_request_rejects_submission_other_than_one(amount: int) -> None:
         SchedulerResourceRequest({SUBMISSION: amount})
 
 
-@pytest.mark.parametrize("amount", [0, -1, True, 1.0])
-def test_request_rejects_bad_submission_amount(amount: object) -> None:
-    with pytest.raises(ValueError, match=field_and_value("SchedulerResourceRequest.amounts['submission']", amount)):
+@pytest.mark.parametrize(("amount", "error"), [(0, ValueError), (-1, ValueError), (True, TypeError), (1.0, TypeError)])
+def test_request_rejects_bad_submission_amount(amount: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match=field_and_value("SchedulerResourceRequest.amounts['submission']", amount)):
         SchedulerResourceRequest({SUBMISSION: amount})  # type: ignore[dict-item]
 
 
@@ -231,3 +276,17 @@ def test_task_rejects_wrong_group_type(group: object) -> None:
 def test_task_rejects_wrong_resource_request_type(request_: object) -> None:
     with pytest.raises(TypeError, match=field_and_value("SchedulableTask.resource_request", request_)):
         SchedulableTask("t1", None, TaskGroupSpec("g"), request_)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------------------
+# How a bad number is shown
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_int_too_long_to_print_is_shown_by_its_size() -> None:
+    assert shown(10**39) == repr(10**39)
+    assert shown(-(10**5000)) == "an int of about 5001 digits"  # repr would raise: past 4300 digits
+    with pytest.raises(
+        ValueError, match=r"TaskGroupSpec\.weight must be a number from 1e-06 to 1e\+06, got an int of about 5001"
+    ):
+        TaskGroupSpec("g", weight=10**5000)

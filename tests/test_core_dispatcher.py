@@ -738,6 +738,7 @@ def test_shutdown_timeout_reports_overdue_worker_instead_of_hanging() -> None:
         report = sched.shutdown(timeout=0.2)
         assert report.clean is False
         assert report.overdue == (future.task_id,)
+        assert report.still_running == (future.task_id,)  # overdue, and still running: it holds its lease
         assert report.active_leases == 1
         assert report.cancelled == 1
         resolve_all([behind])

@@ -102,6 +102,44 @@ def test_unknown_group_resource_is_a_clear_error() -> None:
         executor.group("llm", resources={"llm:y": 1})
 
 
+def _generator() -> Iterator[int]:
+    yield 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        # The stdlib takes max_workers=True as one worker and fails a str with a message naming nothing.
+        ({"max_workers": True}, TypeError, r"^max_workers must be an int or None, got True$"),
+        ({"max_workers": 2.5}, TypeError, r"^max_workers must be an int or None, got 2.5$"),
+        ({"max_workers": "2"}, TypeError, r"^max_workers must be an int or None, got '2'$"),
+        ({"max_workers": 0}, ValueError, r"^max_workers must be greater than 0$"),  # the stdlib's own words
+        ({"max_workers": 10**12 + 1}, ValueError, r"^max_workers must be at most 1_000_000_000_000, got 1000000000001$"),
+        ({"thread_name_prefix": 3}, TypeError, r"^thread_name_prefix must be a str, got 3$"),
+        ({"initializer": 42}, TypeError, r"^initializer must be a callable$"),
+        ({"initargs": None}, TypeError, r"^initargs must be a tuple or list, got None$"),
+        ({"initargs": _generator()}, TypeError, r"^initargs must be a tuple or list, got <generator"),
+        ({"resource_limits": "llm"}, TypeError, r"^resource_limits must be a mapping of resource name to units, or None"),
+        ({"resource_limits": {"llm": 0}}, ValueError, r"resource_limits\['llm'\] must be a positive int, got 0$"),
+        ({"resource_limits": {"llm": 1.5}}, TypeError, r"resource_limits\['llm'\] must be an int, got 1.5$"),
+        ({"policy": object()}, TypeError, r"^policy must implement TaskAdmissionPolicy \(evaluate, on_acquire, on_release\)"),
+        ({"policy": StrictFairPolicy}, TypeError, r"^policy must be a TaskAdmissionPolicy instance, got the class"),
+        ({"events": 42}, TypeError, r"^events must have an emit\(event\) method, got 42$"),
+        ({"executor": 42}, TypeError, r"^executor must be a concurrent.futures.Executor or a distributed.Client, got 42$"),
+    ],
+)
+def test_every_constructor_argument_is_checked_naming_it(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        LeasedExecutor(**kwargs)
+
+
+def test_initargs_may_be_a_list_as_the_stdlib_allows() -> None:
+    seen: list[int] = []
+    with LeasedExecutor(1, initializer=seen.append, initargs=[5]) as executor:
+        assert executor.submit(len, seen).result(timeout=WAIT) == 1
+    assert seen == [5]
+
+
 class CountingPolicy(StrictFairPolicy):
     def __init__(self) -> None:
         super().__init__()

@@ -11,22 +11,32 @@ generated sequence.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import threading
 from collections import Counter
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import pytest
-from hypothesis import Phase, given, settings
+from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from support import per_group
 
-from threadsched.core.contracts import SchedulableTask, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.admission import TaskAdmissionController
+from threadsched.core.contracts import (
+    MAX_WEIGHT,
+    MIN_WEIGHT,
+    VIRTUAL_TIME_QUANTA,
+    SchedulableTask,
+    SchedulerResourceRequest,
+    TaskGroupSpec,
+)
 from threadsched.core.queue import FairTaskQueue, GroupState
-from threadsched.core.values import QueueSelection, QueueView
+from threadsched.core.values import QueueSelection, QueueView, TaskAdmissionConfig
 
 # Non-string hashables on purpose: the queue must treat group keys as opaque hashables.
 GROUP_KEYS: tuple[Hashable, ...] = ("alpha", "beta", ("tenant", 1), 7, frozenset({"f"}))
@@ -38,7 +48,7 @@ REQUESTS: tuple[SchedulerResourceRequest, ...] = (
     SchedulerResourceRequest({"llm:b": 3}),
     SchedulerResourceRequest({"gpu": 2}),
 )
-# Weights below 1 on purpose: every finite weight > 0 is honoured, none is clamped to 1.
+# Weights below 1 on purpose: every weight of the accepted range is honoured, none is clamped to 1.
 WEIGHTS = st.one_of(st.integers(min_value=1, max_value=8), st.sampled_from([0.25, 0.5]), st.floats(min_value=0.1, max_value=8.0))
 # Resources a select may be told are exhausted. REQUESTS has five head signatures over the first three;
 # "submission" is named by every task, so exhausting it leaves nothing to select.
@@ -86,17 +96,18 @@ class ModelSelection:
 
 
 class ReferenceQueue:
-    """The queue's ordering rule (weighted virtual time, FIFO per group), written out literally."""
+    """The queue's ordering rule (weighted virtual time, FIFO per group), written out literally. Virtual
+    time counts whole quanta (``VIRTUAL_TIME_QUANTA`` per task of weight 1), so it is an exact int."""
 
     def __init__(self) -> None:
-        self.V = 0.0
-        self.F: dict[Hashable, float] = {}
+        self.V = 0
+        self.F: dict[Hashable, int] = {}
         self.tasks: dict[Hashable, list[SchedulableTask]] = {}  # per group FIFO, only non-empty groups
-        self.active: dict[Hashable, tuple[float, int]] = {}  # group -> (tag, activation seq)
+        self.active: dict[Hashable, tuple[int, int]] = {}  # group -> (tag, activation seq)
         self._seq = itertools.count()
 
     # -- helpers --------------------------------------------------------------------------------
-    def _activate(self, group: Hashable, tag: float) -> None:
+    def _activate(self, group: Hashable, tag: int) -> None:
         self.active[group] = (tag, next(self._seq))
 
     def queued(self) -> dict[str, SchedulableTask]:
@@ -161,7 +172,7 @@ class ReferenceQueue:
             return None
         item = fifo.pop(0)
         self.V = max(self.V, self.F.get(group, self.V))
-        self.F[group] = self.V + 1 / item.group.weight
+        self.F[group] = self.V + round(Fraction(VIRTUAL_TIME_QUANTA) / Fraction(item.group.weight))
         del self.active[group]
         if fifo:
             self._activate(group, self.F[group])
@@ -245,7 +256,7 @@ def assert_matches(queue: FairTaskQueue, model: ReferenceQueue) -> None:
     stats = queue.statistics()
     assert stats.queued_total == len(model)
     assert stats.active_groups == len(model.active)
-    assert stats.virtual_time == model.V
+    assert stats.virtual_time == model.V / VIRTUAL_TIME_QUANTA
     queued = model.queued()
     for task_id in TASK_IDS:
         assert (task_id in queue) == (task_id in queued)
@@ -454,7 +465,7 @@ def test_many_groups_long_run_matches_model(seed: int) -> None:
                 assert ident(queue.commit(selection)) == ident(model.commit(expected))
         compacted = compacted or queue.statistics().heap_entries < before - 1
         assert len(queue) == len(model)
-        assert queue.statistics().virtual_time == model.V
+        assert queue.statistics().virtual_time == model.V / VIRTUAL_TIME_QUANTA
     assert_matches(queue, model)
     assert compacted, "the run never compacted the heap; make it longer"
 
@@ -493,7 +504,62 @@ def test_weight_below_one_is_honoured_not_clamped() -> None:
     # Tags: half 0, 2, 4, ...; whole 0, 1, 2, ...; ties go to the earlier activation.
     assert order[:7] == ["half", "whole", "whole", "half", "whole", "whole", "half"]
     assert (order.count("half"), order.count("whole")) == (10, 20)
-    assert queue.statistics().virtual_time == model.V
+    assert queue.statistics().virtual_time == model.V / VIRTUAL_TIME_QUANTA
+
+
+# Every accepted weight, spread evenly over its twelve orders of magnitude, and the two ends themselves.
+ACCEPTED_WEIGHTS = st.one_of(
+    st.sampled_from([MIN_WEIGHT, MAX_WEIGHT, 1.0, 3.0]),
+    st.floats(min_value=math.log10(MIN_WEIGHT), max_value=math.log10(MAX_WEIGHT)).map(
+        lambda exponent: min(MAX_WEIGHT, max(MIN_WEIGHT, 10.0**exponent))
+    ),
+)
+
+
+def admit_one_at_a_time(queue: FairTaskQueue, count: int) -> Counter[Hashable]:
+    """Admit ``count`` queued tasks as the dispatcher does, one lease at a time (each released before the
+    next is taken); how many each group got."""
+    controller = TaskAdmissionController(TaskAdmissionConfig(submission_capacity=1))
+    admitted = Counter[Hashable]()
+    for _ in range(count):
+        (lease,) = controller.lease_fitting(queue, 1)
+        admitted[lease.item.group.key] += 1
+        assert controller.release(lease).released
+    return admitted
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    light=ACCEPTED_WEIGHTS,
+    heavy=ACCEPTED_WEIGHTS,
+    tiny_tasks=st.integers(min_value=0, max_value=3000),
+    admissions=st.integers(min_value=1, max_value=300),
+)
+# A float clock pushed to 1e10 by the tiny group rounded both steps to one or two of its ulps: 1:2 for 1:3.
+@example(light=1e6 / 3, heavy=1e6, tiny_tasks=10_000, admissions=300)
+@example(light=8e5, heavy=1e6, tiny_tasks=3000, admissions=300)
+@example(light=1.0, heavy=3.0, tiny_tasks=3000, admissions=300)
+@example(light=MIN_WEIGHT, heavy=MAX_WEIGHT, tiny_tasks=3000, admissions=300)
+def test_two_backlogged_groups_are_admitted_by_their_weights_over_the_whole_range(
+    light: float, heavy: float, tiny_tasks: int, admissions: int
+) -> None:
+    """However far a group of the smallest weight has pushed virtual time first, two groups that stay
+    backlogged are admitted in their weights' ratio: each within one task of its weighted share of every
+    prefix of the admissions (the WFQ bound), for any two weights of the accepted range."""
+    queue = FairTaskQueue()
+    tiny = TaskGroupSpec("tiny", weight=MIN_WEIGHT)  # every task moves virtual time by 10**6 units
+    queue.enqueue([make_task(f"tiny{i}", tiny) for i in range(tiny_tasks)])
+    assert sum(admit_one_at_a_time(queue, tiny_tasks).values()) == tiny_tasks
+    a, b = TaskGroupSpec("a", weight=light), TaskGroupSpec("b", weight=heavy)
+    queue.enqueue([make_task(f"a{i}", a) for i in range(admissions)] + [make_task(f"b{i}", b) for i in range(admissions)])
+    admitted = Counter[Hashable]()
+    share_of_a = Fraction(light) / (Fraction(light) + Fraction(heavy))
+    for done in range(1, admissions + 1):
+        admitted.update(admit_one_at_a_time(queue, 1))
+        # One task either way, plus what rounding each step to a whole quantum may add up to.
+        slack = 1 + Fraction(done, 10**6)
+        assert abs(admitted["a"] - done * share_of_a) <= slack, (done, dict(admitted))
+    assert admitted["a"] + admitted["b"] == admissions
 
 
 # --------------------------------------------------------------------------------------------

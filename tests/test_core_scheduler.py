@@ -33,6 +33,7 @@ from threadsched import (
     Scheduler,
     SchedulerEvent,
     SchedulerSnapshot,
+    ShutdownReport,
     TaskFuture,
     TaskGroup,
 )
@@ -178,11 +179,11 @@ def test_amount_above_limit_rejected_at_group() -> None:
         sched.group("g", resources={"llm:x": 3})
 
 
-@pytest.mark.parametrize("amount", [0, -1, 1.5, True])
-def test_bad_resource_amount_rejected(amount: object) -> None:
+@pytest.mark.parametrize(("amount", "error"), [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_bad_resource_amount_rejected(amount: object, error: type[Exception]) -> None:
     with (
         Scheduler(max_workers=2, resource_limits={"llm:x": 2}, name="val3") as sched,
-        pytest.raises(ValueError, match=re.escape(f"got {amount!r}")),
+        pytest.raises(error, match=re.escape("['llm:x'] must be") + ".*" + re.escape(f"got {amount!r}")),
     ):
         sched.group("g", resources={"llm:x": amount})  # type: ignore[dict-item]
 
@@ -232,6 +233,61 @@ def test_bad_max_workers_rejected(max_workers: int) -> None:
         Scheduler(max_workers=max_workers, name="val9")
 
 
+class WithoutRelease:
+    """Two of the three methods of a policy."""
+
+    def evaluate(self, *args: object) -> object:
+        raise AssertionError("never consulted")
+
+    def on_acquire(self, *args: object) -> object:
+        raise AssertionError("never consulted")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"max_workers": True}, TypeError, r"^max_workers must be an int, got True$"),
+        ({"max_workers": 2.0}, TypeError, r"^max_workers must be an int, got 2.0$"),
+        ({"max_workers": 10**12 + 1}, ValueError, r"^max_workers must be at most 1_000_000_000_000, got 1000000000001$"),
+        ({"resource_limits": [("x", 1)]}, TypeError, r"^resource_limits must be a mapping of resource name to units, or None"),
+        ({"resource_limits": {"x": 0}}, ValueError, r"resource_limits\['x'\] must be a positive int, got 0$"),
+        ({"resource_limits": {"x": 5e6}}, TypeError, r"resource_limits\['x'\] must be an int, got 5000000.0$"),
+        ({"resource_limits": {"x": True}}, TypeError, r"resource_limits\['x'\] must be an int, got True$"),
+        ({"resource_limits": {"x": 10**13}}, ValueError, r"resource_limits\['x'\] must be at most 1_000_000_000_000"),
+        ({"resource_limits": {3: 1}}, TypeError, r"resource_limits: key must be a non-empty str, got 3$"),
+        ({"policy": object()}, TypeError, r"^policy must implement TaskAdmissionPolicy \(evaluate, on_acquire, on_release\); "),
+        ({"policy": WithoutRelease()}, TypeError, r"^policy must implement TaskAdmissionPolicy .* lacks on_release$"),
+        ({"policy": "drf"}, TypeError, r"^policy must implement TaskAdmissionPolicy .* lacks evaluate, on_acquire, on_release$"),
+        ({"executor": object()}, TypeError, r"^executor must be a concurrent.futures.Executor or a distributed.Client, got "),
+        ({"events": object()}, TypeError, r"^events must have an emit\(event\) method, got "),
+        ({"events": MemoryEventSink}, TypeError, r"^events must have an emit\(event\) method, got <class"),
+        ({"name": ""}, ValueError, r"^name must be a non-empty str, got ''$"),
+        ({"name": 3}, TypeError, r"^name must be a non-empty str, got 3$"),
+        ({"run_id": 7}, TypeError, r"^run_id must be a str or None, got 7$"),
+        ({"owns_executor": 1}, TypeError, r"^owns_executor must be a bool or None, got 1$"),
+    ],
+)
+def test_every_constructor_argument_is_checked_naming_it(kwargs: dict[str, Any], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        Scheduler(**kwargs)
+
+
+def test_a_class_for_events_is_refused_but_an_instance_is_taken() -> None:
+    # MemoryEventSink.emit is a function on the class, so only the missing bound self tells them apart.
+    with Scheduler(max_workers=1, events=MemoryEventSink(), name="sink-ok") as sched:
+        assert sched.submit(int, 3).result(timeout=GENEROUS) == 3
+
+
+@pytest.mark.parametrize("timeout", [True, "5", [5], None])
+def test_a_group_timeout_that_is_not_a_number_is_a_type_error(timeout: Any) -> None:
+    with Scheduler(max_workers=1, name="val8t") as sched:
+        if timeout is None:
+            assert sched.group("g", timeout=timeout).settings.timeout is None
+            return
+        with pytest.raises(TypeError, match=rf"^timeout must be a number, got {re.escape(repr(timeout))}$"):
+            sched.group("g", timeout=timeout)
+
+
 def test_group_again_with_different_settings_is_value_error() -> None:
     with Scheduler(max_workers=2, resource_limits={"llm:x": 2}, name="val10") as sched:
         sched.group("g", weight=2.0, resources={"llm:x": 1}, timeout=5.0)
@@ -272,6 +328,107 @@ def test_submit_after_shutdown_is_runtime_error() -> None:
         sched.submit(lambda: None)
     with pytest.raises(RuntimeError):
         group.submit(lambda: None)
+
+
+# -- shutdown(timeout=...) and its report -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("timeout", "error", "match"),
+    [
+        (math.nan, ValueError, r"^timeout must be a number >= 0, math.inf or None, got nan$"),
+        (-0.5, ValueError, r"^timeout must be a number >= 0, math.inf or None, got -0.5$"),
+        (-math.inf, ValueError, r"^timeout must be a number >= 0, math.inf or None, got -inf$"),
+        pytest.param(
+            -(10**400),
+            ValueError,
+            r"^timeout must be a number >= 0, math.inf or None, got an int of about 401 digits$",
+            id="-10**400",
+        ),
+        (True, TypeError, r"^timeout must be a number, got True$"),
+        ("1", TypeError, r"^timeout must be a number, got '1'$"),
+        ([1], TypeError, r"^timeout must be a number, got \[1\]$"),
+    ],
+)
+def test_a_bad_shutdown_timeout_is_refused_before_shutdown_begins(timeout: Any, error: type[Exception], match: str) -> None:
+    """NaN used to pass ``timeout < 0`` and cancel the queued work at once; now nothing has begun when it raises."""
+    started, gate = threading.Event(), threading.Event()
+    with Scheduler(max_workers=1, name="sd-bad") as sched:
+        with opened_on_exit(gate):
+            running = sched.submit(blocking(started, gate, "ran"))
+            queued = sched.submit(int, 7)
+            assert started.wait(GENEROUS)
+            with pytest.raises(error, match=match):
+                sched.shutdown(timeout=timeout)
+            later = sched.submit(int, 8)  # still accepting work: shutdown never began
+        assert (running.result(timeout=GENEROUS), queued.result(timeout=GENEROUS), later.result(timeout=GENEROUS)) == (
+            "ran",
+            7,
+            8,
+        )
+
+
+@pytest.mark.parametrize("timeout", [math.inf, threading.TIMEOUT_MAX, 1e300, pytest.param(10**400, id="10**400")])
+def test_an_infinite_or_unwaitable_shutdown_timeout_is_no_deadline(timeout: float) -> None:
+    """inf (and any wait longer than a lock can take) means "no deadline", like None: shutdown waits for all the
+    work and cancels nothing. It used to raise OverflowError after shutdown had begun."""
+    started, gate = threading.Event(), threading.Event()
+    sched = Scheduler(max_workers=1, name="sd-inf")
+    with opened_on_exit(gate):
+        running = sched.submit(blocking(started, gate, "ran"))
+        queued = sched.submit(int, 7)
+        assert started.wait(GENEROUS)
+        joined_with: list[float | None] = []
+        join = sched._core.join
+
+        def join_then_open(wait: float | None) -> bool:
+            # Shutdown has begun and is about to wait for the dispatcher: now let the running task finish.
+            joined_with.append(wait)
+            gate.set()
+            return join(wait)
+
+        sched._core.join = join_then_open  # type: ignore[method-assign]
+        report = sched.shutdown(timeout=timeout)
+    assert joined_with == [None]
+    assert report == ShutdownReport(clean=True, cancelled=0, overdue=(), active_leases=0, still_running=())
+    assert (running.result(timeout=0), queued.result(timeout=0)) == ("ran", 7)
+
+
+def test_a_worker_still_running_at_the_deadline_is_reported_as_still_running_not_overdue() -> None:
+    """The issue's run: one running task without a timeout and shutdown(timeout=...) gave overdue=() beside
+    active_leases=1, though the docstring promised it as overdue. Overdue is past its own group's timeout."""
+    started, gate = threading.Event(), threading.Event()
+    sched = Scheduler(max_workers=1, name="sd-running")
+    with opened_on_exit(gate):
+        running = sched.submit(blocking(started, gate, "ran"))
+        queued = sched.submit(int, 7)
+        assert started.wait(GENEROUS)
+        report = sched.shutdown(timeout=0.05)
+        assert report.still_running == (running.task_id,)
+        assert report.overdue == ()
+        assert report.active_leases == 1
+        assert report.cancelled == 1 and queued.cancelled()  # queued at the deadline: cancelled
+        assert report.clean is False
+        assert not running.done()
+    assert running.result(timeout=GENEROUS) == "ran"
+    final = sched.shutdown()
+    assert (final.clean, final.still_running, final.active_leases) == (True, (), 0)
+
+
+def test_shutdown_without_waiting_reports_what_is_still_running() -> None:
+    started, gate = threading.Event(), threading.Event()
+    sched = Scheduler(max_workers=2, name="sd-nowait")
+    with opened_on_exit(gate):
+        first = sched.submit(blocking(started, gate, 1))
+        assert started.wait(GENEROUS)
+        second_started = threading.Event()
+        second = sched.submit(blocking(second_started, gate, 2))
+        assert second_started.wait(GENEROUS)
+        report = sched.shutdown(wait=False)
+        assert sorted(report.still_running) == sorted((first.task_id, second.task_id))
+        assert (report.active_leases, report.overdue, report.clean) == (2, (), False)
+    assert (first.result(timeout=GENEROUS), second.result(timeout=GENEROUS)) == (1, 2)
+    assert sched.shutdown().still_running == ()
 
 
 # -- events ---------------------------------------------------------------------------------------

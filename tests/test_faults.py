@@ -10,6 +10,7 @@ import asyncio
 import functools
 import gc
 import logging
+import math
 import threading
 import weakref
 from collections import Counter
@@ -19,11 +20,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from support import GENEROUS, PolicyStub, RaisingPolicy, SignalingSink, opened_on_exit, resolve_all
+from support import GENEROUS, PolicyStub, RaisingPolicy, SignalingSink, counting_semaphores, opened_on_exit, resolve_all
 
 from threadsched import AdmissionStalledError, LeasedExecutor, RetryPolicy, Scheduler
 from threadsched.core.admission import TaskAdmissionController
-from threadsched.core.contracts import SchedulableTask, TaskGroupSpec
+from threadsched.core.contracts import MAX_WEIGHT, MIN_WEIGHT, SchedulableTask, TaskGroupSpec
 from threadsched.core.dispatcher import DispatcherCore
 from threadsched.core.outcomes import classify_outcome
 from threadsched.core.policy import NO_CHANGE, PolicyDecision, PolicyStateDelta
@@ -470,3 +471,66 @@ def test_outcome_classification(
         started=started, error=error, timed_out=timed_out, cancel_requested=cancel_requested, retry=retry, attempt=attempt
     )
     assert outcome == expected
+
+
+# -- numbers and arguments the core used to take (one issue, five faults) ---------------------------
+
+
+def test_shutdown_with_a_nan_timeout_is_refused_instead_of_silently_cancelling_the_queued_work() -> None:
+    started, gate = threading.Event(), threading.Event()
+    with Scheduler(max_workers=1, name="fault-nan") as sched, opened_on_exit(gate):
+        sched.submit(gate.wait, GENEROUS)
+        queued = sched.submit(started.set)
+        with pytest.raises(ValueError, match=r"^timeout must be a number >= 0, math.inf or None, got nan$"):
+            sched.shutdown(timeout=math.nan)  # NaN passed `timeout < 0`: no deadline ever came, queued work was cancelled
+        gate.set()
+        assert queued.result(timeout=GENEROUS) is None and started.is_set()
+
+
+def test_shutdown_with_an_infinite_timeout_waits_for_the_work_instead_of_raising_overflow_error_midway() -> None:
+    with Scheduler(max_workers=1, name="fault-inf") as sched:
+        futures = [sched.submit(pow, 2, n) for n in range(5)]
+        report = sched.shutdown(timeout=math.inf)  # raised OverflowError after shutdown had begun
+    assert report.clean and report.cancelled == 0, report
+    assert [future.result(timeout=0) for future in futures] == [1, 2, 4, 8, 16]
+
+
+def test_a_weight_of_1e_16_is_refused_and_no_accepted_weight_can_round_the_shares_of_others_away() -> None:
+    """A weight of 1e-16 was accepted; once such a group had run, weights 1:3 got 1:1 for the rest of the run.
+    Weights are now bounded, and virtual time is exact: after the smallest weight ran 10,000 tasks (virtual
+    time 10**10, where a float's steps are 2e-6 apart), groups of the largest weights still split 1:3."""
+    with pytest.raises(ValueError, match=r"^TaskGroupSpec\.weight must be a number from 1e-06 to 1e\+06, got 1e-16$"):
+        TaskGroupSpec("tiny", weight=1e-16)
+    order: list[Hashable] = []
+    started, gate = threading.Event(), threading.Event()
+    with Scheduler(max_workers=1, name="fault-weight") as sched, opened_on_exit(gate):
+        tiny = sched.group("tiny", weight=MIN_WEIGHT)
+        resolve_all([tiny.submit(int) for _ in range(10_000)])
+        sched.submit(lambda: (started.set(), gate.wait(GENEROUS)))  # holds the one worker while both queue up
+        assert started.wait(GENEROUS)
+        light, heavy = sched.group("light", weight=MAX_WEIGHT / 3), sched.group("heavy", weight=MAX_WEIGHT)
+        futures = [group.submit(order.append, group.key) for _ in range(40) for group in (light, heavy)]
+        gate.set()
+        resolve_all(futures)
+    # One worker: the order they ran in is the order they were admitted in.
+    assert Counter(order[:40]) == {"light": 10, "heavy": 30}, order[:40]
+
+
+def test_a_lease_of_five_million_units_is_one_step_not_one_semaphore_acquire_per_unit() -> None:
+    """resource_limits={"x": 5_000_000} with one task asking for all of it took one semaphore unit per loop pass
+    under the controller lock: seconds during which snapshot() and every other task waited."""
+    with counting_semaphores() as semaphores:
+        sched = Scheduler(max_workers=2, resource_limits={"x": 5_000_000}, name="fault-units")
+    with sched:
+        big = sched.group("big", resources={"x": 5_000_000})
+        assert [big.submit(pow, 2, n).result(timeout=GENEROUS) for n in range(3)] == [1, 2, 4]
+        assert sched.snapshot().admission.resources_available["x"] == 5_000_000
+    assert sum(semaphore.acquires for semaphore in semaphores) == 3  # one worker slot per lease
+
+
+def test_a_policy_without_the_policy_methods_is_refused_at_construction_instead_of_stalling_every_task() -> None:
+    """Scheduler(policy=object()) was accepted, and then every task stalled as policy_denial with a traceback."""
+    with pytest.raises(TypeError, match=r"^policy must implement TaskAdmissionPolicy \(evaluate, on_acquire, on_release\); "):
+        Scheduler(policy=object(), name="fault-policy")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^policy must implement TaskAdmissionPolicy .* lacks evaluate, on_acquire, on_release$"):
+        LeasedExecutor(1, policy="drf")  # type: ignore[arg-type]

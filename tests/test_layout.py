@@ -28,6 +28,7 @@ CROSS_CUTTING: dict[str, str] = {
     # Paths through several core modules at once.
     "test_completion.py": "completion outcomes (Execution.finish -> DispatcherCore.complete) under unusual executors",
     "test_faults.py": "regressions of the core, each named after the fault it pins",
+    "test_numeric_arguments.py": "every numeric argument of the core's constructors and of shutdown: NaN, inf, bools, huge",
     "test_examples.py": "the recipes in examples/ against the single-threaded reference",
     # Static checks of the package and the repository.
     "test_lazy_imports.py": "what `import threadsched` loads, in a fresh interpreter",

@@ -1,10 +1,18 @@
 """Task admission: resource limits, leases and per-group accounting.
 
-Hard capacity is one ``threading.BoundedSemaphore`` per resource, acquired non-blocking and
-all-or-nothing under the controller lock; a ``BoundedSemaphore`` raises on over-release, so a
-double release could never silently inflate capacity. Each lease carries its own release flag,
-an atomic test-and-set (``Lock.acquire(blocking=False)``), so only the first release of a lease
-returns capacity no matter how many threads race to release it.
+Hard capacity comes in two kinds, both taken non-blocking and all-or-nothing under the controller lock:
+
+* The worker slots (``submission``, one unit per task) are a ``threading.BoundedSemaphore``: one
+  ``acquire(blocking=False)`` per lease, one ``release()`` back, and a ``BoundedSemaphore`` raises on
+  over-release.
+* Every other resource is *counted*: its free units are an int under the controller lock, so a lease of
+  10**9 units (bytes, tokens) costs what a lease of one does. A semaphore would cost one ``acquire`` per
+  unit taken, under the lock (seconds for millions of units, with ``snapshot()`` and every other task
+  waiting). In place of the semaphore's bound, ``release`` checks before it changes anything that no
+  resource would have more units free than its limit, and raises if one would (capacity stays as it was).
+
+Each lease carries its own release flag, an atomic test-and-set (``Lock.acquire(blocking=False)``), so
+only the first release of a lease returns capacity no matter how many threads race to release it.
 
 Lock order: ``TaskAdmissionController._lock`` → ``FairTaskQueue._lock`` (a queue view handed to
 the policy may be materialized while the controller lock is held). The queue never calls the
@@ -46,8 +54,33 @@ Approval = tuple[PolicyDecision, int]
 """What ``approve`` returns: the allowing decision and the controller state version it was made in."""
 
 
+POLICY_METHODS: Final = ("evaluate", "on_acquire", "on_release")
+"""What ``TaskAdmissionPolicy`` asks of a policy; checked when a controller is built."""
+
+
+def check_policy(policy: object) -> TaskAdmissionPolicy | None:
+    """``policy`` if it is None or implements the three methods, else ``TypeError`` naming what it lacks (an
+    object without them would otherwise be accepted and deny every task, with a traceback in the log)."""
+    if policy is None:
+        return None
+    if isinstance(policy, type):
+        # Its methods are functions, so it would pass the check below and fail at its first call.
+        raise TypeError(
+            f"policy must be a TaskAdmissionPolicy instance, got the class {policy.__name__} (pass {policy.__name__}())"
+        )
+    missing = [name for name in POLICY_METHODS if not callable(getattr(policy, name, None))]
+    if missing:
+        raise TypeError(
+            f"policy must implement TaskAdmissionPolicy ({', '.join(POLICY_METHODS)}); {policy!r} lacks {', '.join(missing)}"
+        )
+    return policy  # type: ignore[return-value]  # the methods are there; their signatures are the policy's word
+
+
 class TaskAdmissionController:
     def __init__(self, config: TaskAdmissionConfig | None = None, policy: TaskAdmissionPolicy | None = None) -> None:
+        if config is not None and not isinstance(config, TaskAdmissionConfig):
+            raise TypeError(f"config must be a TaskAdmissionConfig or None, got {config!r}")
+        policy = check_policy(policy)
         self._policy: TaskAdmissionPolicy = policy if policy is not None else StrictFairPolicy()
         # The default policy allows every group without an admitted_limit and never changes state: for
         # it, the per-task hot path skips the policy calls and the live view they would read.
@@ -57,8 +90,10 @@ class TaskAdmissionController:
         self._lease_ids = itertools.count(1)
         limits = dict((config or TaskAdmissionConfig()).all_limits)
         self._limits: Mapping[str, int] = MappingProxyType(limits)
-        self._semaphores = {resource: threading.BoundedSemaphore(limit) for resource, limit in limits.items()}
-        self._available: dict[str, int] = dict(limits)
+        self._limit_of = limits  # the same limits as a plain dict: release's bound check reads it
+        # The worker slots. Every other resource is counted in _available alone (see the module docstring).
+        self._slots = threading.BoundedSemaphore(limits[SUBMISSION])
+        self._available: dict[str, int] = dict(limits)  # free units; for submission, what _slots holds
         self._leased: dict[str, int] = {resource: 0 for resource in limits}
         self._peak_leased: dict[str, int] = {resource: 0 for resource in limits}  # high-water marks
         self._leased_by_group: dict[Hashable, dict[str, int]] = {}
@@ -183,28 +218,30 @@ class TaskAdmissionController:
             for index, item in enumerate(items):
                 lease = self._grant_locked(item, ALLOW)
                 if lease is None:
-                    # Unreachable while the free counts agree with the semaphores; nothing may be dropped.
+                    # Unreachable while the free counts agree with the slot semaphore; nothing may be dropped.
                     queue.enqueue(items[index:])
                     break
                 leases.append(lease)
             return leases
 
     def _grant_locked(self, item: SchedulableTask, decision: PolicyDecision) -> TaskAdmissionLease | None:
-        """Take ``item``'s units from the semaphores, all or nothing, and record the lease."""
+        """Take ``item``'s units, all or nothing, and record the lease: the counted resources are checked
+        first (nothing is taken until everything fits), then the one worker slot is taken from its semaphore.
+        O(resources named), whatever the amounts."""
         resource_request = item.resource_request
-        pairs = resource_request.pairs
-        semaphores = self._semaphores
-        for index, (resource, amount) in enumerate(pairs):
-            taken = semaphores[resource].acquire(blocking=False) if amount == 1 else self._take_units_locked(resource, amount)
-            if not taken:
-                self._return_units_locked(pairs[:index])
+        available = self._available
+        for resource, amount in resource_request.counted:
+            if available[resource] < amount:
                 return None
+        if not self._slots.acquire(blocking=False):
+            return None
+        pairs = resource_request.pairs
         lease = TaskAdmissionLease(next(self._lease_ids), item, resource_request.amounts, time.monotonic(), self._generation)
         key = item.group.key
         group_leased = self._leased_by_group.get(key)
         if group_leased is None:
             group_leased = self._leased_by_group[key] = {}
-        available, leased, peak = self._available, self._leased, self._peak_leased
+        leased, peak = self._leased, self._peak_leased
         for resource, amount in pairs:
             free = available[resource] - amount
             available[resource] = free
@@ -226,7 +263,10 @@ class TaskAdmissionController:
         return lease
 
     def release(self, lease: TaskAdmissionLease) -> ReleaseResult:
-        """Return a lease's capacity. Never raises; only the first release of a lease counts."""
+        """Return a lease's capacity; only the first release of a lease counts, later ones are diagnosed.
+
+        Raises only if the books would over-release a resource (a ``RuntimeError``, capacity unchanged): an
+        internal fault no caller can cause, refused as a ``BoundedSemaphore`` refuses its own."""
         if not isinstance(lease, TaskAdmissionLease):
             return self._diagnose("unknown_lease")
         if lease.controller_generation != self._generation:
@@ -239,15 +279,23 @@ class TaskAdmissionController:
                 return self._diagnose_locked("unknown_lease")
             if active is not lease:
                 return self._diagnose_locked("stale_lease")
+            # An active lease is one this controller granted: its resources are its item's request.
+            pairs = lease.item.resource_request.pairs
+            available, limit_of = self._available, self._limit_of
+            # The bound a BoundedSemaphore keeps, for every resource: checked before anything changes.
+            for resource, amount in pairs:
+                if available[resource] + amount > limit_of[resource]:
+                    raise self._over_release_locked(lease, resource, amount)
+            self._slots.release()  # first: if even its own bound refused, nothing else has changed
             del self._active[lease.lease_id]
             self._version += 1
             key = lease.item.group.key
             group_leased = self._leased_by_group[key]
-            for resource, amount in lease.resources.items():
-                self._semaphores[resource].release(amount)
-                if not self._available[resource] and resource != SUBMISSION:
+            for resource, amount in pairs:
+                free = available[resource]
+                if not free and resource != SUBMISSION:
                     self._exhausted = self._exhausted - {resource}
-                self._available[resource] += amount
+                available[resource] = free + amount
                 self._leased[resource] -= amount
                 left = group_leased[resource] - amount
                 if left:
@@ -301,6 +349,11 @@ class TaskAdmissionController:
     @property
     def active_lease_count(self) -> int:
         return len(self._active)
+
+    def leased_task_ids(self) -> tuple[str, ...]:
+        """The task of every lease held right now, in lease order (``ShutdownReport.still_running``)."""
+        with self._lock:
+            return tuple(lease.item.task_id for lease in self._active.values())
 
     def explain_blocked(self, queue_view: QueueView) -> TaskAdmissionBlockSummary:
         blocked: dict[Hashable, str] = {}
@@ -380,19 +433,18 @@ class TaskAdmissionController:
         reason: DenialReason = decision.reason if decision.reason in _POLICY_REASONS else "policy_denial"  # type: ignore[assignment]
         return TaskAdmissionDenied(item, reason, decision.available_after, decision.diagnostics)
 
-    def _take_units_locked(self, resource: str, amount: int) -> bool:
-        """Acquire ``amount`` units of one resource's semaphore without blocking, or none."""
-        semaphore = self._semaphores[resource]
-        for taken in range(amount):
-            if not semaphore.acquire(blocking=False):
-                if taken:
-                    semaphore.release(taken)
-                return False
-        return True
-
-    def _return_units_locked(self, pairs: tuple[tuple[str, int], ...]) -> None:
-        for resource, amount in pairs:
-            self._semaphores[resource].release(amount)
+    def _over_release_locked(self, lease: TaskAdmissionLease, resource: str, amount: int) -> RuntimeError:
+        """The error for a release that would leave more of ``resource`` free than its limit: the books are
+        wrong (no caller can cause it; a lease's own flag stops a second release). Counted, logged, and
+        raised with nothing changed, so the capacity stays held instead of being inflated."""
+        self._release_diagnostics["over_release"] = self._release_diagnostics.get("over_release", 0) + 1
+        message = (
+            f"release of lease {lease.lease_id} (task {lease.item.task_id!r}) would return {amount} unit(s) of "
+            f"{resource!r} while {self._available[resource]} of its limit {self._limit_of[resource]} are free: "
+            "over-release refused, capacity unchanged"
+        )
+        LOGGER.error("threadsched: %s", message)
+        return RuntimeError(message)
 
     def _policy_failed_locked(self, hook: str) -> PolicyStateDelta:
         self._count_policy_error_locked(hook)

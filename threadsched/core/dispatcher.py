@@ -215,7 +215,9 @@ class DispatcherCore:
             deadline = self._next_deadline_locked()
         # Outside the lock: dropping the last reference may finalize the executor, which shuts us down.
         del unpinned
-        timeout = -1.0 if deadline is None else max(0.0, deadline - monotonic())
+        # A far deadline (a group timeout of 1e300 s) is slept towards in steps a lock can take: past
+        # TIMEOUT_MAX, acquire raises OverflowError, which would crash the dispatcher.
+        timeout = -1.0 if deadline is None else min(threading.TIMEOUT_MAX, max(0.0, deadline - monotonic()))
         if not self._wake.acquire(timeout=timeout):
             with self._lock:
                 woken_meanwhile = not self._idle

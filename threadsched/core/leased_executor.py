@@ -95,7 +95,21 @@ class LeasedExecutor(ThreadPoolExecutor):
     ) -> None:
         """``executor``: run the tasks elsewhere — another ``Executor`` or a ``distributed.Client`` (its
         cluster; ``threadsched.backends.dask``) — instead of on this pool's threads; ``max_workers`` then
-        defaults to its worker count, and ``thread_name_prefix``/``initializer`` do not apply."""
+        defaults to its worker count, and ``thread_name_prefix``/``initializer`` do not apply.
+
+        Every argument is checked here, naming it: the stdlib's own checks and messages where it has them
+        (``max_workers <= 0``, an ``initializer`` that is not callable), and where it has none a
+        ``TypeError`` for a ``max_workers`` that is not an int (a bool included: the stdlib would take
+        ``True`` as one worker), a ``thread_name_prefix`` that is not a str and ``initargs`` that are not a
+        tuple or list; the keyword arguments as ``Scheduler`` checks them."""
+        if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int)):
+            raise TypeError(f"max_workers must be an int or None, got {max_workers!r}")
+        if not isinstance(thread_name_prefix, str):
+            raise TypeError(f"thread_name_prefix must be a str, got {thread_name_prefix!r}")
+        if not isinstance(initargs, (tuple, list)):
+            # A generator would be spent by the first worker thread's initializer call.
+            raise TypeError(f"initargs must be a tuple or list, got {initargs!r}")
+        initargs = tuple(initargs)
         if executor is not None and (initializer is not None or initargs):
             raise ValueError("initializer and initargs apply to the built-in pool, not to a given executor")
         name = f"LeasedExecutor-{self._counter()}"

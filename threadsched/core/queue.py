@@ -4,9 +4,16 @@ Ordering is weighted virtual time. Virtual time ``V`` starts at 0 and every grou
 finish tag ``F[g]``. A group that becomes non-empty is activated with tag ``F.get(g, V)`` and a fresh
 activation sequence number; ``select_next`` walks the active groups in ``(tag, activation seq)`` order
 and offers the head (oldest) task of each group to ``is_eligible``; ``commit`` pops that head, sets
-``V = max(V, F.get(g, V))`` and ``F[g] = V + 1 / weight`` (``fair_share_step``; every finite weight > 0
-is honoured, so a weight-0.5 group gets half the share of a weight-1 group), and re-activates the group
-if it still has tasks.
+``V = max(V, F.get(g, V))`` and ``F[g] = V + 1 / weight``, and re-activates the group if it still has
+tasks. Every weight in ``[MIN_WEIGHT, MAX_WEIGHT]`` is honoured, so a weight-0.5 group gets half the share
+of a weight-1 group.
+
+Virtual time is exact: ``V`` and the tags are ints counting ``VIRTUAL_TIME_QUANTA`` per unit, and a
+commit adds the weight's step in whole quanta (``TaskGroupSpec.quanta``, ``fair_share_quanta``). With a
+float clock, a group of tiny weight pushed ``V`` so far that the steps of heavier groups fell below its
+rounding: they all advanced by the same rounded amount, and weights 1:3 got 1:1 for the rest of the run.
+Integers never round, however large ``V`` grows (Python ints grow with it, a few machine words for any
+real run), so the share ratio of two backlogged groups is their weight ratio at any point of any run.
 
 ``select_next(is_eligible, exhausted)`` counts a head that needs a resource named in ``exhausted`` as
 ineligible without offering it to ``is_eligible``. Active groups are filed in one heap per head
@@ -34,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 
-from threadsched.core.contracts import SUBMISSION, SchedulableTask, TaskGroupSpec, fair_share_step
+from threadsched.core.contracts import SUBMISSION, VIRTUAL_TIME_QUANTA, SchedulableTask, TaskGroupSpec
 from threadsched.core.values import QueueSelection, QueueStatistics, QueueView, QueueViewData
 
 # -- the active groups, filed by head signature ------------------------------------------------------------
@@ -51,8 +58,8 @@ from threadsched.core.values import QueueSelection, QueueStatistics, QueueView, 
 #
 # Nothing here locks: every method is called with the owning queue's lock held.
 
-Entry = tuple[float, int, "GroupState"]
-"""(tag, activation seq, group). Two live entries never share (tag, seq), so the group is never compared;
+Entry = tuple[int, int, "GroupState"]
+"""(tag in quanta, activation seq, group). Two live entries never share (tag, seq), so the group is never compared;
 a dead copy may share them with its own group's live entry, and equal elements compare as equal."""
 
 _COMPACT_MIN_ENTRIES = 64
@@ -106,12 +113,12 @@ class ActiveGroups:
 
     # -- membership -------------------------------------------------------------------------
 
-    def activate(self, state: GroupState, tag: float, seq: int) -> None:
+    def activate(self, state: GroupState, tag: int, seq: int) -> None:
         """File a group that just became non-empty."""
         self._push(state, (tag, seq, state), state.head().resource_request.signature)
         self._live += 1
 
-    def reactivate(self, state: GroupState, tag: float, seq: int) -> None:
+    def reactivate(self, state: GroupState, tag: int, seq: int) -> None:
         """New tag and activation for a group that stays non-empty after its head was committed."""
         heap = state.heap
         assert heap is not None
@@ -231,8 +238,8 @@ class FairTaskQueue:
         self._groups: dict[Hashable, GroupState] = {}
         self._group_of_task: dict[str, GroupState] = {}
         self._peak_queued: dict[Hashable, int] = {}  # high-water mark of each group's queued tasks
-        self._finish_tags: dict[Hashable, float] = {}
-        self._virtual_time = 0.0
+        self._finish_tags: dict[Hashable, int] = {}  # in quanta, like the virtual time
+        self._virtual_time = 0
         self._active = ActiveGroups()
         self._activation_counter = itertools.count()
         self._version = 0
@@ -461,7 +468,7 @@ class FairTaskQueue:
             return QueueStatistics(
                 queued_total=len(self._group_of_task),
                 active_groups=len(self._active),
-                virtual_time=self._virtual_time,
+                virtual_time=self._virtual_time / VIRTUAL_TIME_QUANTA,
                 heap_entries=self._active.entry_count(),
                 signature_heaps=self._active.signature_count(),
                 peak_queued_by_group=MappingProxyType(dict(self._peak_queued)),
@@ -469,7 +476,7 @@ class FairTaskQueue:
 
     def __repr__(self) -> str:
         # Without the lock: a repr may be taken while it is held (a log line, a debugger).
-        return f"<FairTaskQueue queued={len(self._group_of_task)} virtual_time={self._virtual_time:.3f}>"
+        return f"<FairTaskQueue queued={len(self._group_of_task)} virtual_time={self._virtual_time / VIRTUAL_TIME_QUANTA:.3f}>"
 
     # -- internals (lock held) --------------------------------------------------------------
 
@@ -478,7 +485,7 @@ class FairTaskQueue:
         self._remove_locked(state, head.task_id)
         key = state.key
         vtime = self._virtual_time = max(self._virtual_time, self._finish_tags.get(key, self._virtual_time))
-        finish = self._finish_tags[key] = vtime + fair_share_step(head.group.weight)
+        finish = self._finish_tags[key] = vtime + head.group.quanta
         if state.tasks:
             self._active.reactivate(state, finish, next(self._activation_counter))
         else:

@@ -11,12 +11,25 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import Final
+
+MAX_BACKOFF_S: Final = 7 * 24 * 3600.0
+"""The longest accepted ``backoff_initial`` / ``backoff_max``: one week. A wait that long belongs to a job
+queue, not to an attempt held in memory; and with ``jitter`` (at most doubling it) every delay stays a valid
+timeout for ``time.sleep`` and lock waits on every platform (Windows stops at about 49 days), where a
+larger one raised ``OverflowError`` in the thread that waited."""
 
 
-def _non_negative(value: object, field_name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+def _check_number(value: object, field_name: str, most: float, too_large: str) -> None:
+    """A number from 0 to ``most``: a bool or non-number is a ``TypeError``; NaN, a negative, an infinity or
+    anything above ``most`` a ``ValueError``. Compared, never converted: ``float(10**400)`` would raise
+    ``OverflowError`` instead."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"RetryPolicy.{field_name} must be a number, got {value!r}")
+    if not 0 <= value < math.inf:  # NaN fails every comparison
         raise ValueError(f"RetryPolicy.{field_name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    if value > most:
+        raise ValueError(f"RetryPolicy.{field_name} {too_large}, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +38,8 @@ class RetryPolicy:
     ``min(backoff_max, backoff_initial * 2**(n-1)) * (1 + U(-jitter, +jitter))``: ``backoff_max`` caps the
     exponential growth and ``jitter`` spreads the capped delay by up to that fraction either way (so a
     delay at the cap still varies, by up to ``backoff_max * jitter`` above it), and never less than the
-    caller's floor ``at_least``.
+    caller's floor ``at_least``. ``backoff_initial`` and ``backoff_max`` are seconds from 0 to
+    ``MAX_BACKOFF_S`` (a week), ``jitter`` a fraction from 0 to 1.
 
     ``retry_on``: the exception types the scheduler retries (``should_retry``; subclasses included;
     empty retries nothing). The request layer does not consult it: its executor decides from the
@@ -40,17 +54,17 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         attempts = self.max_attempts
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+        if isinstance(attempts, bool) or not isinstance(attempts, int):
+            raise TypeError(f"RetryPolicy.max_attempts must be an int >= 1, got {attempts!r}")
+        if attempts < 1:
             raise ValueError(f"RetryPolicy.max_attempts must be an int >= 1, got {attempts!r}")
         if not isinstance(self.retry_on, tuple) or not all(
             isinstance(kind, type) and issubclass(kind, BaseException) for kind in self.retry_on
         ):
             raise TypeError(f"RetryPolicy.retry_on must be a tuple of exception types, got {self.retry_on!r}")
-        _non_negative(self.backoff_initial, "backoff_initial")
-        _non_negative(self.backoff_max, "backoff_max")
-        jitter = _non_negative(self.jitter, "jitter")
-        if jitter > 1:
-            raise ValueError(f"RetryPolicy.jitter must be <= 1 (a fraction of the delay), got {self.jitter!r}")
+        _check_number(self.backoff_initial, "backoff_initial", MAX_BACKOFF_S, f"must be at most {MAX_BACKOFF_S:g} (a week)")
+        _check_number(self.backoff_max, "backoff_max", MAX_BACKOFF_S, f"must be at most {MAX_BACKOFF_S:g} (a week)")
+        _check_number(self.jitter, "jitter", 1, "must be <= 1 (a fraction of the delay)")
 
     def should_retry(self, error: BaseException, attempt: int) -> bool:
         return attempt < self.max_attempts and isinstance(error, self.retry_on)

@@ -8,8 +8,8 @@ Lock order: ``Scheduler._lock`` (group registry only) is a leaf; see ``dispatche
 
 from __future__ import annotations
 
-import math
 import os
+import sys
 import threading
 import time
 import weakref
@@ -19,7 +19,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from threadsched.core.admission import TaskAdmissionController
-from threadsched.core.contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec
+from threadsched.core.contracts import SUBMISSION, SchedulerResourceRequest, TaskGroupSpec, real_number, shown, whole_units
 from threadsched.core.dispatcher import DispatcherCore
 from threadsched.core.emitter import EventEmitter
 from threadsched.core.events import EventSink
@@ -116,19 +116,32 @@ class Scheduler:
         owns_executor: bool | None = None,
         _holder_pool: ThreadPoolExecutor | None = None,
     ) -> None:
-        """``owns_executor`` (default: True only for the built-in pool): shut ``executor`` down when the
-        scheduler's work is done. ``_holder_pool`` (``LeasedExecutor`` only): the pool that holds this
-        scheduler and runs its tasks on its own machinery; it is referenced weakly (no cycle)."""
-        if max_workers is not None and (isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1):
-            raise ValueError(f"max_workers must be a positive int or None, got {max_workers!r}")
-        if not isinstance(name, str) or not name:
+        """Every argument is checked here, before anything starts: a wrong type is a ``TypeError`` and a
+        wrong value a ``ValueError``, each naming the argument. ``max_workers``: None or an int from 1 to
+        ``MAX_RESOURCE_UNITS``; ``resource_limits``: a mapping of non-empty str to an int in that range;
+        ``policy``: None or an object with ``TaskAdmissionPolicy``'s three methods; ``executor``: None, an
+        ``Executor`` or what a registered adapter accepts; ``events``: None or an object with ``emit(event)``;
+        ``name``: a non-empty str; ``run_id``: None or a str; ``owns_executor`` (default: True only for the
+        built-in pool): None or a bool, whether to shut ``executor`` down when the scheduler's work is done.
+        ``_holder_pool`` (``LeasedExecutor`` only): the pool that holds this scheduler and runs its tasks on
+        its own machinery; it is referenced weakly (no cycle)."""
+        if max_workers is not None:
+            whole_units("max_workers", max_workers)
+        if resource_limits is not None and not isinstance(resource_limits, Mapping):
+            raise TypeError(f"resource_limits must be a mapping of resource name to units, or None, got {resource_limits!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a non-empty str, got {name!r}")
+        if not name:
             raise ValueError(f"name must be a non-empty str, got {name!r}")
         if executor is not None:
             executor = adapt_executor(executor)  # a distributed.Client runs the tasks on its cluster
-        if events is not None and not callable(getattr(events, "emit", None)):
+        # A class passes for a sink by its methods (functions) and would fail at its first emit.
+        if events is not None and (isinstance(events, type) or not callable(getattr(events, "emit", None))):
             raise TypeError(f"events must have an emit(event) method, got {events!r}")
         if run_id is not None and not isinstance(run_id, str):
             raise TypeError(f"run_id must be a str or None, got {run_id!r}")
+        if owns_executor is not None and not isinstance(owns_executor, bool):
+            raise TypeError(f"owns_executor must be a bool or None, got {owns_executor!r}")
         capacity = max_workers or _executor_workers(executor) or default_max_workers()
         self._controller = TaskAdmissionController(
             TaskAdmissionConfig(submission_capacity=capacity, resource_limits=dict(resource_limits or {})), policy
@@ -177,16 +190,26 @@ class Scheduler:
         timeout: float | None = None,
     ) -> TaskGroup:
         """The group ``key``; calling again with the same settings returns the same group, other settings
-        for an existing group raise ``ValueError``."""
+        for an existing group raise ``ValueError``.
+
+        ``weight``: a number from ``MIN_WEIGHT`` (1e-6) to ``MAX_WEIGHT`` (1e6); ``admitted_limit``: None or
+        an int >= 1; ``resources``: None or a mapping of resource name to an int of units, each within its
+        limit; ``retry``: None or a ``RetryPolicy``; ``timeout``: None or a finite number of seconds > 0.
+        A wrong type is a ``TypeError``, a wrong value a ``ValueError``, each naming the argument."""
         spec = TaskGroupSpec(key, weight, admitted_limit)
-        resource_request = SchedulerResourceRequest(resources)
+        if resources is not None and not isinstance(resources, Mapping):
+            raise TypeError(f"resources must be a mapping of resource name to units, or None, got {resources!r}")
+        try:
+            resource_request = SchedulerResourceRequest(resources)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"resources: {error}") from None  # the argument's name, then the contract's words
         self._controller.validate_resource_request(resource_request)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0
-        ):
-            raise ValueError(f"timeout must be a finite number > 0 or None, got {timeout!r}")
+        # Compared before it is converted: NaN fails the comparison, and an int past the largest float
+        # (which float() would turn into an OverflowError) is refused like an infinity.
+        if timeout is not None and not 0 < real_number("timeout", timeout) <= sys.float_info.max:
+            raise ValueError(f"timeout must be a finite number > 0 or None, got {shown(timeout)}")
         settings = GroupSettings(spec, resource_request, retry or NO_RETRY, None if timeout is None else float(timeout))
         with self._lock:
             existing = self._groups.get(key)
@@ -213,12 +236,16 @@ class Scheduler:
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False, timeout: float | None = None) -> ShutdownReport:
         """Stop accepting work; like ``Executor.shutdown`` but never waits past ``timeout``.
 
-        With ``timeout``, work still queued at the deadline is cancelled and workers still running
-        are reported as overdue; their threads end (and the built-in pool with them) once they return.
+        ``timeout``: seconds, a number >= 0; None or ``math.inf`` is no deadline (so is anything above
+        ``threading.TIMEOUT_MAX``, about 292 years, which no wait can take). It is checked before shutdown
+        begins: NaN or a negative is a ``ValueError``, a bool or a non-number a ``TypeError``, and a refused
+        call leaves the scheduler running and accepting work.
+
+        With a deadline, work still queued at it is cancelled. Workers still running at it are reported in
+        ``ShutdownReport.still_running`` (``overdue`` holds only those past their own group's ``timeout``);
+        they keep their leases, and their threads end (and the built-in pool with them) once they return.
         """
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            raise ValueError(f"timeout must be a number >= 0 or None, got {timeout!r}")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = _shutdown_deadline(timeout)
         cancelled_before = self._counter("cancelled")
         self._core.begin_shutdown(cancel_futures)
         finished = False
@@ -228,14 +255,18 @@ class Scheduler:
                 self._core.cancel_pending_work()
             elif self._core.owns_executor:
                 self._core.launcher.shutdown(True)
-        snapshot = self.snapshot()
+        # Two reads, not one moment: a task returning between them may be in one and not the other. Each is
+        # exact for itself, and active_leases is counted from the same read as still_running.
+        still_running = self._controller.leased_task_ids()
+        _running, overdue, counters = self._core.state()
         crash = self._core.crash
         report = ShutdownReport(
-            clean=finished and not snapshot.overdue and snapshot.admission.active_lease_count == 0 and crash is None,
-            cancelled=snapshot.counters["cancelled"] - cancelled_before,
-            overdue=snapshot.overdue,
-            active_leases=snapshot.admission.active_lease_count,
+            clean=finished and not overdue and not still_running and crash is None,
+            cancelled=counters["cancelled"] - cancelled_before,
+            overdue=overdue,
+            active_leases=len(still_running),
             dispatcher_error=crash,
+            still_running=still_running,
         )
         if finished:
             self._controller.shutdown()
@@ -276,6 +307,18 @@ class Scheduler:
             f"<Scheduler {self._name!r} capacity={self.submit_capacity} queued={queued} running={running} "
             f"leases={self._controller.active_lease_count} overdue={overdue}>"
         )
+
+
+def _shutdown_deadline(timeout: object) -> float | None:
+    """The monotonic deadline of ``shutdown(timeout=...)``, or None for no deadline; raises on a bad value."""
+    if timeout is None:
+        return None
+    seconds = real_number("timeout", timeout)
+    if not seconds >= 0:  # NaN as well as a negative
+        raise ValueError(f"timeout must be a number >= 0, math.inf or None, got {shown(timeout)}")
+    if seconds >= threading.TIMEOUT_MAX:  # inf, and waits no lock or join can take: no deadline
+        return None
+    return time.monotonic() + seconds
 
 
 def _executor_workers(executor: Executor | None) -> int | None:

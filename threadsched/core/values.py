@@ -17,31 +17,35 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal
 
-from threadsched.core.contracts import SUBMISSION, SchedulableTask, TaskGroupSpec
+from threadsched.core.contracts import MAX_RESOURCE_UNITS, SUBMISSION, SchedulableTask, TaskGroupSpec, whole_units
 
 DenialReason = Literal["no_capacity", "group_cap", "borrow_debt", "shutdown", "policy_denial"]
 ReleaseReason = Literal["released", "duplicate", "stale_lease", "wrong_controller_generation", "unknown_lease"]
 _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 
-def _positive_int(value: object, field_name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{field_name} must be a positive int, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class TaskAdmissionConfig:
+    """The controller's hard limits: ``submission_capacity`` worker slots and ``resource_limits`` units of
+    each named resource, each an int from 1 to ``MAX_RESOURCE_UNITS`` (a bool or a non-int is a
+    ``TypeError``, anything outside the range a ``ValueError``, naming the field)."""
+
     submission_capacity: int = 64
     resource_limits: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
 
     def __post_init__(self) -> None:
-        _positive_int(self.submission_capacity, "TaskAdmissionConfig.submission_capacity")
+        whole_units("TaskAdmissionConfig.submission_capacity", self.submission_capacity, most=MAX_RESOURCE_UNITS)
+        if not isinstance(self.resource_limits, Mapping):
+            raise TypeError(
+                f"TaskAdmissionConfig.resource_limits must be a mapping of resource name to units, got {self.resource_limits!r}"
+            )
         limits: dict[str, int] = {}
         for key, limit in self.resource_limits.items():
-            if not isinstance(key, str) or not key:
+            if not isinstance(key, str):
+                raise TypeError(f"TaskAdmissionConfig.resource_limits: key must be a non-empty str, got {key!r}")
+            if not key:
                 raise ValueError(f"TaskAdmissionConfig.resource_limits: key must be a non-empty str, got {key!r}")
-            _positive_int(limit, f"TaskAdmissionConfig.resource_limits[{key!r}]")
+            whole_units(f"TaskAdmissionConfig.resource_limits[{key!r}]", limit, most=MAX_RESOURCE_UNITS)
             if key == SUBMISSION and limit != self.submission_capacity:
                 raise ValueError(
                     "TaskAdmissionConfig.resource_limits['submission'] conflicts with submission_capacity: "
@@ -230,7 +234,8 @@ class QueueSelection:
 
 @dataclass(frozen=True, slots=True)
 class QueueStatistics:
-    """The fair queue's counters: tasks queued, groups active, the virtual clock and the heaps behind it."""
+    """The fair queue's counters: tasks queued, groups active, the virtual clock (in tasks of weight 1; the
+    queue counts it exactly, in whole quanta) and the heaps behind it."""
 
     queued_total: int
     active_groups: int
@@ -282,11 +287,23 @@ class SchedulerStatistics:
 
 @dataclass(frozen=True, slots=True)
 class ShutdownReport:
-    """``clean``: everything finished, nothing overdue, no lease held and the dispatcher never crashed
-    (``dispatcher_error`` is what crashed it)."""
+    """What ``Scheduler.shutdown`` left behind when it returned.
+
+    * ``still_running``: the ids of the tasks whose attempt still held its lease: running on a worker, or
+      handed to the executor and about to run (in lease order). With ``wait=True`` and a ``timeout``, these
+      are the workers still running at the deadline; they keep their leases until they return.
+    * ``overdue``: the tasks past their own group's ``timeout`` whose thread had not returned (their futures
+      already failed with ``TaskTimeoutError``; they are still running too). A task without a timeout is
+      never overdue, however long shutdown waited.
+    * ``active_leases``: leases held, ``len(still_running)`` (read in the same lock section).
+    * ``cancelled``: tasks this shutdown cancelled before they ran.
+    * ``clean``: everything finished, nothing still running, no lease held and the dispatcher never crashed
+      (``dispatcher_error`` is what crashed it).
+    """
 
     clean: bool
     cancelled: int
     overdue: tuple[str, ...]
     active_leases: int
     dispatcher_error: BaseException | None = None
+    still_running: tuple[str, ...] = ()
