@@ -9,6 +9,7 @@ own ``admitted_limit`` does not hold a capped group back.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Hashable, Mapping
 
@@ -17,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import (
     PolicyHarness,
+    PolicyStub,
     clamp,
     empty_view,
     group_draws,
@@ -29,9 +31,9 @@ from support import (
 
 from threadsched import StrictFairPolicy
 from threadsched.core.admission import TaskAdmissionController
-from threadsched.core.contracts import SUBMISSION, TaskGroupSpec
-from threadsched.core.policy import PolicyStateDelta, TaskAdmissionPolicy
-from threadsched.core.values import TaskAdmissionDenied, TaskAdmissionLease
+from threadsched.core.contracts import SUBMISSION, SchedulableTask, TaskGroupSpec
+from threadsched.core.policy import PolicyDecision, PolicyStateDelta, TaskAdmissionPolicy
+from threadsched.core.values import QueueView, TaskAdmissionDenied, TaskAdmissionLease, TaskAdmissionView
 
 
 class Harness(PolicyHarness):
@@ -286,3 +288,21 @@ def test_decisions_follow_the_rule(
             assert reason(outcome) in {"lease", "no_capacity"}
     running = Counter(lease.item.group.key for lease in h.controller._active.values())
     assert dict(h.controller.view().running_counts_by_group) == dict(running)
+
+
+@pytest.mark.parametrize("after", [math.nan, math.inf, -math.inf, True, "soon"])
+def test_a_decision_refuses_an_available_after_the_dispatcher_could_not_sleep_until(after: object) -> None:
+    with pytest.raises(ValueError, match=r"PolicyDecision\.available_after must be a finite number or None"):
+        PolicyDecision(False, "policy_denial", available_after=after)  # type: ignore[arg-type]
+
+
+def test_a_policy_that_returns_something_else_than_a_decision_denies_and_is_counted() -> None:
+    class AnswersTrue(PolicyStub):
+        def evaluate(self, item: SchedulableTask, queue_view: QueueView, admission_view: TaskAdmissionView) -> PolicyDecision:
+            return True  # type: ignore[return-value]
+
+    controller = TaskAdmissionController(policy=AnswersTrue())
+    outcome = controller.try_acquire(make_task(TaskGroupSpec("g"), {}), empty_view())
+    assert isinstance(outcome, TaskAdmissionDenied) and outcome.reason == "policy_denial"
+    assert outcome.diagnostics == {"policy_error": "TypeError"}
+    assert controller.statistics().policy_counters == {"policy_errors": 1}

@@ -682,3 +682,43 @@ def test_a_shared_sequence_numbers_the_requests_stream_across_producers() -> Non
     assert [event.sequence for event in sink.events] == [0, 1, 2, 3]
     with pytest.raises(TypeError, match="sequence must be"):
         AdaptiveRequestAdmissionController(RequestAdmissionConfig(caps={PM: 2}), sequence=[1, 2])  # type: ignore[arg-type]
+
+
+def test_waiter_order_keeps_weight_ratios_after_the_smallest_weight_group_ran_long() -> None:
+    """The request layer's fair clock counts whole quanta: the smallest accepted weight, granted many times,
+    moves the clock far ahead, and two groups weighted 1:3 that wait beside it still get 1:3."""
+    import threading
+
+    from threadsched.core.contracts import MIN_WEIGHT
+    from threadsched.requests.contracts import ProviderModelKey, RequestAdmissionConfig, RequestAdmissionItem, RequestResourceKey
+    from threadsched.requests.controller_state import Endpoint, ResourceState, Waiter
+
+    key, endpoint = RequestResourceKey("p", "m"), ProviderModelKey("p", "m")
+    resource = ResourceState(key, Endpoint(endpoint, 1), RequestAdmissionConfig(caps={endpoint: 1}))
+    lock, seq = threading.Lock(), iter(range(1_000_000))
+
+    def backlog(*groups: tuple[str, float]) -> None:
+        for group, weight in groups:
+            if group not in resource.queues:  # each group always has a waiter: all stay backlogged
+                item = RequestAdmissionItem(key, group, weight)
+                resource.add_waiter_locked(Waiter(item, resource, next(seq), lock, 0.0))
+
+    def grant() -> str:
+        head = resource.head_locked()
+        assert head is not None
+        resource.pop_head_locked(head)
+        return str(head.item.group)
+
+    tiny = RequestAdmissionItem(key, "tiny", MIN_WEIGHT)
+    resource.add_waiter_locked(Waiter(tiny, resource, next(seq), lock, 0.0))  # a second one: never drained
+    for _ in range(2_000):
+        backlog(("tiny", MIN_WEIGHT))
+        assert grant() == "tiny"
+    grants = []
+    for _ in range(400):
+        backlog(("light", 1.0), ("heavy", 3.0))
+        grants.append(grant())
+    assert isinstance(resource.vtime, int) and all(isinstance(tag, int) for tag in resource.finish.values())
+    assert resource.vtime >= 1_999 * round(1 / MIN_WEIGHT)  # the tiny group's grants moved the clock
+    light, heavy = grants.count("light"), grants.count("heavy")
+    assert light + heavy == 400 and abs(heavy - 3 * light) <= 4, (light, heavy)

@@ -424,6 +424,8 @@ class TaskAdmissionController:
         object.__setattr__(live, "active_lease_count", len(self._active))
         try:
             decision = self._policy.evaluate(item, queue_view, live)
+            if not isinstance(decision, PolicyDecision):
+                raise TypeError(f"evaluate must return a PolicyDecision, got {decision!r}")
         except Exception as error:
             # A broken policy denies (counted, logged) instead of taking the dispatcher down with it.
             self._count_policy_error_locked("evaluate")

@@ -85,8 +85,8 @@ def validate_weight(field_name: str, value: object) -> float:
 
 def fair_share_step(weight: float) -> float:
     """How far one unit of service moves a group's finish tag in weighted virtual time: a group of
-    weight ``w`` is served ``w`` times as often as one of weight 1 while both are backlogged (the request
-    layer's float clock; the task queue counts the same step in whole quanta, ``fair_share_quanta``)."""
+    weight ``w`` is served ``w`` times as often as one of weight 1 while both are backlogged. Both clocks,
+    the task queue's and the request layer's, count it in whole quanta (``fair_share_quanta``)."""
     return 1.0 / weight
 
 

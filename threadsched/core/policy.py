@@ -8,6 +8,7 @@ from ``on_acquire``/``on_release`` and applied by the controller in the same tra
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -21,10 +22,20 @@ _EMPTY: Mapping[Any, Any] = MappingProxyType({})
 
 @dataclass(frozen=True, slots=True)
 class PolicyDecision:
+    """``available_after``: the monotonic time at which a denied task is worth asking about again (None:
+    on the next wake-up). It becomes a deadline of the dispatcher's sleep, so it must be a finite number."""
+
     allowed: bool
     reason: str | None = None
     available_after: float | None = None
     diagnostics: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+
+    def __post_init__(self) -> None:
+        after = self.available_after
+        if after is not None and (
+            isinstance(after, bool) or not isinstance(after, (int, float)) or not -math.inf < after < math.inf
+        ):
+            raise ValueError(f"PolicyDecision.available_after must be a finite number or None, got {after!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,13 +240,7 @@ class RequestAdmissionItem:
             hash(self.group)  # waiters are queued by group: an unhashable one would fail inside the controller's lock
         except TypeError:
             raise TypeError(f"RequestAdmissionItem.group must be hashable, got {self.group!r}") from None
-        weight = self.weight
-        if isinstance(weight, int) and not isinstance(weight, bool):
-            try:
-                float(weight)  # validate_weight's math.isfinite raises OverflowError on an int beyond every float
-            except OverflowError:
-                raise ValueError(f"RequestAdmissionItem.weight must be finite and > 0, got {_shown(weight)}") from None
-        validate_weight("RequestAdmissionItem.weight", weight)
+        validate_weight("RequestAdmissionItem.weight", self.weight)
         if not isinstance(self.correlation, Mapping):
             raise TypeError(f"RequestAdmissionItem.correlation must be a mapping, got {self.correlation!r}")
 

@@ -8,8 +8,9 @@ state); none of them calls user code or an event sink. ``request_event`` builds 
 Fair waiter order per resource is weighted virtual time (WFQ): each group has a finish tag ``F[g]``, the
 resource a virtual time ``V``. The next grant goes to the head (oldest waiter) of the group with the
 smallest ``(max(V, F[g]), head sequence)``; granting to ``g`` sets ``V = max(V, F[g])`` and
-``F[g] = V + 1 / weight``. A group that starts waiting begins at ``V``, so it can neither monopolise the
-resource nor cash in credit from an idle period. The tags are dropped when no waiter remains.
+``F[g] = V + 1 / weight``, counted in whole quanta so that no step ever rounds away. A group that starts
+waiting begins at ``V``, so it can neither monopolise the resource nor cash in credit from an idle
+period. The tags are dropped when no waiter remains.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 from threadsched.core.context import current_task_correlation
-from threadsched.core.contracts import fair_share_step
+from threadsched.core.contracts import fair_share_quanta
 from threadsched.core.events import REQUEST_STREAM, SchedulerEvent
 from threadsched.requests.contracts import (
     ProviderModelKey,
@@ -152,8 +153,9 @@ class ResourceState:
         # group -> {seq: waiter}, insertion (= arrival) ordered, so a group's head is its oldest waiter.
         self.queues: dict[Hashable, dict[int, Waiter]] = {}
         self.waiter_count = 0
-        self.vtime = 0.0
-        self.finish: dict[Hashable, float] = {}
+        # Whole quanta (``fair_share_quanta``), like the task queue's clock: exact however far it runs.
+        self.vtime = 0
+        self.finish: dict[Hashable, int] = {}
 
     # -- admission ------------------------------------------------------------------------------
 
@@ -214,7 +216,7 @@ class ResourceState:
         group = waiter.item.group
         start = max(self.vtime, self.finish.get(group, self.vtime))
         self.vtime = start
-        self.finish[group] = start + fair_share_step(waiter.item.weight)
+        self.finish[group] = start + fair_share_quanta(waiter.item.weight)
         self.remove_waiter_locked(waiter)
 
     def waiters_locked(self) -> list[Waiter]:
