@@ -8,7 +8,11 @@ dispatcher's completion path — release, count, resolve, signal — takes over.
   pool, or a ``LeasedExecutor``'s own machinery). The execution is put on the pool's work queue
   as its work item, so no second ``Future`` per task is built, completed and called back. The
   pool's own checks (broken, shut down, interpreter exit) are made under the pool's own locks,
-  exactly where ``ThreadPoolExecutor.submit`` makes them.
+  exactly where ``ThreadPoolExecutor.submit`` makes them. It is the one adapter of the launch path
+  that uses private ``concurrent.futures`` names (``POOL_ATTRIBUTES``, ``MODULE_GLOBALS``); each is
+  checked for its shape when the launcher is chosen, and if any is missing (a Python that renamed
+  it) the pool is driven through its public ``submit`` instead (``SubmitLauncher``, or
+  ``HolderSubmitLauncher`` for a ``LeasedExecutor``'s own pool).
 * ``SubmitLauncher`` — any other ``concurrent.futures.Executor``: ``executor.submit(execution.run)``;
   its done-callback only settles an attempt the executor dropped or failed before it ran.
 * an ``ExecutionBackend`` (the Dask backend) — it runs begin/finish itself, elsewhere.
@@ -36,8 +40,6 @@ ExecutorAdapter = Callable[[object], Executor | None]
 """Turns an object that is not an ``Executor`` into one, or returns None when it does not know it."""
 
 _executor_adapters: list[ExecutorAdapter] = []
-
-_POOL_INTERNALS = ("_work_queue", "_shutdown_lock", "_adjust_thread_count", "_threads", "_broken", "_shutdown")
 
 
 @runtime_checkable
@@ -84,12 +86,77 @@ class _PoolWorkItem:
         return True
 
 
+def _lock_like(value: object) -> bool:
+    return all(callable(getattr(value, name, None)) for name in ("acquire", "release", "__enter__", "__exit__"))
+
+
+def _has_put(value: object) -> bool:
+    return callable(getattr(value, "put", None))
+
+
+def _sized(value: object) -> bool:
+    return callable(getattr(value, "__len__", None))
+
+
+def _a_flag(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _a_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _broken_state(value: object) -> bool:
+    return value is False or isinstance(value, str)  # False, or the message a broken pool records
+
+
+POOL_ATTRIBUTES: dict[str, Callable[[object], bool]] = {
+    "_shutdown_lock": _lock_like,
+    "_broken": _broken_state,
+    "_shutdown": _a_flag,
+    "_work_queue": _has_put,
+    "_threads": _sized,
+    "_max_workers": _a_count,
+    "_adjust_thread_count": callable,
+}
+"""Every private ``ThreadPoolExecutor`` attribute ``PoolLauncher`` touches, with the shape it needs."""
+
+MODULE_GLOBALS: dict[str, Callable[[object], bool]] = {
+    "_global_shutdown_lock": _lock_like,
+    "_shutdown": _a_flag,
+}
+"""Every private ``concurrent.futures.thread`` global ``PoolLauncher`` touches, with the shape it needs."""
+
+_MISSING = object()
+
+
+def pool_access_problem(executor: Executor) -> str | None:
+    """Why ``PoolLauncher`` cannot drive ``executor`` on this Python (None: it can).
+
+    ``PoolLauncher`` is the one place the launch path uses ``ThreadPoolExecutor`` internals. Each one it
+    touches (``POOL_ATTRIBUTES``, ``MODULE_GLOBALS``) must exist with the shape it uses, checked when the
+    launcher is chosen; if any is missing or changed (a Python that renamed it), the executor is driven
+    through its public ``submit`` instead (``SubmitLauncher``)."""
+    if not isinstance(executor, ThreadPoolExecutor):
+        return f"{type(executor).__name__} is not a ThreadPoolExecutor"
+    for name, fits in MODULE_GLOBALS.items():
+        if not fits(getattr(_cf_thread, name, _MISSING)):
+            return f"concurrent.futures.thread.{name} is missing or has another shape"
+    for name, fits in POOL_ATTRIBUTES.items():
+        if not fits(getattr(executor, name, _MISSING)):
+            return f"{type(executor).__name__}.{name} is missing or has another shape"
+    return None
+
+
 def pool_launchable(executor: Executor) -> bool:
-    return isinstance(executor, ThreadPoolExecutor) and all(hasattr(executor, name) for name in _POOL_INTERNALS)
+    return pool_access_problem(executor) is None
 
 
 class PoolLauncher:
     """Puts executions straight on a ``ThreadPoolExecutor``'s work queue (a pool threadsched owns).
+
+    Only for a pool ``pool_launchable`` accepts (``launcher_for`` checks); every private name it uses is
+    in ``POOL_ATTRIBUTES`` or ``MODULE_GLOBALS``.
 
     ``weak``: hold the pool by weak reference (a ``LeasedExecutor`` is the pool and owns the scheduler;
     a strong reference back would make a cycle); the dispatcher pins it while it has work."""
@@ -124,6 +191,33 @@ class PoolLauncher:
         pool = self.pool()
         if pool is not None:
             # The base method: a LeasedExecutor's own shutdown() is the user's, which ends here.
+            ThreadPoolExecutor.shutdown(pool, wait=wait)
+
+
+class HolderSubmitLauncher:
+    """``PoolLauncher``'s public fallback for a ``LeasedExecutor``'s own pool: the base class's ``submit``.
+
+    The pool's own ``submit`` is the user's (it goes through the scheduler), so the stdlib's is called
+    directly; the pool is held weakly, like ``PoolLauncher(weak=True)``."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self._ref = weakref.ref(pool)
+
+    def pool(self) -> ThreadPoolExecutor | None:
+        return self._ref()
+
+    def launch(self, execution: Execution) -> None:
+        pool = self._ref()
+        if pool is None:
+            raise RuntimeError("cannot schedule new futures after the executor was garbage-collected")
+        future = ThreadPoolExecutor.submit(pool, execution.run)
+        future.add_done_callback(execution.settle_if_unrun)
+
+    def shutdown(self, wait: bool) -> None:
+        pool = self._ref()
+        if pool is not None:
             ThreadPoolExecutor.shutdown(pool, wait=wait)
 
 
@@ -164,12 +258,22 @@ class BackendLauncher:
 
 
 def launcher_for(executor: Executor, *, owned: bool) -> Launcher:
+    """The launcher for ``executor``: its own for a backend, ``PoolLauncher`` for a pool threadsched owns
+    whose internals are all there (``pool_launchable``), otherwise the public ``submit``."""
     if isinstance(executor, ExecutionBackend):
         return BackendLauncher(executor)
     if owned and pool_launchable(executor):
         assert isinstance(executor, ThreadPoolExecutor)
         return PoolLauncher(executor)
     return SubmitLauncher(executor)
+
+
+def holder_launcher(pool: ThreadPoolExecutor) -> Launcher:
+    """The launcher for a ``LeasedExecutor``'s own pool (held weakly): ``PoolLauncher`` when its internals
+    are all there, otherwise the base class's public ``submit``."""
+    if pool_launchable(pool):
+        return PoolLauncher(pool, weak=True)
+    return HolderSubmitLauncher(pool)
 
 
 def register_executor_adapter(adapter: ExecutorAdapter) -> None:

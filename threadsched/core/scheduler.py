@@ -24,7 +24,7 @@ from threadsched.core.dispatcher import DispatcherCore
 from threadsched.core.emitter import EventEmitter
 from threadsched.core.events import EventSink
 from threadsched.core.futures import TaskFuture
-from threadsched.core.launch import Launcher, PoolLauncher, adapt_executor, launcher_for
+from threadsched.core.launch import Launcher, adapt_executor, holder_launcher, launcher_for
 from threadsched.core.policy import TaskAdmissionPolicy
 from threadsched.core.queue import FairTaskQueue
 from threadsched.core.records import GroupSettings
@@ -149,10 +149,10 @@ class Scheduler:
         self._queue = FairTaskQueue()
         launcher: Launcher
         if _holder_pool is not None:
-            launcher, owns_executor = PoolLauncher(_holder_pool, weak=True), True
+            launcher, owns_executor = holder_launcher(_holder_pool), True
         elif executor is None:
             pool = ThreadPoolExecutor(max_workers=capacity, thread_name_prefix=f"{name}-worker")
-            launcher, owns_executor = PoolLauncher(pool), True
+            launcher, owns_executor = launcher_for(pool, owned=True), True
         else:
             if owns_executor is None:
                 owns_executor = False
