@@ -5,13 +5,17 @@ What it shares with ``ThreadPoolExecutor`` is in ``test_executor_contract.py``.
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from threadsched import MemoryEventSink, StrictFairPolicy
+from threadsched.core import leased_executor
 from threadsched.core.leased_executor import LeasedExecutor
 from threadsched.core.policy import PolicyDecision, PolicyStateDelta
 from threadsched.core.scheduler import TaskGroup
@@ -213,3 +217,45 @@ def test_cancel_futures_leaves_no_pending_task_behind_after_shutdown() -> None:
         gate.set()
         pool.shutdown(wait=True)
     assert running.result() is True
+
+
+# -- the base class's private state it relies on ----------------------------------------------------
+
+_BASE_SHAPES: dict[str, Callable[[object], bool]] = {
+    "_shutdown_lock": lambda value: all(callable(getattr(value, m, None)) for m in ("acquire", "release", "__enter__")),
+    "_broken": lambda value: value is False,  # a fresh pool; the stdlib sets the message when it breaks
+    "_shutdown": lambda value: value is False,
+    "_max_workers": lambda value: type(value) is int and value == 3,
+}
+
+
+@pytest.mark.parametrize("name", leased_executor.PRIVATE_BASE_ATTRIBUTES)
+def test_each_private_base_attribute_it_relies_on_exists_on_this_python(name: str) -> None:
+    # A Python that renames one fails here, rather than making LeasedExecutor misbehave.
+    pool = ThreadPoolExecutor(3)
+    with _executor(3) as executor:
+        assert _BASE_SHAPES[name](getattr(pool, name)), f"ThreadPoolExecutor.{name}"
+        assert _BASE_SHAPES[name](getattr(executor, name)), f"LeasedExecutor.{name}"
+    pool.shutdown()
+    assert executor._shutdown is True  # the base shutdown ran, setting the flag the submit check reads
+
+
+def test_the_documented_private_names_are_every_base_attribute_it_touches_and_none_of_its_own_collide() -> None:
+    base = set(vars(ThreadPoolExecutor(1))) | {name for name in dir(ThreadPoolExecutor) if name.startswith("_")}
+    source = Path(leased_executor.__file__).read_text(encoding="utf-8")
+    used = set(re.findall(r"\bself\.(_[a-z]\w*)", source))
+    # ``_counter`` is the one deliberate override: its own numbering of executors (the base uses it only to
+    # name threads when no prefix is given, and this class always gives one).
+    assert used & base == set(leased_executor.PRIVATE_BASE_ATTRIBUTES) | {"_counter"}
+    # No other private name of its own may shadow the base class's (a Python that adds one would break it).
+    with _executor(1) as executor:
+        own = {name for name in vars(executor) if name.startswith("_")} - base
+        mine = {name for name in vars(LeasedExecutor) if name.startswith("_") and not name.startswith("__")}
+    assert mine & base == {"_counter"}
+    assert own >= {"_scheduler", "_closed"}
+
+
+@pytest.mark.parametrize("name", leased_executor.PRIVATE_THREADING_NAMES)
+def test_each_private_threading_name_it_relies_on_exists_on_this_python(name: str) -> None:
+    assert callable(getattr(threading, name))
+    assert callable(getattr(threading.Lock(), "_at_fork_reinit"))  # noqa: B009 - private, missing from typeshed

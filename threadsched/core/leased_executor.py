@@ -15,6 +15,28 @@ dispatcher hand out its pending work before the threads are joined. It is regist
 own hook and those hooks run in reverse order, so ours runs first, while the pools still accept work;
 the stdlib's hook then joins their worker threads.
 
+Private names it relies on (``PRIVATE_BASE_ATTRIBUTES``, ``PRIVATE_THREADING_NAMES``; a test checks each
+exists with the shape used here, so a Python that renames one fails in CI instead of misbehaving). It *is* the
+pool, so it keeps the base class's own state rather than a copy of it:
+
+* ``_shutdown_lock``: ``submit`` and ``shutdown`` make their checks under the pool's own lock, as the base
+  class's ``submit``/``shutdown`` do, so no submit slips past a shutdown or a pool breaking.
+* ``_broken``: set by the base class's workers when an initializer fails; ``submit`` then raises
+  ``BrokenThreadPool`` like the stdlib pool.
+* ``_shutdown``: set by the base ``ThreadPoolExecutor.shutdown`` (which the scheduler calls once the last
+  task is handed over).
+* ``_max_workers``: set by the base ``__init__`` (its validation and default); the scheduler's capacity, and
+  what ``asyncio`` and Dask read of a pool.
+* ``_counter`` is overridden, not read: this class numbers its executors itself (the base class uses it only
+  to name threads when no prefix is given, and this class always gives one). A test checks that no other
+  private name of this class shadows one of the base class's.
+* ``threading._register_atexit``: the exit hook must run before the interpreter joins non-daemon threads.
+* ``threading.Lock()._at_fork_reinit``: the exit lock is reset in a forked child, as the stdlib does with its own.
+
+Handing admitted work to this pool's machinery goes through the launch seam's checked adapter
+(``launch.holder_launcher``: ``PoolLauncher``, or the base class's public ``submit`` when an internal it
+needs is missing).
+
 Lock order: ``ThreadPoolExecutor._shutdown_lock`` → ``_global_shutdown_lock`` → scheduler locks.
 """
 
@@ -41,6 +63,11 @@ from threadsched.core.values import SchedulerSnapshot, SchedulerStatistics
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+PRIVATE_BASE_ATTRIBUTES = ("_shutdown_lock", "_broken", "_shutdown", "_max_workers")
+"""The ``ThreadPoolExecutor`` state this subclass reads or holds (see the module docstring)."""
+PRIVATE_THREADING_NAMES = ("_register_atexit",)
+"""The ``threading`` module's private functions this module calls (and ``Lock._at_fork_reinit``)."""
 
 # Dispatchers that may still hold pending work; a dispatcher thread keeps its core alive until it exits,
 # so work of an executor dropped without shutdown() still runs at interpreter exit.
