@@ -58,6 +58,7 @@ SUITE = (
     "leased_executor",
     "asyncio_to_thread",
     "ready_idle",
+    "floor",
 )
 NAMES = (*BENCHMARKS, *SCENARIOS)
 
