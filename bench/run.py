@@ -43,6 +43,7 @@ BENCHMARKS = {
     "ready_idle": ("ready_idle", "run"),
     "request_admission": ("request_admission", "run"),
     "dask_backend": ("dask_backend", "run"),
+    "floor": ("floor", "run"),
 }
 # what runs without NAME: dask_backend needs dask, cross_provider_cooldown takes ~3 minutes, the profiler has no target
 SUITE = (
@@ -57,6 +58,7 @@ SUITE = (
     "leased_executor",
     "asyncio_to_thread",
     "ready_idle",
+    "floor",
 )
 NAMES = (*BENCHMARKS, *SCENARIOS)
 

@@ -50,12 +50,12 @@ def _check(futures: list[cf.Future[Any]], label: str) -> None:
         raise RuntimeError(f"{label}: {len(bad)} of {len(futures)} futures did not succeed, first: {bad[0]!r}")
 
 
-def run_scheduler(tasks: int, workers: int) -> dict[str, float]:
+def run_scheduler(tasks: int, workers: int, task: Callable[[], Any] = noop) -> dict[str, float]:
     t0 = time.perf_counter()
     scheduler = threadsched.Scheduler(max_workers=workers, name="bench")
     submit = scheduler.submit
     c1, t1 = time.process_time(), time.perf_counter()
-    futures = [submit(noop) for _ in range(tasks)]
+    futures = [submit(task) for _ in range(tasks)]
     t2 = time.perf_counter()
     cf.wait(futures)
     t3, c3 = time.perf_counter(), time.process_time()
@@ -67,13 +67,16 @@ def run_scheduler(tasks: int, workers: int) -> dict[str, float]:
     return {"wall": t3 - t1, "cpu": c3 - c1, "submit": t2 - t1, "construct": t1 - t0, "shutdown": t4 - t3}
 
 
-def run_pool(make: Callable[[int], cf.Executor], tasks: int, workers: int, label: str) -> dict[str, float]:
-    """``tasks`` no-ops submitted to ``make(workers)`` at once, then one ``wait`` for all their futures."""
+def run_pool(
+    make: Callable[[int], cf.Executor], tasks: int, workers: int, label: str, task: Callable[[], Any] = noop
+) -> dict[str, float]:
+    """``tasks`` calls of ``task`` (default: a no-op) submitted to ``make(workers)`` at once, then one ``wait``
+    for all their futures."""
     t0 = time.perf_counter()
     executor = make(workers)
     submit = executor.submit
     c1, t1 = time.process_time(), time.perf_counter()
-    futures = [submit(noop) for _ in range(tasks)]
+    futures = [submit(task) for _ in range(tasks)]
     t2 = time.perf_counter()
     cf.wait(futures)
     t3, c3 = time.perf_counter(), time.process_time()
