@@ -29,8 +29,8 @@ priority (the light group would run once per 10**12 tasks), and every step is a 
 
 VIRTUAL_TIME_QUANTA: Final = 720720 * 2**31
 """Quanta of the queue's virtual time per unit of service at weight 1. Virtual time is an integer count of
-quanta, so it is exact however long a run grows it: a float clock, once a tiny-weight group had pushed it
-far enough, rounded the steps of heavier groups away (weights 1:3 then got 1:1). 720720 is the least common
+quanta, so it is exact however long a run grows it (a float clock, pushed far by a tiny-weight group,
+would round the steps of heavier groups away: weights 1:3 would share 1:1). 720720 is the least common
 multiple of 1 to 16: the step of every integer weight up to 16, and of one divided by a power of two (0.5,
 2.5, 7.5, 0.25, ...), is a whole number of quanta, so groups whose exact shares tie still tie (and go by
 activation order); the smallest step, at ``MAX_WEIGHT``, is over 10**9 quanta."""

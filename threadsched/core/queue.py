@@ -9,11 +9,10 @@ tasks. Every weight in ``[MIN_WEIGHT, MAX_WEIGHT]`` is honoured, so a weight-0.5
 of a weight-1 group.
 
 Virtual time is exact: ``V`` and the tags are ints counting ``VIRTUAL_TIME_QUANTA`` per unit, and a
-commit adds the weight's step in whole quanta (``TaskGroupSpec.quanta``, ``fair_share_quanta``). With a
-float clock, a group of tiny weight pushed ``V`` so far that the steps of heavier groups fell below its
-rounding: they all advanced by the same rounded amount, and weights 1:3 got 1:1 for the rest of the run.
-Integers never round, however large ``V`` grows (Python ints grow with it, a few machine words for any
-real run), so the share ratio of two backlogged groups is their weight ratio at any point of any run.
+commit adds the weight's step in whole quanta (``TaskGroupSpec.quanta``, ``fair_share_quanta``). A float
+clock would not be: once a group of tiny weight has pushed ``V`` far enough, the steps of heavier groups
+fall below its rounding and weights 1:3 share 1:1. Integers never round, however large ``V`` grows, so
+the share ratio of two backlogged groups is their weight ratio at any point of any run.
 
 ``select_next(is_eligible, exhausted)`` counts a head that needs a resource named in ``exhausted`` as
 ineligible without offering it to ``is_eligible``. Active groups are filed in one heap per head

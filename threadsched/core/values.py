@@ -171,8 +171,6 @@ class QueueView:
     __slots__ = ("_data", "_materialize")
 
     def __init__(self, data: QueueViewData | None = None, materialize: Callable[[], QueueViewData] | None = None) -> None:
-        if (data is None) == (materialize is None):
-            raise ValueError("QueueView needs exactly one of data and materialize")
         self._data = data
         self._materialize = materialize
 
